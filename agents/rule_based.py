@@ -1,0 +1,115 @@
+"""Rule-based user and recommender: cheap, transparent baselines that need no model."""
+
+from __future__ import annotations
+
+import re
+
+from interplay.agent import RecommenderAgent, UserAgent
+from interplay.catalogue import Catalogue, Item
+from interplay.episode import Observation, UserView
+from interplay.protocol import Action, Role, Turn, mark_title
+
+
+def attribute_overlap(item: Item, wanted: list[str]) -> float:
+    """Share of the wanted attributes the item has (case-insensitive); 0 when none are wanted."""
+    if not wanted:
+        return 0.0
+    have = {a.lower() for a in item.attributes}
+    return sum(1 for a in wanted if a.lower() in have) / len(wanted)
+
+
+def _require(catalogue: Catalogue | None, who: str) -> Catalogue:
+    if catalogue is None:
+        raise ValueError(f"{who} needs the item catalogue")
+    return catalogue
+
+
+class RuleBasedUser(UserAgent):
+    """Discloses its target attributes a few at a time; accepts a recommended item whose catalogue
+    attributes cover at least ``threshold`` of the target attributes, otherwise gives feedback."""
+
+    def __init__(self, catalogue: Catalogue | None = None, seed: int = 0, threshold: float = 0.6,
+                 per_turn: int = 1):
+        super().__init__(catalogue, seed)
+        self.threshold = threshold
+        self.per_turn = per_turn
+
+    def reset(self, view: UserView) -> None:  # type: ignore[override]
+        super().reset(view)
+        self._disclosed = 0
+
+    def _disclose(self) -> list[str]:
+        attrs = self.view.target_attributes
+        new = attrs[self._disclosed : self._disclosed + self.per_turn]
+        self._disclosed += len(new)
+        return new
+
+    def act(self, observation: Observation) -> Turn:
+        last = observation.last
+        if last is not None and last.role is Role.RECOMMENDER and last.action is Action.RECOMMEND:
+            return self._react(Turn(last.action, last.text).titles)
+        new = self._disclose()
+        if not new:
+            return Turn(Action.FEEDBACK, "I told you what I like: " + ", ".join(self.view.target_attributes) + ".")
+        opener = "Hi! " if last is None else ""
+        return Turn(Action.DISCLOSE_GOAL, f"{opener}I'm looking for a movie with {' and '.join(new)}.")
+
+    def _react(self, titles: list[str]) -> Turn:
+        catalogue = _require(self.catalogue, "RuleBasedUser")
+        best: tuple[float, str] | None = None
+        for title in titles:
+            item = catalogue.find(title)
+            if item is not None:
+                score = attribute_overlap(item, self.view.target_attributes)
+                if best is None or score > best[0]:
+                    best = (score, item.title)
+        if best is not None and best[0] >= self.threshold:
+            return Turn(Action.ACCEPT, f"That sounds perfect, I'll watch {mark_title(best[1])}!")
+        more = self._disclose()
+        wish = f" I'd prefer something with {' and '.join(more)}." if more else " It doesn't fit what I want."
+        named = f"{mark_title(best[1])} is not really for me." if best else "I don't know that one."
+        return Turn(Action.FEEDBACK, named + wish)
+
+
+class RuleBasedRecommender(RecommenderAgent):
+    """Asks until the user has named ``min_attributes`` catalogue attributes (at most
+    ``max_questions`` times), then recommends the unrecommended item matching most of them."""
+
+    def __init__(self, catalogue: Catalogue | None = None, seed: int = 0, min_attributes: int = 3,
+                 max_questions: int = 2):
+        super().__init__(catalogue, seed)
+        self.min_attributes = min_attributes
+        self.max_questions = max_questions
+        cat = _require(catalogue, "RuleBasedRecommender")
+        # longest first, so "science fiction" is found before "fiction"
+        self._vocab = sorted(cat.vocabulary(), key=len, reverse=True)
+
+    def _mentioned(self, observation: Observation) -> list[str]:
+        text = " ".join(t.text.lower() for t in observation.history if t.role is Role.USER)
+        found = []
+        for attr in self._vocab:
+            if re.search(r"(?<![a-z0-9])" + re.escape(attr) + r"(?![a-z0-9])", text):
+                found.append(attr)
+                text = text.replace(attr, " ")
+        return found
+
+    def act(self, observation: Observation) -> Turn:
+        catalogue = _require(self.catalogue, "RuleBasedRecommender")
+        if not any(t.role is Role.USER for t in observation.history):
+            return Turn(Action.GREETING, "Hi! What kind of movie are you in the mood for?")
+        wanted = self._mentioned(observation)
+        asked = sum(1 for t in observation.history if t.role is Role.RECOMMENDER and t.action is Action.INQUIRE)
+        if len(wanted) < self.min_attributes and asked < self.max_questions:
+            return Turn(Action.INQUIRE, "Tell me more: which genres or themes do you enjoy?")
+        shown = {
+            title
+            for t in observation.history
+            if t.role is Role.RECOMMENDER and t.action is Action.RECOMMEND
+            for title in Turn(t.action, t.text).titles
+        }
+        candidates = [i for i in catalogue if i.title not in shown]
+        if not candidates:
+            return Turn(Action.INQUIRE, "I have run out of ideas. What else could you like?")
+        best = max(candidates, key=lambda i: attribute_overlap(i, wanted))
+        reasons = [a for a in best.attributes if a.lower() in wanted][:3] or list(best.attributes[:2])
+        return Turn(Action.RECOMMEND, f"You may enjoy {mark_title(best.title)}: {', '.join(reasons)}.")

@@ -1,0 +1,138 @@
+"""Agent specs (``rule``, ``llm``, ``llm:PATH_OR_ID``, ``py:module:Class``) and their registry.
+
+A spec names an agent kind and an optional argument. Each kind says which model (if any) its
+agents need, so the runtime can start one model server per distinct model and share it, and how
+to build an agent for a role. New kinds are added with :func:`register_agent_kind`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from interplay.agent import Agent
+from interplay.backends.base import GenerationBackend, GenerationParams
+from interplay.backends.default_model import DEFAULT_MODEL
+from interplay.catalogue import Catalogue
+from interplay.protocol import Role
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """``KIND`` or ``KIND:ARG``; only the first colon splits."""
+
+    kind: str
+    arg: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> "AgentSpec":
+        kind, sep, arg = text.strip().partition(":")
+        if not kind:
+            raise ValueError(f"empty agent spec {text!r}")
+        if kind not in AGENT_KINDS:
+            _load_entry_points()
+        if kind not in AGENT_KINDS:
+            raise ValueError(f"unknown agent kind {kind!r} in spec {text!r}; known: {', '.join(sorted(AGENT_KINDS))}")
+        if sep and not arg:
+            raise ValueError(f"agent spec {text!r} has a ':' but no argument")
+        return cls(kind, arg or None)
+
+    def __str__(self) -> str:
+        return self.kind if self.arg is None else f"{self.kind}:{self.arg}"
+
+
+@dataclass
+class AgentContext:
+    """What a builder gets when an agent is created for one episode."""
+
+    role: Role
+    arg: str | None
+    catalogue: Catalogue
+    seed: int
+    params: GenerationParams
+    backend: GenerationBackend | None = None
+    tokenizer: Any = None
+
+
+@dataclass
+class AgentKind:
+    """How to build agents of one kind. ``model(arg)`` is the model they generate with, or None."""
+
+    build: Callable[[AgentContext], Agent]
+    model: Callable[[str | None], str | None] = field(default=lambda arg: None)
+    description: str = ""
+
+
+AGENT_KINDS: dict[str, AgentKind] = {}
+ENTRY_POINT_GROUP = "interplay.agents"
+
+
+def _load_entry_points() -> None:
+    """Register the kinds that installed packages declare under the ``interplay.agents`` entry
+    point group (an :class:`AgentKind`), so they exist in every Ray worker too."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name not in AGENT_KINDS:
+            register_agent_kind(ep.name, ep.load())
+
+
+def register_agent_kind(name: str, kind: AgentKind) -> None:
+    """Make ``name`` usable in specs (``--user name:arg``)."""
+    AGENT_KINDS[name] = kind
+
+
+def _build_rule(ctx: AgentContext) -> Agent:
+    from agents.rule_based import RuleBasedRecommender, RuleBasedUser
+
+    cls = RuleBasedUser if ctx.role is Role.USER else RuleBasedRecommender
+    return cls(catalogue=ctx.catalogue, seed=ctx.seed)
+
+
+def _build_llm(ctx: AgentContext) -> Agent:
+    from agents.llm import RecommenderSimulator, UserSimulator
+
+    cls = UserSimulator if ctx.role is Role.USER else RecommenderSimulator
+    return cls(ctx.backend, ctx.tokenizer, ctx.params, catalogue=ctx.catalogue, seed=ctx.seed)
+
+
+def import_agent_class(path: str) -> type[Agent]:
+    """``package.module:ClassName`` -> the class, checked to be an :class:`Agent`."""
+    module, sep, name = path.partition(":")
+    if not sep or not module or not name:
+        raise ValueError(f"py agent spec needs 'py:module:ClassName', got 'py:{path}'")
+    cls = getattr(importlib.import_module(module), name, None)
+    if not (isinstance(cls, type) and issubclass(cls, Agent)):
+        raise ValueError(f"{path} is not an interplay Agent subclass")
+    return cls
+
+
+def _build_py(ctx: AgentContext) -> Agent:
+    cls = import_agent_class(ctx.arg or "")
+    if cls.role is not ctx.role:
+        raise ValueError(f"{ctx.arg} is a {cls.role.value} agent, used as {ctx.role.value}")
+    return cls(catalogue=ctx.catalogue, seed=ctx.seed)
+
+
+register_agent_kind("rule", AgentKind(_build_rule, description="rule-based user / recommender"))
+register_agent_kind(
+    "llm",
+    AgentKind(_build_llm, model=lambda arg: arg or DEFAULT_MODEL,
+              description="LLM simulator on a HF model id or path (default: SmolLM2-135M-Instruct)"),
+)
+register_agent_kind("py", AgentKind(_build_py, description="your own Agent subclass: py:module:ClassName"))
+
+
+def model_of(spec: AgentSpec) -> str | None:
+    """The model the spec's agents generate with, or None."""
+    return AGENT_KINDS[spec.kind].model(spec.arg)
+
+
+def build_agent(spec: AgentSpec, ctx: AgentContext) -> Agent:
+    """A fresh agent for one episode."""
+    agent = AGENT_KINDS[spec.kind].build(ctx)
+    if agent.role is not ctx.role:
+        raise ValueError(f"spec {spec} built a {agent.role.value} agent for the {ctx.role.value} role")
+    return agent

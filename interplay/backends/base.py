@@ -1,0 +1,41 @@
+"""The backend interface: prompts in, completions out, in batches."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from interplay.protocol import RESPONSE_CLOSE
+
+
+class GenerationParams(BaseModel):
+    """Sampling settings of one request. ``temperature == 0`` means greedy decoding."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_new_tokens: int = 96
+    temperature: float = 0.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = (RESPONSE_CLOSE,)
+    seed: int = 0
+
+    def batch_key(self) -> tuple:
+        """Requests with equal keys can share one generate call (seed aside)."""
+        return (self.max_new_tokens, self.temperature, self.top_p, self.stop)
+
+
+class GenerationBackend(Protocol):
+    """Anything that completes a batch of prompts."""
+
+    def generate(self, prompts: list[str], params: GenerationParams) -> list[str]: ...
+
+
+def cut_at_stop(text: str, stop: tuple[str, ...]) -> str:
+    """Cut a completion just after the first stop string it contains (the stop string is kept)."""
+    best = None
+    for s in stop:
+        i = text.find(s)
+        if i >= 0 and (best is None or i + len(s) < best):
+            best = i + len(s)
+    return text if best is None else text[:best]

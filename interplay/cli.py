@@ -1,0 +1,134 @@
+"""The ``interplay`` command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from interplay.protocol import Role
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Interplay: simulate conversational recommendation.")
+console = Console()
+
+
+@app.callback()
+def _root() -> None:
+    """Interplay: simulate conversational recommendation with independent LLM agents."""
+
+
+def print_summary(summary: dict, run_dir: str) -> None:
+    """The run summary as a table."""
+    table = Table(title=f"Run {run_dir}")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_row("episodes", f"{summary['episodes']} / {summary['planned']} planned")
+    for reason, n in summary["termination"].items():
+        table.add_row(f"  {reason}", str(n))
+    table.add_row("mean turns", f"{summary['mean_turns']:.2f}")
+    table.add_row("parsed turn rate", f"{summary['parsed_turn_rate']:.3f}")
+    table.add_row("wall s (this invocation)", f"{summary['wall_s']:.1f}")
+    table.add_row("turns/s (this invocation)", f"{summary['turns_per_s']:.2f}")
+    console.print(table)
+    console.print(f"episode log: {Path(run_dir) / 'episodes.jsonl'}")
+
+
+@app.command()
+def simulate(
+    ctx: typer.Context,
+    config: Optional[Path] = typer.Option(None, help="JSON config (format of RUN_DIR/config.json); flags given override it"),
+    user: str = typer.Option("llm", help="user agent spec: rule | llm | llm:PATH_OR_ID | py:module:Class"),
+    recommender: str = typer.Option("llm", help="recommender agent spec (same kinds)"),
+    data: str = typer.Option("demo", help="'demo' (embedded set) or a data JSON file"),
+    episodes: int = typer.Option(12, min=1, help="number of episodes (records are cycled)"),
+    max_turns: int = typer.Option(10, min=1, help="turn cap per episode"),
+    out: str = typer.Option("runs/demo", help="run directory"),
+    resume: bool = typer.Option(False, help="continue a run in OUT, skipping logged episodes"),
+    seed: int = typer.Option(0, help="base seed; episode i uses seed+i"),
+    first_speaker: Role = typer.Option(Role.USER, help="who opens the dialogue"),
+    max_retries: int = typer.Option(2, min=0, help="retries of a malformed turn before protocol_error"),
+    concurrency: int = typer.Option(16, min=1, help="episodes in flight at once"),
+    max_batch: int = typer.Option(16, min=1, help="largest generation batch of a model server"),
+    max_new_tokens: int = typer.Option(96, min=1, help="generation cap per turn"),
+    temperature: float = typer.Option(0.0, min=0.0, help="0 = greedy"),
+    dtype: str = typer.Option("auto", help="auto | float32 | bfloat16 | float16"),
+    ray_address: Optional[str] = typer.Option(None, help="Ray cluster address (default: RAY_ADDRESS or local)"),
+    progress: bool = typer.Option(True, help="show a progress bar"),
+) -> None:
+    """Run simulated conversations and write RUN_DIR/episodes.jsonl."""
+    from interplay.backends.base import GenerationParams
+    from interplay.runtime.simulation import SimulationConfig, run_simulation
+
+    from interplay.runtime.simulation import load_config
+
+    # typer may ship its own click: compare the source by name, not by enum identity
+    given = {n for n in ctx.params if getattr(ctx.get_parameter_source(n), "name", "") == "COMMANDLINE"}
+    flags = dict(user=user, recommender=recommender, data=data, episodes=episodes, max_turns=max_turns, out=out,
+                 seed=seed, first_speaker=first_speaker, max_retries=max_retries, concurrency=concurrency,
+                 max_batch=max_batch, dtype=dtype)
+    gen = dict(max_new_tokens=max_new_tokens, temperature=temperature)
+    try:
+        if config is not None:
+            base = load_config(config)
+            flags = {k: v for k, v in flags.items() if k in given}
+            gen = {k: v for k, v in gen.items() if k in given}
+            cfg = base.model_copy(update={**flags, "generation": base.generation.model_copy(update=gen)})
+            cfg = SimulationConfig.model_validate(cfg.model_dump())
+        else:
+            cfg = SimulationConfig(**flags, generation=GenerationParams(**gen))
+    except (ValueError, OSError) as exc:
+        console.print(f"[red]error:[/red] config {config}: {exc}")
+        raise typer.Exit(2)
+    try:
+        summary = run_simulation(cfg, resume=resume, ray_address=ray_address, progress=progress)
+    except KeyboardInterrupt:
+        console.print(f"[yellow]interrupted; finished episodes are in {cfg.out}/episodes.jsonl. Continue with --resume.")
+        raise typer.Exit(130)
+    except (ValueError, RuntimeError, FileNotFoundError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2)
+    print_summary(summary, cfg.out)
+
+
+@app.command()
+def show(
+    run_dir: str = typer.Argument(..., help="a run directory"),
+    episodes: int = typer.Option(1, min=1, help="how many episodes to print"),
+    raw: bool = typer.Option(False, help="print raw model output and parse errors too"),
+) -> None:
+    """Print episode transcripts of a run."""
+    from interplay.episode_log import EPISODES_FILE, EpisodeLogError, read_episodes
+
+    try:
+        for n, ep in enumerate(read_episodes(Path(run_dir) / EPISODES_FILE)):
+            if n >= episodes:
+                break
+            console.rule(f"{ep.episode_id}  target: {ep.target.title}  ->  {ep.termination.value}")
+            for t in ep.turns:
+                who = "[cyan]user[/cyan]" if t.role is Role.USER else "[magenta]recommender[/magenta]"
+                if t.action is None:
+                    console.print(f"{who} [red]unparsed[/red]: {t.parse_error}", markup=True)
+                else:
+                    console.print(f"{who} <{t.action.value}> ", end="", markup=True)
+                    console.print(t.text, markup=False, highlight=False)
+                if raw or t.action is None:
+                    for fa in t.failed_attempts:
+                        console.print(f"    rejected: {fa.error}\n      raw: {fa.raw!r}", markup=False)
+                    if t.raw is not None:
+                        console.print(f"    raw: {t.raw!r}", markup=False)
+            if ep.accepted_item:
+                console.print(f"accepted: {ep.accepted_item}", markup=False)
+    except (FileNotFoundError, EpisodeLogError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

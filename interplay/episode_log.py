@@ -1,0 +1,171 @@
+"""The episode log: one JSON object per finished episode in ``RUN_DIR/episodes.jsonl``.
+
+This is the one schema the metrics read. Episodes are appended (and flushed to disk) as soon as
+they end, so an interrupted run loses nothing it finished and ``--resume`` can skip them.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from interplay.episode import Persona, Target
+from interplay.protocol import Action, Role
+
+EPISODES_FILE = "episodes.jsonl"
+CONFIG_FILE = "config.json"
+SUMMARY_FILE = "summary.json"
+
+
+class Termination(str, enum.Enum):
+    """Why an episode ended."""
+
+    ACCEPTED = "accepted"
+    MAX_TURNS = "max_turns"
+    PROTOCOL_ERROR = "protocol_error"
+    AGENT_ERROR = "agent_error"
+
+
+class FailedAttempt(BaseModel):
+    """An output the environment rejected before retrying the agent."""
+
+    model_config = ConfigDict(extra="forbid")
+    raw: str | None
+    error: str
+
+
+class TurnLog(BaseModel):
+    """One turn as logged. ``action``/``text`` are ``None`` when the turn never parsed."""
+
+    model_config = ConfigDict(extra="forbid")
+    index: int
+    role: Role
+    action: Action | None
+    text: str | None
+    titles: list[str] = Field(default_factory=list)
+    raw: str | None = None
+    parse_error: str | None = None
+    latency_s: float = 0.0
+    failed_attempts: list[FailedAttempt] = Field(default_factory=list)
+    meta: dict = Field(default_factory=dict)
+
+
+class EpisodeLog(BaseModel):
+    """One finished episode."""
+
+    model_config = ConfigDict(extra="forbid")
+    episode_id: str
+    record_id: str
+    source: str
+    seed: int
+    user_spec: str
+    recommender_spec: str
+    persona: Persona
+    target: Target
+    turns: list[TurnLog]
+    termination: Termination
+    num_turns: int
+    accepted_item: str | None = None
+    recommended_items: list[str] = Field(default_factory=list)
+    error: str | None = None
+    wall_s: float = 0.0
+
+
+class EpisodeLogError(ValueError):
+    """A line of an episode log is not a valid episode."""
+
+
+def read_episodes(path: str | Path, allow_partial_tail: bool = False) -> Iterator[EpisodeLog]:
+    """Episodes of a log file, validated. Errors name the file and the line.
+
+    With ``allow_partial_tail`` a last line without a newline (a run killed while writing) is
+    skipped instead of raising.
+    """
+    path = Path(path)
+    with path.open("rb") as fh:
+        lines = fh.read().split(b"\n")
+    last = len(lines) - 1
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            yield EpisodeLog.model_validate_json(line)
+        except ValidationError as exc:
+            if allow_partial_tail and lineno - 1 == last:
+                return
+            err = exc.errors()[0]
+            field = ".".join(str(p) for p in err["loc"]) or "<line>"
+            raise EpisodeLogError(f"{path}:{lineno}: field {field!r}: {err['msg']}") from None
+
+
+class EpisodeLogWriter:
+    """Appends episodes to ``RUN_DIR/episodes.jsonl``, one fsync'd line each.
+
+    On open it drops a partial last line left by a killed run (an unfinished episode, which is
+    then run again), so the file always holds whole episodes only.
+    """
+
+    def __init__(self, run_dir: str | Path):
+        self.path = Path(run_dir) / EPISODES_FILE
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._drop_partial_tail()
+        self._fh = self.path.open("a", encoding="utf-8")
+
+    def _drop_partial_tail(self) -> None:
+        if not self.path.exists():
+            return
+        data = self.path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            keep = data.rfind(b"\n") + 1
+            with self.path.open("r+b") as fh:
+                fh.truncate(keep)
+
+    def existing_ids(self) -> set[str]:
+        """Ids of the episodes already in the log."""
+        if not self.path.exists():
+            return set()
+        return {ep.episode_id for ep in read_episodes(self.path)}
+
+    def write(self, episode: EpisodeLog) -> None:
+        self._fh.write(episode.model_dump_json() + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> "EpisodeLogWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def write_json_atomic(path: str | Path, obj: object) -> None:
+    """Write JSON to ``path`` through a temporary file, so a reader never sees half a file."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def summarize(episodes: list[EpisodeLog]) -> dict:
+    """Counts per termination reason, mean turns and the share of generation attempts that parsed."""
+    counts = {t.value: 0 for t in Termination}
+    for ep in episodes:
+        counts[ep.termination.value] += 1
+    n_turns = sum(ep.num_turns for ep in episodes)
+    parsed = sum(1 for ep in episodes for t in ep.turns if t.action is not None)
+    attempts = sum(1 + len(t.failed_attempts) for ep in episodes for t in ep.turns)
+    return {
+        "episodes": len(episodes),
+        "termination": counts,
+        "mean_turns": n_turns / len(episodes) if episodes else 0.0,
+        "total_turns": n_turns,
+        "parsed_turn_rate": parsed / attempts if attempts else 0.0,
+    }

@@ -1,0 +1,72 @@
+"""How a role's view and the dialogue so far become a model prompt.
+
+One function, :func:`build_messages`, turns (role, view, history) into chat messages; the LLM
+agents render them with the model's chat template, or with the project's own turn delimiters when
+the model has none (base models). Each turn of the dialogue appears in the protocol's wire format.
+"""
+
+from __future__ import annotations
+
+from interplay.episode import HistoryTurn, Persona, RecommenderView, UserView
+from interplay.protocol import ACTION_OPEN, ROLE_ACTIONS, Action, Role, Turn, format_turn, mark_title
+
+#: Delimiters used when a tokenizer has no chat template.
+TURN_START, TURN_END = "<|turn|>", "<|end|>"
+
+_EXAMPLES = {
+    Role.USER: Turn(Action.DISCLOSE_GOAL, "Hi! I'd like a funny movie about friends on a road trip."),
+    Role.RECOMMENDER: Turn(
+        Action.RECOMMEND, f"You may enjoy {mark_title('Good Will Hunting (1997)')}, a warm drama about a genius."
+    ),
+}
+
+
+def _persona_text(persona: Persona) -> str:
+    lines = [f"General preferences: {persona.summary}"]
+    for w in persona.watched:
+        lines.append(f"- Watched {w.title}: {w.text}" if w.text else f"- Watched {w.title}")
+    return "\n".join(lines)
+
+
+def system_text(role: Role, view: UserView | RecommenderView) -> str:
+    """The header of a role's prompt: who it is, what it knows, how to answer."""
+    actions = ", ".join(sorted(a.value for a in ROLE_ACTIONS[role]))
+    if role is Role.USER:
+        assert isinstance(view, UserView)
+        who = (
+            "You are a user looking for a movie to watch, talking with a recommender.\n"
+            f"{_persona_text(view.persona)}\n"
+            f"The movie you want: {view.target_attribute_text or ', '.join(view.target_attributes)}\n"
+            "Reveal your wishes gradually. Accept a recommended movie only if it fits what you want."
+        )
+    else:
+        assert isinstance(view, RecommenderView)
+        who = "You are a movie recommender. Find out what the user wants, then recommend a movie."
+        if view.persona is not None:
+            who += "\nAbout the user:\n" + _persona_text(view.persona)
+    return (
+        f"{who}\nAnswer with one turn in this format, choosing the action from: {actions}.\n"
+        f"Example: {format_turn(_EXAMPLES[role])}"
+    )
+
+
+def build_messages(role: Role, view: UserView | RecommenderView, history: list[HistoryTurn]) -> list[dict]:
+    """Chat messages for ``role``'s next turn: its own turns are ``assistant``, the other's ``user``."""
+    messages = [{"role": "system", "content": system_text(role, view)}]
+    for turn in history:
+        speaker = "assistant" if turn.role is role else "user"
+        messages.append({"role": speaker, "content": format_turn(Turn(turn.action, turn.text))})
+    if len(messages) == 1 or messages[-1]["role"] == "assistant":
+        # chat templates expect a user message before the reply; an opening turn gets a cue
+        messages.append({"role": "user", "content": "(The conversation starts. Your turn.)"})
+    return messages
+
+
+def render_prompt(tokenizer, messages: list[dict], prefill: str = ACTION_OPEN) -> str:
+    """Render messages with the tokenizer's chat template (or plain delimiters), ready to generate."""
+    if getattr(tokenizer, "chat_template", None):
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    else:
+        text = "".join(f"{TURN_START}{m['role']}\n{m['content']}{TURN_END}\n" for m in messages)
+        text += f"{TURN_START}assistant\n"
+    return text + prefill

@@ -1,0 +1,200 @@
+"""The simulation driver: many episodes at once on Ray, streamed to the episode log.
+
+Layout of a run: one :class:`~interplay.runtime.model_server.ModelServer` actor per distinct model
+(shared by both roles when they use the same one), one :class:`~interplay.runtime.agent_host.AgentHost`
+actor per role, and in the driver an asyncio loop running up to ``concurrency`` environments at a
+time. Each finished episode is appended to ``RUN_DIR/episodes.jsonl`` at once; ``resume`` skips the
+ids already there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from environments.recommendation_env import EnvConfig, RecommendationEnv
+from interplay.agent_specs import AgentSpec, model_of
+from interplay.backends.base import GenerationParams
+from interplay.episode_log import (
+    CONFIG_FILE,
+    EPISODES_FILE,
+    SUMMARY_FILE,
+    EpisodeLog,
+    EpisodeLogWriter,
+    read_episodes,
+    summarize,
+    write_json_atomic,
+)
+from interplay.protocol import Role
+from interplay.simulation_data import SimulationData, load_simulation_data
+
+
+class SimulationConfig(BaseModel):
+    """Everything that determines a run (saved as ``RUN_DIR/config.json``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user: str = "llm"
+    recommender: str = "llm"
+    data: str = "demo"
+    episodes: int = Field(12, ge=1)
+    max_turns: int = Field(10, ge=1)
+    seed: int = 0
+    out: str = "runs/demo"
+    first_speaker: Role = Role.USER
+    max_retries: int = Field(2, ge=0)
+    recommender_sees_persona: bool = False
+    concurrency: int = Field(16, ge=1)
+    max_batch: int = Field(16, ge=1)
+    batch_wait_ms: float = 20.0
+    dtype: str = "auto"
+    generation: GenerationParams = GenerationParams()
+
+    #: fields that may differ between a run and its resumption
+    RESUMABLE_CHANGES: ClassVar[frozenset[str]] = frozenset({"episodes", "concurrency", "max_batch", "batch_wait_ms"})
+
+    def identity(self) -> dict:
+        """The config minus settings a resumed run may change."""
+        return {k: v for k, v in self.model_dump(mode="json").items() if k not in self.RESUMABLE_CHANGES}
+
+
+class RunDirError(RuntimeError):
+    """The run directory cannot be used as asked (exists without --resume, or config mismatch)."""
+
+
+def plan_episodes(cfg: SimulationConfig, data: SimulationData) -> list[tuple[str, int, int]]:
+    """(episode id, seed, index into data.episodes) for every episode of the run, in order."""
+    n = len(data.episodes)
+    if n == 0:
+        raise ValueError(f"data {cfg.data!r} has no episodes")
+    return [(f"{i:06d}-{data.episodes[i % n].record_id}", cfg.seed + i, i % n) for i in range(cfg.episodes)]
+
+
+def _prepare_run_dir(cfg: SimulationConfig, resume: bool) -> None:
+    run_dir = Path(cfg.out)
+    config_path = run_dir / CONFIG_FILE
+    has_log = (run_dir / EPISODES_FILE).exists() and (run_dir / EPISODES_FILE).stat().st_size > 0
+    if config_path.exists() and resume:
+        old = SimulationConfig.model_validate_json(config_path.read_text())
+        diff = sorted(k for k, v in cfg.identity().items() if old.identity().get(k) != v)
+        if diff:
+            raise RunDirError(f"{config_path}: cannot resume, these settings differ: {', '.join(diff)}")
+    elif (config_path.exists() or has_log) and not resume:
+        raise RunDirError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(config_path, cfg.model_dump(mode="json"))
+
+
+def _start_actors(cfg: SimulationConfig, data: SimulationData):
+    import ray
+
+    from interplay.runtime.agent_host import AgentHost
+    from interplay.runtime.model_server import ModelServer
+
+    specs = {Role.USER: AgentSpec.parse(cfg.user), Role.RECOMMENDER: AgentSpec.parse(cfg.recommender)}
+    models = {role: model_of(spec) for role, spec in specs.items()}
+    distinct = sorted({m for m in models.values() if m is not None})
+    cpus = int(ray.available_resources().get("CPU", os.cpu_count() or 1))
+    per_server = max(1, cpus // max(1, len(distinct)))
+    server_cls = ray.remote(num_cpus=per_server)(ModelServer)
+    servers = {
+        m: server_cls.remote(m, dtype=cfg.dtype, max_batch=cfg.max_batch, batch_wait_ms=cfg.batch_wait_ms,
+                             num_threads=per_server)
+        for m in distinct
+    }
+    paths = {m: ray.get(s.model_path.remote()) for m, s in servers.items()}
+    host_cls = ray.remote(num_cpus=0, max_concurrency=max(4, cfg.concurrency * 2))(AgentHost)
+    hosts = {}
+    for role, spec in specs.items():
+        m = models[role]
+        hosts[role] = host_cls.remote(str(spec), role, data.catalogue, cfg.generation,
+                                      servers.get(m), paths.get(m))
+    return hosts, servers
+
+
+async def _drive(cfg: SimulationConfig, data: SimulationData, todo, hosts, writer: EpisodeLogWriter,
+                 on_done: Callable[[EpisodeLog], None]) -> None:
+    from interplay.runtime.agent_host import RayAgentHandle
+
+    env_cfg = EnvConfig(max_turns=cfg.max_turns, first_speaker=cfg.first_speaker, max_retries=cfg.max_retries,
+                        recommender_sees_persona=cfg.recommender_sees_persona)
+    sem = asyncio.Semaphore(cfg.concurrency)
+
+    async def one(episode_id: str, seed: int, idx: int) -> None:
+        async with sem:
+            user = RayAgentHandle(hosts[Role.USER], episode_id, seed)
+            rec = RayAgentHandle(hosts[Role.RECOMMENDER], episode_id, seed)
+            env = RecommendationEnv(user, rec, env_cfg)
+            episode = await env.run(episode_id, data.episodes[idx], seed, cfg.user, cfg.recommender)
+            writer.write(episode)
+            on_done(episode)
+            await asyncio.gather(user.close(), rec.close(), return_exceptions=True)
+
+    await asyncio.gather(*(one(*t) for t in todo))
+
+
+def run_simulation(cfg: SimulationConfig, resume: bool = False, ray_address: str | None = None,
+                   progress: bool = True) -> dict:
+    """Run (or resume) a simulation; return the run summary, also written to ``summary.json``."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from interplay.runtime import ray_cluster
+
+    for spec in (cfg.user, cfg.recommender):
+        AgentSpec.parse(spec)  # fail before touching the run dir
+    data = load_simulation_data(cfg.data)
+    _prepare_run_dir(cfg, resume)
+    plan = plan_episodes(cfg, data)
+    run_dir = Path(cfg.out)
+    started = ray_cluster.connect(address=ray_address)
+    t0 = time.perf_counter()
+    this_run: list[EpisodeLog] = []
+    server_stats: dict = {}
+    try:
+        with EpisodeLogWriter(run_dir) as writer:
+            done = writer.existing_ids()
+            todo = [t for t in plan if t[0] not in done]
+            hosts, servers = _start_actors(cfg, data) if todo else ({}, {})
+            with Progress(TextColumn("[bold]simulate"), BarColumn(), MofNCompleteColumn(),
+                          TextColumn("{task.fields[last]}"), TimeElapsedColumn(), disable=not progress) as bar:
+                task = bar.add_task("episodes", total=len(plan), completed=len(plan) - len(todo), last="")
+
+                def on_done(ep: EpisodeLog) -> None:
+                    this_run.append(ep)
+                    bar.update(task, advance=1, last=f"{ep.episode_id}: {ep.termination.value}")
+
+                asyncio.run(_drive(cfg, data, todo, hosts, writer, on_done))
+            import ray
+
+            server_stats = {m: ray.get(s.stats.remote()) for m, s in servers.items()}
+    finally:
+        wall = time.perf_counter() - t0
+        if started:
+            import ray
+
+            ray.shutdown()
+    everything = list(read_episodes(run_dir / EPISODES_FILE))
+    planned = {p[0] for p in plan}
+    summary = summarize([e for e in everything if e.episode_id in planned])
+    turns_now = sum(e.num_turns for e in this_run)
+    summary.update(
+        planned=len(plan),
+        episodes_this_invocation=len(this_run),
+        wall_s=round(wall, 3),
+        turns_per_s=turns_now / wall if wall > 0 else 0.0,
+        model_servers=server_stats,
+    )
+    write_json_atomic(run_dir / SUMMARY_FILE, summary)
+    return summary
+
+
+def load_config(path: str | Path) -> SimulationConfig:
+    """A config from a JSON file (the format of ``RUN_DIR/config.json``)."""
+    return SimulationConfig.model_validate(json.loads(Path(path).read_text()))

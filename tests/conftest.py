@@ -1,0 +1,65 @@
+"""Shared fixtures: a tiny random-weight Llama with the real SmolLM2 tokenizer, a Ray session."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("INTERPLAY_SHARED_DATA", ROOT.parent / "shared" / "data"))
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("MPLCONFIGDIR", "/tmp/interplay-mpl")
+# tests/ holds agent classes used through `py:` specs; Ray workers and CLI subprocesses import them
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """Environment for CLI subprocesses: the test helpers importable, no usage stats."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tests"), str(ROOT), env.get("PYTHONPATH", "")])
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A 2-layer random Llama (seeded) saved with the default model's tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from interplay.backends.default_model import default_model_path
+
+    tok = AutoTokenizer.from_pretrained(default_model_path())
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                      tie_word_embeddings=True)
+    model = LlamaForCausalLM(cfg)
+    out = tmp_path_factory.mktemp("tiny-llama")
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    """A private local Ray instance for in-process runtime tests."""
+    import ray
+
+    from interplay.runtime import ray_cluster
+
+    started = ray_cluster.connect(num_cpus=2)
+    yield ray
+    if started:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"needs the shared data folder at {SHARED_DATA} (CI has it; a fresh clone does not)")
+    return SHARED_DATA
