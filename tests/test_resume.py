@@ -1,0 +1,43 @@
+"""A run killed midway (SIGKILL of its whole process group) is completed by --resume."""
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from conftest import ROOT, subprocess_env
+
+from interplay.episode_log import read_episodes
+
+
+def test_kill_midway_then_resume(tmp_path):
+    out = tmp_path / "run"
+    n = 600
+    args = [sys.executable, "-m", "interplay.cli", "simulate", "--no-progress", "--user", "rule", "--recommender",
+            "rule", "--episodes", str(n), "--concurrency", "4", "--out", str(out)]
+    proc = subprocess.Popen(args, env=subprocess_env(), cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    log = out / "episodes.jsonl"
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline:
+            if log.exists() and log.read_bytes().count(b"\n") >= 40:
+                break
+            assert proc.poll() is None, "the run ended before it could be killed"
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    before = [e.episode_id for e in read_episodes(log, allow_partial_tail=True)]
+    assert 40 <= len(before) < n, f"killed too late: {len(before)} episodes"
+
+    done = subprocess.run([*args, "--resume"], env=subprocess_env(), cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    ids = [e.episode_id for e in read_episodes(log)]
+    dupes = [i for i, c in collections.Counter(ids).items() if c > 1]
+    assert not dupes and len(ids) == n
+    assert set(before) <= set(ids)
+    assert sorted(int(i.split("-")[0]) for i in ids) == list(range(n))
