@@ -51,6 +51,7 @@ class Catalogue:
         self._items: dict[str, Item] = {}
         self._by_title: dict[str, Item] = {}
         self._by_name: dict[str, list[Item]] = {}
+        self._fuzzy: dict[int | None, list[Item]] | None = None
         for item in items:
             if item.item_id in self._items:
                 raise ValueError(f"duplicate item id {item.item_id!r}")
@@ -77,6 +78,29 @@ class Catalogue:
             if len(named) == 1:
                 return named[0]
         return None
+
+    def match(self, title: str, min_score: float = 90.0) -> Item | None:
+        """:meth:`find`, then fuzzy matching of the name (RapidFuzz ratio >= ``min_score``) among
+        items of the same year (or all items when the title has no year)."""
+        item = self.find(title)
+        if item is not None:
+            return item
+        from rapidfuzz import fuzz, process
+
+        name, year = split_year(title)
+        key = normalize_title(name, keep_year=False)
+        if len(key) < 4:
+            return None
+        if self._fuzzy is None:
+            self._fuzzy = {}
+            for it in self:
+                self._fuzzy.setdefault(split_year(it.title)[1], []).append(it)
+        pool = self._fuzzy.get(year, []) if year is not None else list(self)
+        if not pool:
+            return None
+        names = [normalize_title(split_year(it.title)[0], keep_year=False) for it in pool]
+        best = process.extractOne(key, names, scorer=fuzz.ratio, score_cutoff=min_score)
+        return pool[best[2]] if best else None
 
     def vocabulary(self) -> set[str]:
         """Every attribute any item has, lower-cased."""
