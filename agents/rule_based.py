@@ -80,17 +80,19 @@ class RuleBasedRecommender(RecommenderAgent):
         super().__init__(catalogue, seed)
         self.min_attributes = min_attributes
         self.max_questions = max_questions
-        cat = _require(catalogue, "RuleBasedRecommender")
-        # longest first, so "science fiction" is found before "fiction"
-        self._vocab = sorted(cat.vocabulary(), key=len, reverse=True)
+        self._vocab = _require(catalogue, "RuleBasedRecommender").vocabulary()
 
     def _mentioned(self, observation: Observation) -> list[str]:
-        text = " ".join(t.text.lower() for t in observation.history if t.role is Role.USER)
-        found = []
-        for attr in self._vocab:
-            if re.search(r"(?<![a-z0-9])" + re.escape(attr) + r"(?![a-z0-9])", text):
-                found.append(attr)
-                text = text.replace(attr, " ")
+        """Catalogue attributes the user named, longest first ("science fiction" before "fiction")."""
+        words = re.findall(r"[a-z0-9'-]+", " ".join(t.text.lower() for t in observation.history if t.role is Role.USER))
+        found: list[str] = []
+        used = [False] * len(words)
+        for n in range(4, 0, -1):
+            for i in range(len(words) - n + 1):
+                phrase = " ".join(words[i : i + n])
+                if not any(used[i : i + n]) and phrase in self._vocab:
+                    found.append(phrase)
+                    used[i : i + n] = [True] * n
         return found
 
     def act(self, observation: Observation) -> Turn:

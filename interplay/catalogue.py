@@ -23,15 +23,29 @@ def split_year(title: str) -> tuple[str, int | None]:
 def normalize_title(title: str, keep_year: bool = True) -> str:
     """A matching key for a title: case, accents, punctuation and a moved article removed.
 
-    ``"Matrix, The (1999)"`` and ``"the matrix (1999)"`` give the same key.
+    ``"Matrix, The (1999)"`` and ``"the matrix (1999)"`` give the same key, and so do
+    ``"Ghostbusters (a.k.a. Ghost Busters) (1984)"`` and ``"Ghostbusters (1984)"``.
     """
     name, year = split_year(title)
+    name = re.sub(r"\s*\([^)]*\)", "", name).strip() or name  # "(a.k.a. ...)", original-language titles
     m = _ARTICLE_RE.match(name)
     if m:
         name = f"{m.group(2)} {m.group(1)}"
     name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
     name = re.sub(r"[^a-z0-9]+", " ", name.lower()).strip()
     return f"{name} {year}" if keep_year and year else name
+
+
+def _alternative_titles(title: str) -> list[str]:
+    """The title and its parenthesised alternatives: ``"A (a.k.a. B) (1999)"`` -> A, B (1999)."""
+    name, year = split_year(title)
+    suffix = f" ({year})" if year else ""
+    alts = [title]
+    for inner in re.findall(r"\(([^)]*)\)", name):
+        inner = re.sub(r"^(a\.k\.a\.|aka)\s*", "", inner.strip(), flags=re.I)
+        if inner:
+            alts.append(inner + suffix)
+    return alts
 
 
 class Item(BaseModel):
@@ -52,12 +66,16 @@ class Catalogue:
         self._by_title: dict[str, Item] = {}
         self._by_name: dict[str, list[Item]] = {}
         self._fuzzy: dict[int | None, list[Item]] | None = None
+        self._vocabulary: frozenset[str] | None = None
         for item in items:
             if item.item_id in self._items:
                 raise ValueError(f"duplicate item id {item.item_id!r}")
             self._items[item.item_id] = item
-            self._by_title[normalize_title(item.title)] = item
-            self._by_name.setdefault(normalize_title(item.title, keep_year=False), []).append(item)
+            for key in _alternative_titles(item.title):
+                self._by_title.setdefault(normalize_title(key), item)
+                named = self._by_name.setdefault(normalize_title(key, keep_year=False), [])
+                if item not in named:
+                    named.append(item)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -69,15 +87,16 @@ class Catalogue:
         return self._items[item_id]
 
     def find(self, title: str) -> Item | None:
-        """The item with this title (normalised; a title without a year matches a unique name)."""
+        """The item with this title, normalised (alternative "a.k.a." titles count). A title
+        without a year, or whose year is off by one, matches a name that only one item has."""
         item = self._by_title.get(normalize_title(title))
         if item is not None:
             return item
-        if split_year(title)[1] is None:
-            named = self._by_name.get(normalize_title(title, keep_year=False), [])
-            if len(named) == 1:
-                return named[0]
-        return None
+        name, year = split_year(title)
+        named = self._by_name.get(normalize_title(name, keep_year=False), [])
+        if year is not None:
+            named = [it for it in named if (y := split_year(it.title)[1]) is not None and abs(y - year) <= 1]
+        return named[0] if len(named) == 1 else None
 
     def match(self, title: str, min_score: float = 90.0) -> Item | None:
         """:meth:`find`, then fuzzy matching of the name (RapidFuzz ratio >= ``min_score``) among
@@ -99,9 +118,16 @@ class Catalogue:
         if not pool:
             return None
         names = [normalize_title(split_year(it.title)[0], keep_year=False) for it in pool]
-        best = process.extractOne(key, names, scorer=fuzz.ratio, score_cutoff=min_score)
-        return pool[best[2]] if best else None
+        # within one year a partial match ("star wars the force awakens" in "star wars episode vii
+        # the force awakens") is safe enough; across all years only near-identical names are
+        scorer = fuzz.WRatio if year is not None else fuzz.ratio
+        best = process.extract(key, names, scorer=scorer, score_cutoff=min_score, limit=2)
+        if not best or (len(best) == 2 and best[1][1] == best[0][1]):
+            return None  # nothing close, or a tie between two items: ambiguous
+        return pool[best[0][2]]
 
-    def vocabulary(self) -> set[str]:
-        """Every attribute any item has, lower-cased."""
-        return {a.lower() for item in self for a in item.attributes}
+    def vocabulary(self) -> frozenset[str]:
+        """Every attribute any item has, lower-cased (computed once)."""
+        if self._vocabulary is None:
+            self._vocabulary = frozenset(a.lower() for item in self for a in item.attributes)
+        return self._vocabulary

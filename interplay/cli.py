@@ -42,7 +42,8 @@ def simulate(
     config: Optional[Path] = typer.Option(None, help="JSON config (format of RUN_DIR/config.json); flags given override it"),
     user: str = typer.Option("llm", help="user agent spec: rule | llm | llm:PATH_OR_ID | py:module:Class"),
     recommender: str = typer.Option("llm", help="recommender agent spec (same kinds)"),
-    data: str = typer.Option("demo", help="'demo' (embedded set) or a data JSON file"),
+    data: str = typer.Option("demo", help="'demo' (embedded set), a folder from 'interplay data build', or a JSON file"),
+    split: str = typer.Option("test", help="which split of a built data folder to simulate"),
     episodes: int = typer.Option(12, min=1, help="number of episodes (records are cycled)"),
     max_turns: int = typer.Option(10, min=1, help="turn cap per episode"),
     out: str = typer.Option("runs/demo", help="run directory"),
@@ -66,7 +67,7 @@ def simulate(
 
     # typer may ship its own click: compare the source by name, not by enum identity
     given = {n for n in ctx.params if getattr(ctx.get_parameter_source(n), "name", "") == "COMMANDLINE"}
-    flags = dict(user=user, recommender=recommender, data=data, episodes=episodes, max_turns=max_turns, out=out,
+    flags = dict(user=user, recommender=recommender, data=data, split=split, episodes=episodes, max_turns=max_turns, out=out,
                  seed=seed, first_speaker=first_speaker, max_retries=max_retries, concurrency=concurrency,
                  max_batch=max_batch, dtype=dtype)
     gen = dict(max_new_tokens=max_new_tokens, temperature=temperature)
@@ -91,6 +92,79 @@ def simulate(
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2)
     print_summary(summary, cfg.out)
+
+
+data_app = typer.Typer(no_args_is_help=True, help="Build and inspect dialogue record sets.")
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("build")
+def data_build(
+    source: str = typer.Option(..., help="redial | inspired | iard | pearl"),
+    path: str = typer.Option(..., help="the source's file or folder ('hub' for PEARL from the Hugging Face hub)"),
+    out: Path = typer.Option(..., help="output folder (replaced only when the build succeeds)"),
+    catalogue: Optional[Path] = typer.Option(None, help="folder with movielens-small/ and movielens-keywords/ "
+                                             "(default: $INTERPLAY_DATA or ../shared/data)"),
+    skip_invalid: bool = typer.Option(False, help="skip malformed records (counted and reported) instead of failing"),
+    field_map: Optional[str] = typer.Option(None, help="PEARL only: KEY=FIELD,... overriding the expected field names"),
+    progress: bool = typer.Option(True),
+) -> None:
+    """Convert a source's dialogues into unified records, one JSONL per split."""
+    from interplay.data.build import build_dataset
+    from interplay.data.errors import DataFormatError
+
+    fmap = dict(kv.split("=", 1) for kv in field_map.split(",")) if field_map else None
+    try:
+        report = build_dataset(source, path, out, catalogue, skip_invalid=skip_invalid, progress=progress,
+                               field_map=fmap)
+    except (DataFormatError, ValueError, OSError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2)
+    console.print(f"records per split: {report['records']}; skipped: {report['skipped']}; "
+                  f"target match rate: {report['target_match_rate']}")
+    for reason in report["skipped_reasons"][:10]:
+        console.print(f"  skipped: {reason}", markup=False)
+    if "pearl_filter" in report:
+        console.print(f"PEARL filter: {report['pearl_filter']}", markup=False)
+    console.print(f"wrote {out}")
+
+
+@data_app.command("stats")
+def data_stats(
+    folder: Path = typer.Argument(..., help="a folder built by 'interplay data build'"),
+    json_out: bool = typer.Option(False, "--json", help="also print every figure as JSON"),
+) -> None:
+    """Counts per split, turns, action mix per role, outcome rates, catalogue match rate."""
+    from interplay.data.build import dataset_stats
+    from interplay.data.errors import DataFormatError
+
+    try:
+        stats = dataset_stats(folder)
+    except (DataFormatError, OSError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2)
+    table = Table(title=f"Records in {folder}")
+    for col in ("split", "records", "mean turns", "accepted", "rejected / record", "target in catalogue"):
+        table.add_column(col, justify="right")
+    for split, s in stats.items():
+        rate = s["target_in_catalogue_rate"]
+        table.add_row(split, str(s["records"]), f"{s['mean_turns']:.1f}", f"{s['accepted_rate']:.2f}",
+                      f"{s['mean_rejected']:.2f}", "-" if rate is None else f"{rate:.3f}")
+    console.print(table)
+    mix = Table(title="Actions per role (share of the role's turns)")
+    mix.add_column("role / action")
+    for split in stats:
+        mix.add_column(split, justify="right")
+    for role in ("user", "recommender"):
+        for action in sorted({a for s in stats.values() for a in s["actions"].get(role, {})}):
+            cells = []
+            for s in stats.values():
+                counts = s["actions"].get(role, {})
+                total = sum(counts.values()) or 1
+                cells.append(f"{counts.get(action, 0) / total:.2f}")
+            mix.add_row(f"{role} / {action}", *cells)
+    console.print(mix)
+    console.print_json(data=stats) if json_out else None
 
 
 @app.command()

@@ -91,24 +91,40 @@ class TargetLeakError(ValueError):
     """A user view would reveal the target title or id."""
 
 
-def _title_pattern(title: str) -> re.Pattern[str] | None:
+_STOP = frozenset(
+    "a an the of and or in on at to for from with by is it its my your his her our their this that de la le "
+    "part episode vol volume chapter ii iii iv v vi vii".split()
+)
+
+
+def _title_name(title: str) -> str:
     name = normalize_title(split_year(title)[0], keep_year=False)
-    name = re.sub(r"^(the|a|an) ", "", name)  # "a film like Matrix" names "The Matrix" too
-    if len(name) < 3:
-        return None
-    return re.compile(r"(?<![a-z0-9])" + re.escape(name) + r"(?![a-z0-9])")
+    return re.sub(r"^(the|a|an) ", "", name)  # "a film like Matrix" names "The Matrix" too
+
+
+def _content_tokens(text: str) -> list[str]:
+    return [t for t in normalize_title(text, keep_year=False).split() if t not in _STOP and not t.isdigit()]
 
 
 def find_target_leak(text: str, target: Target) -> str | None:
-    """Say how ``text`` reveals the target (its title or item id), or ``None`` when it does not.
+    """Say how ``text`` reveals the target, or ``None`` when it does not.
 
-    Titles are compared after normalisation (case, punctuation, a leading or moved article), as
-    whole words; this is deliberately conservative.
+    Checked after normalisation (case, punctuation, a leading or moved article), as whole words:
+    the title's name; any two consecutive content words of the title (a franchise name such as
+    "harry potter" or "star wars"); the single content word of a one-word title ("heat"); the
+    item id. Deliberately conservative: a false alarm costs an attribute, a miss leaks the answer.
     """
-    norm = normalize_title(text, keep_year=False)
-    pattern = _title_pattern(target.title)
-    if pattern is not None and pattern.search(norm):
+    norm = " " + normalize_title(text, keep_year=False) + " "
+    name = _title_name(target.title)
+    if len(name) >= 3 and f" {name} " in norm:
         return f"target title {target.title!r}"
+    words = _content_tokens(split_year(target.title)[0])
+    text_words = " " + " ".join(_content_tokens(text)) + " "
+    for a, b in zip(words, words[1:]):
+        if f" {a} {b} " in text_words:
+            return f"title words {a!r} {b!r} of {target.title!r}"
+    if len(words) == 1 and len(words[0]) >= 3 and f" {words[0]} " in text_words:
+        return f"title word {words[0]!r} of {target.title!r}"
     if re.search(r"(?<![A-Za-z0-9_-])" + re.escape(target.item_id) + r"(?![A-Za-z0-9_-])", text):
         return f"target item id {target.item_id!r}"
     return None

@@ -22,6 +22,7 @@ class SimulationData:
     name: str
     episodes: list[EpisodeSpec]
     catalogue: Catalogue
+    left_out: int = 0
 
 
 class DataError(ValueError):
@@ -50,11 +51,30 @@ def load_demo() -> SimulationData:
     return _from_json(json.loads(text), DEMO, "interplay/demo/demo.json")
 
 
-def load_simulation_data(source: str) -> SimulationData:
-    """``demo`` or a JSON file with ``catalogue`` and ``episodes`` in the demo schema."""
+def load_records_folder(folder: Path, split: str) -> SimulationData:
+    """Episodes from the records of a folder built by ``interplay data build`` (one split).
+
+    Records without a target, or whose target is not in the catalogue or has no attributes, cannot
+    drive a user simulator and are left out (their number is in ``SimulationData.left_out``)."""
+    from interplay.data.build import read_catalogue, read_records
+
+    records = read_records(folder, split)
+    usable = [r for r in records if r.target is not None and r.target.attributes
+              and r.meta.get("target_in_catalogue", True)]
+    data = SimulationData(name=f"{folder.name}/{split}", episodes=[r.episode_spec() for r in usable],
+                          catalogue=read_catalogue(folder))
+    data.left_out = len(records) - len(usable)
+    return data
+
+
+def load_simulation_data(source: str, split: str = "test") -> SimulationData:
+    """``demo``, a folder built by ``interplay data build`` (records of ``split``), or a JSON file
+    with ``catalogue`` and ``episodes`` in the demo schema."""
     if source == DEMO:
         return load_demo()
     path = Path(source)
+    if path.is_dir():
+        return load_records_folder(path, split)
     if not path.is_file():
         raise DataError(f"{source}: no such data file (use 'demo' or a JSON file)")
     try:

@@ -157,6 +157,10 @@ def test_leaking_spec_is_refused():
         ("the heater is broken", "Heat (1995)", False),
         ("a story of survival in space", "The Martian (2015)", False),
         ("id demo:heat-1995 appears", "Other (2000)", True),
+        ("a harry potter style adventure", "Harry Potter and the Goblet of Fire (2005)", True),  # franchise words
+        ("wizards, magic school, tournament", "Harry Potter and the Goblet of Fire (2005)", False),
+        ("star wars fans will love it", "Star Wars: Episode IV - A New Hope (1977)", True),
+        ("a war among the stars", "Star Wars: Episode IV - A New Hope (1977)", False),
     ],
 )
 def test_find_target_leak(text, title, leaks):

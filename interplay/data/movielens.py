@@ -19,14 +19,27 @@ ML_KEYWORDS = "movielens-keywords/movies_w_keywords.csv"
 MAX_TAGS = 12
 
 
-def _rows(path: Path, required: tuple[str, ...]):
+def _rows(path: Path, columns: tuple[str, ...]):
+    """(line number, row dict) of a MovieLens CSV, with or without its header line.
+
+    Files without a header must have the documented column order ``columns``."""
     with path.open(encoding="utf-8", newline="") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in required if c not in (reader.fieldnames or [])]
-        if missing:
-            raise DataFormatError(path, 1, missing[0], "column missing from the header")
-        for lineno, row in enumerate(reader, start=2):
-            yield lineno, row
+        reader = csv.reader(fh)
+        first = next(reader, None)
+        if first is None:
+            return
+        if first and first[0].strip().isdigit():
+            names, pending = list(columns), [(1, first)]
+        else:
+            names, pending = [c.strip() for c in first], []
+            missing = [c for c in columns if c not in names]
+            if missing:
+                raise DataFormatError(path, 1, missing[0], "column missing from the header")
+        for lineno, cells in [*pending, *enumerate(reader, start=2)]:
+            if len(cells) < len(columns):
+                raise DataFormatError(path, lineno, columns[len(cells)] if cells else columns[0],
+                                      f"expected {len(columns)} columns, got {len(cells)}")
+            yield lineno, dict(zip(names, cells))
 
 
 def _genres(text: str) -> list[str]:
@@ -54,7 +67,7 @@ def load_movielens_catalogue(data_root: str | Path) -> Catalogue:
     tags = root / ML_SMALL / "tags.csv"
     if tags.exists():
         counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        for _, row in _rows(tags, ("movieId", "tag")):
+        for _, row in _rows(tags, ("userId", "movieId", "tag", "timestamp")):
             counts[row["movieId"]][row["tag"].strip().lower()] += 1
         for mid, c in counts.items():
             attrs[mid].extend(sorted(c, key=lambda t: -c[t])[:MAX_TAGS])

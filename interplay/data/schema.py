@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from interplay.episode import EpisodeSpec, Persona, Target
-from interplay.protocol import ROLE_ACTIONS, Action, Role
+from interplay.protocol import Action, Role, Turn, check_turn
 
 Provenance = Literal["review", "catalogue", "source"]
 
@@ -23,9 +23,9 @@ class RecordTurn(BaseModel):
     meta: dict = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _action_allowed(self) -> "RecordTurn":
-        if self.action not in ROLE_ACTIONS[self.role]:
-            raise ValueError(f"the {self.role.value} may not {self.action.value}")
+    def _follows_protocol(self) -> "RecordTurn":
+        """The turn's wire form must parse: allowed action, balanced title markup, no frame tags."""
+        check_turn(Turn(self.action, self.text), self.role)
         return self
 
 

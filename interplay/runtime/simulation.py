@@ -44,6 +44,7 @@ class SimulationConfig(BaseModel):
     user: str = "llm"
     recommender: str = "llm"
     data: str = "demo"
+    split: str = "test"
     episodes: int = Field(12, ge=1)
     max_turns: int = Field(10, ge=1)
     seed: int = 0
@@ -149,7 +150,7 @@ def run_simulation(cfg: SimulationConfig, resume: bool = False, ray_address: str
 
     for spec in (cfg.user, cfg.recommender):
         AgentSpec.parse(spec)  # fail before touching the run dir
-    data = load_simulation_data(cfg.data)
+    data = load_simulation_data(cfg.data, cfg.split)
     _prepare_run_dir(cfg, resume)
     plan = plan_episodes(cfg, data)
     run_dir = Path(cfg.out)

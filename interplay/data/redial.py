@@ -1,0 +1,124 @@
+"""ReDial loader (original JSONL schema).
+
+Per line: ``conversationId``, ``initiatorWorkerId`` (the seeker = user), ``respondentWorkerId``,
+``messages[{text, senderWorkerId, messageId, timeOffset}]`` with movies as ``@<id>``,
+``movieMentions{id: title}``, ``initiatorQuestions`` / ``respondentQuestions{id: {suggested, seen,
+liked}}`` (1 yes, 0 no, 2 did not say). The seeker's own answers are used, the respondent's when
+the seeker gave none. Target: the first movie (in dialogue order) the recommender suggested and the
+seeker liked, preferring one the seeker had not seen; rejections: suggested movies the seeker did
+not like; persona: movies the seeker had seen and liked.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from interplay.catalogue import Catalogue
+from interplay.data.builder import RawTurn, build_record, merge_consecutive
+from interplay.data.errors import DataFormatError
+from interplay.data.schema import DialogueRecord
+from interplay.protocol import Role, mark_title
+
+SPLIT_FILES = {"train": "train_data.jsonl", "valid": "valid_data.jsonl", "test": "test_data.jsonl"}
+_MENTION = re.compile(r"@(\d+)")
+
+
+def clean_title(title: str) -> str:
+    """``"Bridesmaids  (2011)"`` -> ``"Bridesmaids (2011)"``."""
+    return re.sub(r"\s+", " ", title).strip()
+
+
+def _require(obj: dict, key: str, kind, path: Path, line: int):
+    if key not in obj:
+        raise DataFormatError(path, line, key, "missing")
+    if not isinstance(obj[key], kind):
+        raise DataFormatError(path, line, key, f"expected {kind.__name__}, got {type(obj[key]).__name__}")
+    return obj[key]
+
+
+def parse_conversation(obj: dict, path: Path, line: int, split: str, catalogue: Catalogue) -> DialogueRecord:
+    conv_id = _require(obj, "conversationId", (str, int), path, line)
+    seeker = _require(obj, "initiatorWorkerId", int, path, line)
+    messages = _require(obj, "messages", list, path, line)
+    mentions = {str(k): clean_title(v) for k, v in _require(obj, "movieMentions", dict, path, line).items() if v}
+    answers = obj.get("initiatorQuestions") or obj.get("respondentQuestions") or {}
+    if not isinstance(answers, dict):
+        raise DataFormatError(path, line, "initiatorQuestions", "expected an object")
+    raw: list[RawTurn] = []
+    order: list[str] = []  # movie ids in order of first mention
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or "text" not in m or "senderWorkerId" not in m:
+            raise DataFormatError(path, line, f"messages[{i}]", "needs text and senderWorkerId")
+        titles = []
+
+        def sub(match: re.Match) -> str:
+            mid = match.group(1)
+            if mid not in mentions:
+                return match.group(0)
+            if mid not in order:
+                order.append(mid)
+            titles.append(mentions[mid])
+            return mark_title(mentions[mid])
+
+        text = _MENTION.sub(sub, str(m["text"])).strip()
+        role = Role.USER if m["senderWorkerId"] == seeker else Role.RECOMMENDER
+        raw.append(RawTurn(role, text, titles))
+    turns = merge_consecutive(raw)
+
+    def ans(mid: str, key: str) -> int | None:
+        a = answers.get(mid)
+        return a.get(key) if isinstance(a, dict) else None
+
+    suggested_liked = [mid for mid in order if ans(mid, "suggested") == 1 and ans(mid, "liked") == 1]
+    new_liked = [mid for mid in suggested_liked if ans(mid, "seen") == 0]
+    target_mid = (new_liked or suggested_liked or [None])[0]
+    accepted = mentions[target_mid] if target_mid else None
+    rejected = [mentions[mid] for mid in order if ans(mid, "suggested") == 1 and ans(mid, "liked") == 0]
+    watched = [mentions[mid] for mid in order if ans(mid, "seen") == 1 and ans(mid, "liked") == 1
+               and mid != target_mid]
+    return build_record(
+        record_id=f"redial-{conv_id}", source="redial", split=split, turns=turns, catalogue=catalogue,
+        accepted_title=accepted, rejected_titles=rejected, watched_titles=watched,
+        meta={"conversation_id": str(conv_id)},
+    )
+
+
+def load_redial(path: str | Path, catalogue: Catalogue, splits: list[str] | None = None,
+                on_error=None) -> Iterator[DialogueRecord]:
+    """Records of ``path`` (a folder with the split files, or one JSONL file).
+
+    Malformed lines raise :class:`DataFormatError`, or go to ``on_error(err)`` when given.
+    """
+    path = Path(path)
+    files = ([(s, path / f) for s, f in SPLIT_FILES.items() if splits is None or s in splits]
+             if path.is_dir() else [(_split_of(path), path)])
+    for split, file in files:
+        if not file.exists():
+            raise DataFormatError(file, None, "<file>", "missing")
+        with file.open(encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    try:
+                        obj = json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        raise DataFormatError(file, lineno, "<json>", exc.msg) from None
+                    if not isinstance(obj, dict):
+                        raise DataFormatError(file, lineno, "<json>", "not an object")
+                    yield parse_conversation(obj, file, lineno, split, catalogue)
+                except (DataFormatError, ValueError) as exc:
+                    err = exc if isinstance(exc, DataFormatError) else DataFormatError(file, lineno, "<record>", str(exc))
+                    if on_error is None:
+                        raise err from None
+                    on_error(err)
+
+
+def _split_of(file: Path) -> str:
+    for split, name in SPLIT_FILES.items():
+        if file.name == name or file.stem.startswith(split):
+            return split
+    return "train"

@@ -1,0 +1,231 @@
+"""Data layer: catalogue matching, loaders on real data and on the PEARL fixture, leaks, bad input."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, subprocess_env
+
+from interplay.catalogue import Catalogue, Item, normalize_title
+from interplay.data.build import build_dataset, dataset_stats, read_catalogue, read_records
+from interplay.data.builder import mark_titles
+from interplay.data.errors import DataFormatError
+from interplay.data.pearl import PearlReport, load_pearl
+from interplay.data.schema import DialogueRecord, Outcome, RecordTurn
+from interplay.episode import Persona, build_user_view, find_target_leak
+from interplay.protocol import Action, Role
+from interplay.simulation_data import load_demo
+
+FIXTURE = ROOT / "tests" / "fixtures" / "pearl_sample.jsonl"
+
+
+@pytest.mark.parametrize("a, b", [("Matrix, The (1999)", "The Matrix (1999)"), ("the matrix (1999)", "MATRIX, THE (1999)"),
+                                  ("Ghostbusters (a.k.a. Ghost Busters) (1984)", "Ghostbusters (1984)"),
+                                  ("Amélie (2001)", "Amelie (2001)"), ("Se7en  (1995)", "se7en (1995)")])
+def test_title_normalisation(a, b):
+    assert normalize_title(a) == normalize_title(b)
+
+
+def test_catalogue_matching():
+    cat = Catalogue([
+        Item(item_id="ml:1", title="Dumb & Dumber (Dumb and Dumber) (1994)"),
+        Item(item_id="ml:2", title="Black Hawk Down (2001)"),
+        Item(item_id="ml:3", title="Star Wars: Episode VII - The Force Awakens (2015)"),
+        Item(item_id="ml:4", title="Heat (1995)"), Item(item_id="ml:5", title="Heat (1986)"),
+    ])
+    assert cat.match("Dumb and Dumber (1994)").item_id == "ml:1"  # an a.k.a. title
+    assert cat.match("Black Hawk Down (2002)").item_id == "ml:2"  # year off by one
+    assert cat.match("Star Wars: The Force Awakens (2015)").item_id == "ml:3"  # fuzzy within the year
+    assert cat.match("Heat (1995)").item_id == "ml:4"
+    assert cat.match("Heat") is None  # ambiguous without a year
+    assert cat.match("Star Wars") is None
+
+
+def test_mark_titles_never_nests():
+    text, titles = mark_titles("I like Halloween: Resurrection (2002) and Halloween (1978)",
+                               ["Halloween", "Halloween: Resurrection"])
+    assert titles == ["Halloween: Resurrection (2002)", "Halloween (1978)"]
+    assert text.count("<movie_title>") == 2 and "<movie_title>Halloween: Resurrection (2002)</movie_title>" in text
+
+
+def test_record_rules():
+    turn = lambda role, action, text="x": RecordTurn(role=role, action=action, text=text)  # noqa: E731
+    base = dict(id="r", source="t", split="test", persona=Persona(summary="s"), target=None)
+    with pytest.raises(ValueError, match="comes after the acceptance"):
+        DialogueRecord(**base, turns=[turn(Role.USER, Action.ACCEPT), turn(Role.RECOMMENDER, Action.INQUIRE),
+                                      turn(Role.USER, Action.FEEDBACK)], outcome=Outcome(accepted_item="A"))
+    with pytest.raises(ValueError, match="no user turn is 'accept'"):
+        DialogueRecord(**base, turns=[turn(Role.USER, Action.FEEDBACK)], outcome=Outcome(accepted_item="A"))
+    with pytest.raises(ValueError, match="may not accept"):
+        turn(Role.RECOMMENDER, Action.ACCEPT)
+    with pytest.raises(ValueError, match="nested_tag"):
+        turn(Role.RECOMMENDER, Action.RECOMMEND, "<movie_title><movie_title>A</movie_title></movie_title>")
+
+
+def test_pearl_loader_on_fixture():
+    report, errors = PearlReport(), []
+    records = list(load_pearl(FIXTURE, load_demo().catalogue, on_error=errors.append, report=report))
+    assert [r.id for r in records] == ["pearl-fx1", "pearl-fx2", "pearl-fx3"]
+    assert [r.split for r in records] == ["train", "valid", "test"]
+    assert report.read == 8 and report.kept == 3 and report.empty_turns_removed == 2
+    assert report.dropped == {"target not in catalogue": 1, "watched movie not in catalogue": 1, "invalid": 3}
+    assert report.dropped_fraction == 5 / 8
+    assert [str(e) for e in errors] == [
+        f"{FIXTURE}:6: field 'dialogue': expected a list of 'Seeker: ...' strings",
+        f"{FIXTURE}:7: field 'dialogue[1]': must start with 'Seeker:' or 'Recommender:'",
+        f"{FIXTURE}:8: field 'user_persona': missing",
+    ]
+    r = records[0]
+    assert r.provenance == {"persona": "review", "target_attributes": "source"}
+    assert r.persona.summary.startswith("I enjoy slow-burning crime")
+    assert [w.title for w in r.persona.watched] == ["Heat (1995)", "Se7en (1995)", "Zodiac (2007)"]
+    assert r.persona.watched[0].text == "A tense duel between a thief and a cop."
+    assert r.target.item_id == "demo:inside-man-2006"
+    assert r.target.attributes == ["crime", "thriller", "spike lee", "denzel washington", "clive owen"]
+    # the abstract's sentence naming the title is dropped, the others kept
+    assert r.target.attribute_text == "A clever bank robbery turns into a hostage standoff. Smart and stylish."
+    assert [t.action for t in r.turns][-2:] == [Action.RECOMMEND, Action.ACCEPT]
+    assert r.outcome.accepted_item == "Inside Man (2006)"
+    assert records[2].turns[1].titles == ["Ronin (1998)"]  # a catalogue title is marked too
+    with pytest.raises(DataFormatError, match=r"pearl_sample.jsonl:6: field 'dialogue'"):
+        list(load_pearl(FIXTURE, load_demo().catalogue))
+
+
+def test_pearl_field_map_renames_fields(tmp_path):
+    rows = [json.loads(line) for line in FIXTURE.read_text().splitlines()[:1]]
+    rows[0]["persona_text"] = rows[0].pop("user_persona")
+    f = tmp_path / "train.jsonl"
+    f.write_text(json.dumps(rows[0]) + "\n")
+    with pytest.raises(DataFormatError, match="'user_persona': missing"):
+        list(load_pearl(f, load_demo().catalogue))
+    recs = list(load_pearl(f, load_demo().catalogue, field_map={"persona": "persona_text"}))
+    assert len(recs) == 1 and recs[0].persona.summary.startswith("I enjoy")
+
+
+@pytest.fixture(scope="module")
+def built(shared_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("built")
+    paths = {"redial": shared_data / "redial", "inspired": shared_data / "inspired" / "dev.tsv",
+             "iard": shared_data / "iard" / "iard_gold.json"}
+    reports = {s: build_dataset(s, p, out / s, shared_data, progress=False) for s, p in paths.items()}
+    return out, reports
+
+
+def test_real_sources_build(built):
+    out, reports = built
+    assert reports["redial"]["records"] == {"train": 500, "valid": 100, "test": 300}
+    assert reports["inspired"]["records"] == {"dev": 99}
+    assert reports["iard"]["records"] == {"test": 77}
+    assert all(r["skipped"] == 0 for r in reports.values())
+    assert reports["redial"]["target_match_rate"] > 0.9
+    stats = dataset_stats(out / "redial")
+    assert stats["test"]["records"] == 300 and 0.8 < stats["test"]["accepted_rate"] <= 1.0
+    import datasets
+
+    ds = datasets.load_dataset("json", data_files={"test": str(out / "redial" / "test.jsonl")})["test"]
+    assert ds.num_rows == 300 and set(ds.column_names) >= {"persona", "target", "turns", "outcome"}
+
+
+def test_redial_record_known_answer(built):
+    """redial-15875 (the first train line), checked by hand against the raw JSON."""
+    out, _ = built
+    rec = {r.id: r for r in read_records(out / "redial", "train")}["redial-15875"]
+    assert rec.target.title.startswith("Ghostbusters") and rec.outcome.accepted_item == "Ghostbusters (1984)"
+    assert [w.title for w in rec.persona.watched] == ["Bridesmaids (2011)", "Despicable Me 3 (2017)",
+                                                       "How to Train Your Dragon (2010)"]
+    assert rec.provenance == {"persona": "catalogue", "target_attributes": "catalogue"}
+    assert rec.turns[0].role is Role.RECOMMENDER and rec.turns[0].text == "Hello"
+    assert rec.turns[1].text == "hi how are u"  # two seeker messages merged
+    assert rec.turns[6].text == "Okay, have you seen <movie_title>Ghostbusters (1984)</movie_title>?"
+    assert rec.turns[6].action is Action.RECOMMEND
+    assert rec.turns[-1].action is Action.ACCEPT and rec.turns[-1].role is Role.USER and len(rec.turns) == 8
+
+
+def test_records_are_well_formed(built):
+    out, _ = built
+    for source in ("redial", "inspired", "iard"):
+        for rec in read_records(out / source):
+            roles = [t.role for t in rec.turns]
+            assert all(a is not b for a, b in zip(roles, roles[1:])), rec.id  # merged: strict alternation
+            if source == "redial":  # every @<id> movie mention became a marked title
+                assert not re.search(r"@\d+", " ".join(t.text for t in rec.turns)), rec.id
+            accepts = [t for t in rec.turns if t.action is Action.ACCEPT]
+            if rec.outcome.accepted_item:
+                assert rec.turns[-1].action is Action.ACCEPT or rec.turns[-1].role is Role.USER
+                assert len(accepts) == 1 and accepts[0] is [t for t in rec.turns if t.role is Role.USER][-1]
+
+
+def test_inspired_keeps_strategies_and_outcomes(built):
+    out, _ = built
+    recs = read_records(out / "inspired", "dev")
+    strategies = {s for r in recs for t in r.turns for s in t.meta.get("strategies", [])}
+    assert {"opinion_inquiry", "encouragement", "personal_opinion"} <= strategies
+    rejected = [r for r in recs if r.meta["coarse_label"] == "reject_new"]
+    assert len(rejected) == 14 and all(r.target is None and r.outcome.accepted_item is None for r in rejected)
+    assert sum(r.meta["coarse_label"] == "accept_new" for r in recs) == 85
+    assert any(r.meta.get("repaired") for r in recs)  # the broken movie_dict literal of dev.tsv
+
+
+def test_iard_uses_gold_acts(built):
+    out, _ = built
+    recs = read_records(out / "iard", "test")
+    assert all("intents" in t.meta for r in recs for t in r.turns)
+    assert all(t.action is Action.RECOMMEND for r in recs for t in r.turns if t.meta["intents"] == ["REC-S"])
+
+
+def test_zero_target_leaks_in_every_source(built):
+    out, _ = built
+    checked = 0
+    for source in ("redial", "inspired", "iard"):
+        for rec in read_records(out / source):
+            if rec.target is None:
+                continue
+            view = build_user_view("e", rec.episode_spec())  # raises TargetLeakError on a leak
+            assert find_target_leak(view.model_dump_json(exclude={"episode_id"}), rec.target) is None
+            checked += 1
+    assert checked > 800
+
+
+def test_bad_input_names_file_line_field_and_keeps_old_output(shared_data, tmp_path):
+    src = tmp_path / "redial"
+    src.mkdir()
+    lines = (shared_data / "redial" / "test_data.jsonl").read_text().splitlines()[:5]
+    broken = json.loads(lines[2])
+    del broken["messages"]
+    lines[2] = json.dumps(broken)
+    lines[3] = lines[3][:50]
+    (src / "test_data.jsonl").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("earlier build")
+    with pytest.raises(DataFormatError, match=r"test_data.jsonl:3: field 'messages': missing"):
+        build_dataset("redial", src / "test_data.jsonl", out, shared_data, progress=False)
+    assert (out / "keep.txt").read_text() == "earlier build" and not list(tmp_path.glob(".out-*"))
+    report = build_dataset("redial", src / "test_data.jsonl", out, shared_data, skip_invalid=True, progress=False)
+    assert report["records"] == {"test": 3} and report["skipped"] == 2
+    assert "test_data.jsonl:4: field '<json>'" in report["skipped_reasons"][1]
+    assert len(read_records(out, "test")) == 3 and len(read_catalogue(out)) > 10000
+
+
+def test_cli_build_stats_and_simulate_on_records(shared_data, tmp_path):
+    cli = [sys.executable, "-m", "interplay.cli"]
+    run = lambda *a: subprocess.run([*cli, *map(str, a)], env=subprocess_env(), cwd=ROOT, capture_output=True,  # noqa: E731
+                                    text=True, timeout=600)
+    built = run("data", "build", "--source", "iard", "--path", shared_data / "iard", "--out", tmp_path / "iard",
+                "--catalogue", shared_data, "--no-progress")
+    assert built.returncode == 0, built.stdout + built.stderr
+    stats = run("data", "stats", tmp_path / "iard")
+    assert stats.returncode == 0 and "77" in stats.stdout and "recommender / recommend" in stats.stdout
+    sim = run("simulate", "--user", "rule", "--recommender", "rule", "--data", tmp_path / "iard", "--split", "test",
+              "--episodes", 10, "--out", tmp_path / "run", "--no-progress")
+    assert sim.returncode == 0, sim.stdout + sim.stderr
+    from interplay.episode_log import read_episodes
+
+    episodes = list(read_episodes(tmp_path / "run" / "episodes.jsonl"))
+    assert len(episodes) == 10 and all(e.source == "iard" and e.target.item_id.startswith("ml:") for e in episodes)
+    missing = run("data", "build", "--source", "redial", "--path", tmp_path / "nope", "--out", tmp_path / "x",
+                  "--catalogue", shared_data, "--no-progress")
+    assert missing.returncode == 2 and "nope" in missing.stdout
