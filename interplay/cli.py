@@ -107,6 +107,7 @@ def data_build(
                                              "(default: $INTERPLAY_DATA or ../shared/data)"),
     skip_invalid: bool = typer.Option(False, help="skip malformed records (counted and reported) instead of failing"),
     field_map: Optional[str] = typer.Option(None, help="PEARL only: KEY=FIELD,... overriding the expected field names"),
+    annotator: str = typer.Option("rule", help="labels turns without gold acts: rule | llm | llm:MODEL"),
     progress: bool = typer.Option(True),
 ) -> None:
     """Convert a source's dialogues into unified records, one JSONL per split."""
@@ -116,7 +117,7 @@ def data_build(
     fmap = dict(kv.split("=", 1) for kv in field_map.split(",")) if field_map else None
     try:
         report = build_dataset(source, path, out, catalogue, skip_invalid=skip_invalid, progress=progress,
-                               field_map=fmap)
+                               field_map=fmap, annotator=annotator)
     except (DataFormatError, ValueError, OSError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2)

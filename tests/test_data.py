@@ -229,3 +229,33 @@ def test_cli_build_stats_and_simulate_on_records(shared_data, tmp_path):
     missing = run("data", "build", "--source", "redial", "--path", tmp_path / "nope", "--out", tmp_path / "x",
                   "--catalogue", shared_data, "--no-progress")
     assert missing.returncode == 2 and "nope" in missing.stdout
+
+
+DIALOGUE = [(Role.USER, "Hi! Can you recommend a scary movie?", []),
+            (Role.RECOMMENDER, "Sure, have you seen <movie_title>It (2017)</movie_title>?", ["It (2017)"]),
+            (Role.USER, "No, but I will watch it tonight, thanks!", [])]
+
+
+def test_llm_annotator_falls_back_to_rules_on_unusable_answers(tiny_model_dir):
+    from interplay.backends.transformers_backend import TransformersBackend
+    from interplay.data.annotate import LLMAnnotator, RuleAnnotator
+
+    backend = TransformersBackend(str(tiny_model_dir), dtype="float32")
+    labels = LLMAnnotator(backend, backend.tokenizer).annotate_dialogue(DIALOGUE)
+    rules = RuleAnnotator().annotate_dialogue(DIALOGUE)
+    assert [a for a, _ in rules] == [Action.DISCLOSE_GOAL, Action.RECOMMEND, Action.ACCEPT]
+    # a random-weight model names no action: every label is the rules' and says so
+    assert labels == [(a, "llm-fallback") for a, _ in rules]
+
+
+@pytest.mark.slow
+def test_llm_annotator_with_the_default_model():
+    from interplay.data.annotate import make_annotator
+    from interplay.protocol import ROLE_ACTIONS
+
+    annotator = make_annotator("llm")
+    labels = annotator.annotate_dialogue(DIALOGUE)
+    assert all(a in ROLE_ACTIONS[role] for (role, _, _), (a, _) in zip(DIALOGUE, labels))
+    assert any(src == "llm" for _, src in labels)  # the model named an allowed action at least once
+    prompt = annotator.prompt(Role.RECOMMENDER, "What genre?", "Hi")
+    assert "recommend" in prompt and "accept" not in prompt.split("Which action")[1]

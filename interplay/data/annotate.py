@@ -128,3 +128,86 @@ def iard_action(participant: str, intents: list[str]) -> Action:
         if a in actions:
             return a
     raise KeyError(f"no intents for {participant}")
+
+
+class RuleAnnotator:
+    """The rule-based annotator over a whole dialogue (each turn sees the labels before it)."""
+
+    name = "rule"
+
+    def annotate_dialogue(self, turns: list[tuple[Role, str, list[str]]]) -> list[tuple[Action, str]]:
+        ctx = DialogueContext()
+        out = []
+        for role, text, titles in turns:
+            action = annotate_turn(role, text, titles, ctx)
+            ctx.update(role, action, titles)
+            out.append((action, self.name))
+        return out
+
+
+_DEFINITIONS = {
+    Action.RECOMMEND: "proposes a specific movie",
+    Action.INQUIRE: "asks a question",
+    Action.GREETING: "says hello or goodbye",
+    Action.DISCLOSE_GOAL: "says what kind of movie they want or like",
+    Action.FEEDBACK: "comments or reacts without accepting",
+    Action.ACCEPT: "agrees to watch a recommended movie",
+}
+
+
+class LLMAnnotator:
+    """Labels turns by prompting a causal LM through a backend, all turns of a dialogue in one batch.
+
+    The model sees the role's allowed actions with one-line definitions, the previous turn and the
+    turn, and answers with an action name; the first allowed name in its answer wins. An answer
+    naming none falls back to the rule annotator, and the turn's label source says ``llm-fallback``.
+    """
+
+    name = "llm"
+
+    def __init__(self, backend, tokenizer, max_new_tokens: int = 6):
+        from interplay.backends.base import GenerationParams
+
+        self.backend, self.tokenizer = backend, tokenizer
+        self.params = GenerationParams(max_new_tokens=max_new_tokens, stop=("\n",))
+        self.rules = RuleAnnotator()
+
+    def prompt(self, role: Role, text: str, previous: str | None) -> str:
+        from interplay.protocol import ROLE_ACTIONS
+
+        allowed = [a for a in _DEFINITIONS if a in ROLE_ACTIONS[role]]
+        defs = "\n".join(f"- {a.value}: the {role.value} {_DEFINITIONS[a]}" for a in allowed)
+        content = (f"Previous turn: {previous or '(none)'}\nThe {role.value} says: {text}\n"
+                   f"Which action is this? Choose one of: {', '.join(a.value for a in allowed)}.")
+        messages = [{"role": "system", "content": f"You label turns of movie-recommendation dialogues.\n{defs}\n"
+                                                  "Answer with the action name only."},
+                    {"role": "user", "content": content}]
+        if getattr(self.tokenizer, "chat_template", None):
+            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return "\n\n".join(m["content"] for m in messages) + "\nAction:"
+
+    def annotate_dialogue(self, turns: list[tuple[Role, str, list[str]]]) -> list[tuple[Action, str]]:
+        from interplay.protocol import ROLE_ACTIONS
+
+        prompts = [self.prompt(role, text, turns[i - 1][1] if i else None) for i, (role, text, _) in enumerate(turns)]
+        answers = self.backend.generate(prompts, self.params)
+        fallback = self.rules.annotate_dialogue(turns)
+        out = []
+        for (role, _, _), answer, rule in zip(turns, answers, fallback):
+            low = answer.lower()
+            hits = sorted((low.find(a.value), a) for a in ROLE_ACTIONS[role] if a.value in low)
+            out.append((hits[0][1], "llm") if hits else (rule[0], "llm-fallback"))
+        return out
+
+
+def make_annotator(spec: str = "rule"):
+    """``rule``, ``llm`` (the default model) or ``llm:MODEL`` (a HF id or path)."""
+    kind, _, model = spec.partition(":")
+    if kind == "rule":
+        return RuleAnnotator()
+    if kind == "llm":
+        from interplay.backends.transformers_backend import TransformersBackend
+
+        backend = TransformersBackend(model or None)
+        return LLMAnnotator(backend, backend.tokenizer)
+    raise ValueError(f"unknown annotator {spec!r}: use rule, llm or llm:MODEL")

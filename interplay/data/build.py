@@ -16,6 +16,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from interplay.catalogue import Catalogue, Item
+from interplay.data.annotate import make_annotator
 from interplay.data.errors import DataFormatError
 from interplay.data.movielens import load_movielens_catalogue
 from interplay.data.schema import DialogueRecord
@@ -31,29 +32,31 @@ def default_data_root() -> Path:
 
 
 def iter_records(source: str, path: str | Path, catalogue: Catalogue, on_error=None, pearl_report=None,
-                 field_map: dict | None = None):
+                 field_map: dict | None = None, annotator=None):
     """Records of one source."""
     if source == "redial":
         from interplay.data.redial import load_redial
 
-        return load_redial(path, catalogue, on_error=on_error)
+        return load_redial(path, catalogue, on_error=on_error, annotator=annotator)
     if source == "inspired":
         from interplay.data.inspired import load_inspired
 
-        return load_inspired(path, catalogue, on_error=on_error)
+        return load_inspired(path, catalogue, on_error=on_error, annotator=annotator)
     if source == "iard":
         from interplay.data.iard import load_iard
 
-        return load_iard(path, catalogue, on_error=on_error)
+        return load_iard(path, catalogue, on_error=on_error, annotator=annotator)
     if source == "pearl":
         from interplay.data.pearl import load_pearl
 
-        return load_pearl(path, catalogue, field_map=field_map, on_error=on_error, report=pearl_report)
+        return load_pearl(path, catalogue, field_map=field_map, on_error=on_error, report=pearl_report,
+                          annotator=annotator)
     raise ValueError(f"unknown source {source!r}; choose from {', '.join(SOURCES)}")
 
 
 def build_dataset(source: str, path: str | Path, out: str | Path, catalogue_root: str | Path | None = None,
-                  skip_invalid: bool = False, progress: bool = True, field_map: dict | None = None) -> dict:
+                  skip_invalid: bool = False, progress: bool = True, field_map: dict | None = None,
+                  annotator: str = "rule") -> dict:
     """Build ``out`` from a source; return the build report (also in ``out/build.json``)."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -73,7 +76,8 @@ def build_dataset(source: str, path: str | Path, out: str | Path, catalogue_root
         with Progress(SpinnerColumn(), TextColumn("[bold]build {task.fields[source]}"),
                       TextColumn("{task.completed} records"), TimeElapsedColumn(), disable=not progress) as bar:
             task = bar.add_task("build", total=None, source=source)
-            for rec in iter_records(source, path, catalogue, on_error, pearl_report, field_map):
+            labeller = make_annotator(annotator)
+            for rec in iter_records(source, path, catalogue, on_error, pearl_report, field_map, labeller):
                 fh = handles.get(rec.split) or handles.setdefault(rec.split, (tmp / f"{rec.split}.jsonl").open("w"))
                 fh.write(rec.model_dump_json() + "\n")
                 counts[rec.split] += 1
@@ -90,7 +94,7 @@ def build_dataset(source: str, path: str | Path, out: str | Path, catalogue_root
             "source": source, "path": str(path), "records": dict(counts), "skipped": len(skipped),
             "skipped_reasons": skipped[:200],
             "target_match_rate": matched["in_catalogue"] / matched["targets"] if matched["targets"] else None,
-            "catalogue_items": len(catalogue),
+            "catalogue_items": len(catalogue), "annotator": annotator,
         }
         if source == "pearl":
             report["pearl_filter"] = {"read": pearl_report.read, "kept": pearl_report.kept,

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 
 from interplay.catalogue import Catalogue, normalize_title
-from interplay.data.annotate import DialogueContext, annotate_turn
+from interplay.data.annotate import RuleAnnotator
 from interplay.data.attributes import match_all, persona_from_items, target_from_item
 from interplay.data.schema import DialogueRecord, Outcome, RecordTurn
 from interplay.episode import Persona, Target
@@ -63,17 +63,19 @@ def build_record(
     *, record_id: str, source: str, split: str, turns: list[RawTurn], catalogue: Catalogue,
     accepted_title: str | None, rejected_titles: list[str], watched_titles: list[str],
     target_title: str | None = None, persona: Persona | None = None, target: Target | None = None,
-    provenance: dict | None = None, meta: dict | None = None,
+    provenance: dict | None = None, meta: dict | None = None, annotator=None,
 ) -> DialogueRecord:
-    """One record from merged turns and the source's outcome (see the module docstring)."""
+    """One record from merged turns and the source's outcome (see the module docstring).
+
+    ``annotator`` labels turns without a gold action (default: the rule annotator); each such
+    turn's ``meta.annotated`` names what labelled it."""
     meta = dict(meta or {})
-    ctx = DialogueContext()
+    labels = (annotator or RuleAnnotator()).annotate_dialogue([(t.role, t.text, t.titles) for t in turns])
     out: list[RecordTurn] = []
-    for t in turns:
-        action = t.gold_action or annotate_turn(t.role, t.text, t.titles, ctx)
-        ctx.update(t.role, action, t.titles)
-        out.append(RecordTurn(role=t.role, action=action, text=t.text, titles=t.titles,
-                              meta={**t.meta, **({"annotated": True} if t.gold_action is None else {})}))
+    for t, (label, by) in zip(turns, labels):
+        gold = t.gold_action is not None
+        out.append(RecordTurn(role=t.role, action=t.gold_action if gold else label, text=t.text, titles=t.titles,
+                              meta={**t.meta, **({} if gold else {"annotated": by})}))
     accept_at = None
     if accepted_title is not None:
         first_rec = next((i for i, t in enumerate(out) if t.role is Role.RECOMMENDER

@@ -21,7 +21,8 @@ from interplay.data.schema import DialogueRecord
 from interplay.protocol import Action, Role
 
 
-def load_iard(path: str | Path, catalogue: Catalogue, split: str = "test", on_error=None) -> Iterator[DialogueRecord]:
+def load_iard(path: str | Path, catalogue: Catalogue, split: str = "test", on_error=None,
+              annotator=None) -> Iterator[DialogueRecord]:
     """Records of ``iard_gold.json`` (all in one split, ``test`` by default: it is a gold set)."""
     path = Path(path)
     if path.is_dir():
@@ -34,7 +35,7 @@ def load_iard(path: str | Path, catalogue: Catalogue, split: str = "test", on_er
         raise DataFormatError(path, 1, "<json>", "expected a list of conversations")
     for n, conv in enumerate(data):
         try:
-            yield _conversation(conv, n, path, split, catalogue)
+            yield _conversation(conv, n, path, split, catalogue, annotator)
         except (DataFormatError, ValueError, KeyError) as exc:
             err = exc if isinstance(exc, DataFormatError) else DataFormatError(path, None, f"[{n}]", str(exc))
             if on_error is None:
@@ -42,7 +43,8 @@ def load_iard(path: str | Path, catalogue: Catalogue, split: str = "test", on_er
             on_error(err)
 
 
-def _conversation(conv: dict, n: int, path: Path, split: str, catalogue: Catalogue) -> DialogueRecord:
+def _conversation(conv: dict, n: int, path: Path, split: str, catalogue: Catalogue,
+                  annotator=None) -> DialogueRecord:
     if not isinstance(conv, dict) or not isinstance(conv.get("conversation"), list):
         raise DataFormatError(path, None, f"[{n}].conversation", "missing or not a list")
     raw, accepted, rejected, last_rec = [], None, [], []
@@ -70,6 +72,6 @@ def _conversation(conv: dict, n: int, path: Path, split: str, catalogue: Catalog
     watched = [t for turn in turns if turn.role is Role.USER for t in turn.titles if t != accepted]
     return build_record(
         record_id=f"iard-{conv.get('conversation_id', n)}", source="iard", split=split, turns=turns,
-        catalogue=catalogue, accepted_title=accepted, rejected_titles=[r for r in rejected if r != accepted],
+        catalogue=catalogue, annotator=annotator, accepted_title=accepted, rejected_titles=[r for r in rejected if r != accepted],
         watched_titles=watched, meta={"conversation_id": str(conv.get("conversation_id", n))},
     )

@@ -51,7 +51,8 @@ def _literal_dict(value: str, path: Path, line: int, field: str, repairs: list[s
     return {int(i): str(name) for name, i in d.items()}
 
 
-def _dialogue(rows: list[tuple[int, dict]], path: Path, split: str, catalogue: Catalogue) -> DialogueRecord:
+def _dialogue(rows: list[tuple[int, dict]], path: Path, split: str, catalogue: Catalogue,
+              annotator=None) -> DialogueRecord:
     line0, first = rows[0]
     repairs: list[str] = []
     maps = {kind: _literal_dict(first.get(col) or "", path, line0, col, repairs) for kind, col in _DICTS.items()}
@@ -89,14 +90,14 @@ def _dialogue(rows: list[tuple[int, dict]], path: Path, split: str, catalogue: C
     watched = [t for turn in turns if turn.role is Role.USER for t in turn.titles if t != final]
     return build_record(
         record_id=f"inspired-{first['dialog_id'].removesuffix('.pkl')}", source="inspired", split=split,
-        turns=turns, catalogue=catalogue, accepted_title=accepted, rejected_titles=rejected, watched_titles=watched,
+        turns=turns, catalogue=catalogue, annotator=annotator, accepted_title=accepted, rejected_titles=rejected, watched_titles=watched,
         meta={"fine_label": first["fine_label"].strip(), "coarse_label": coarse, "final_recommendation": final,
               "trailer_id": first.get("movie_id", ""), **({"repaired": repairs} if repairs else {})},
     )
 
 
 def load_inspired(path: str | Path, catalogue: Catalogue, split: str | None = None,
-                  on_error=None) -> Iterator[DialogueRecord]:
+                  on_error=None, annotator=None) -> Iterator[DialogueRecord]:
     """Records of an INSPIRED TSV file (``split`` defaults to the file's stem, e.g. ``dev``)."""
     path = Path(path)
     if path.is_dir():
@@ -111,7 +112,7 @@ def load_inspired(path: str | Path, catalogue: Catalogue, split: str | None = No
     for dialog_id, group in groupby(rows, key=lambda r: r[1]["dialog_id"]):
         group = sorted(group, key=lambda r: int(r[1]["utt_id"]) if r[1]["utt_id"].isdigit() else 0)
         try:
-            yield _dialogue(group, path, split, catalogue)
+            yield _dialogue(group, path, split, catalogue, annotator)
         except (DataFormatError, ValueError) as exc:
             err = exc if isinstance(exc, DataFormatError) else DataFormatError(path, group[0][0], "<record>", str(exc))
             if on_error is None:

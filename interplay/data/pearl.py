@@ -70,7 +70,7 @@ def _list(value) -> list[str]:
 
 
 def parse_record(obj: dict, where: tuple[Path, int], split: str, catalogue: Catalogue, fields: dict,
-                 report: PearlReport) -> DialogueRecord | None:
+                 report: PearlReport, annotator=None) -> DialogueRecord | None:
     """One PEARL record, or ``None`` when the paper's filter drops it (counted in ``report``)."""
     path, line = where
     for key in REQUIRED:
@@ -127,7 +127,7 @@ def parse_record(obj: dict, where: tuple[Path, int], split: str, catalogue: Cata
         return None
     record = build_record(
         record_id=f"pearl-{obj.get('id', f'{path.stem}-{line}')}", source="pearl", split=record_split, turns=turns,
-        catalogue=catalogue, accepted_title=accepted, rejected_titles=[], watched_titles=[],
+        catalogue=catalogue, annotator=annotator, accepted_title=accepted, rejected_titles=[], watched_titles=[],
         persona=Persona(summary=persona_text, watched=watched), target=target,
         provenance={"persona": "review", "target_attributes": "source"},
     )
@@ -163,7 +163,7 @@ def _rows(path: Path) -> Iterator[tuple[Path, int, dict, str]]:
 
 
 def load_pearl(path: str | Path, catalogue: Catalogue, field_map: dict | None = None, on_error=None,
-               report: PearlReport | None = None) -> Iterator[DialogueRecord]:
+               report: PearlReport | None = None, annotator=None) -> Iterator[DialogueRecord]:
     """PEARL records from a local file or folder of files, or from the hub (``path == "hub"``)."""
     fields = {**DEFAULT_FIELDS, **(field_map or {})}
     report = report if report is not None else PearlReport()
@@ -182,7 +182,7 @@ def load_pearl(path: str | Path, catalogue: Catalogue, field_map: dict | None = 
         try:
             if not isinstance(obj, dict):
                 raise DataFormatError(file, line, "<record>", "not an object")
-            record = parse_record(obj, (file, line), split, catalogue, fields, report)
+            record = parse_record(obj, (file, line), split, catalogue, fields, report, annotator)
         except (DataFormatError, ValueError) as exc:
             err = exc if isinstance(exc, DataFormatError) else DataFormatError(file, line, "<record>", str(exc))
             report.dropped["invalid"] += 1

@@ -39,7 +39,8 @@ def _require(obj: dict, key: str, kind, path: Path, line: int):
     return obj[key]
 
 
-def parse_conversation(obj: dict, path: Path, line: int, split: str, catalogue: Catalogue) -> DialogueRecord:
+def parse_conversation(obj: dict, path: Path, line: int, split: str, catalogue: Catalogue,
+                       annotator=None) -> DialogueRecord:
     conv_id = _require(obj, "conversationId", (str, int), path, line)
     seeker = _require(obj, "initiatorWorkerId", int, path, line)
     messages = _require(obj, "messages", list, path, line)
@@ -81,13 +82,13 @@ def parse_conversation(obj: dict, path: Path, line: int, split: str, catalogue: 
                and mid != target_mid]
     return build_record(
         record_id=f"redial-{conv_id}", source="redial", split=split, turns=turns, catalogue=catalogue,
-        accepted_title=accepted, rejected_titles=rejected, watched_titles=watched,
+        annotator=annotator, accepted_title=accepted, rejected_titles=rejected, watched_titles=watched,
         meta={"conversation_id": str(conv_id)},
     )
 
 
 def load_redial(path: str | Path, catalogue: Catalogue, splits: list[str] | None = None,
-                on_error=None) -> Iterator[DialogueRecord]:
+                on_error=None, annotator=None) -> Iterator[DialogueRecord]:
     """Records of ``path`` (a folder with the split files, or one JSONL file).
 
     Malformed lines raise :class:`DataFormatError`, or go to ``on_error(err)`` when given.
@@ -109,7 +110,7 @@ def load_redial(path: str | Path, catalogue: Catalogue, splits: list[str] | None
                         raise DataFormatError(file, lineno, "<json>", exc.msg) from None
                     if not isinstance(obj, dict):
                         raise DataFormatError(file, lineno, "<json>", "not an object")
-                    yield parse_conversation(obj, file, lineno, split, catalogue)
+                    yield parse_conversation(obj, file, lineno, split, catalogue, annotator)
                 except (DataFormatError, ValueError) as exc:
                     err = exc if isinstance(exc, DataFormatError) else DataFormatError(file, lineno, "<record>", str(exc))
                     if on_error is None:
