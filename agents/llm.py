@@ -72,3 +72,33 @@ class RecommenderSimulator(LLMAgent):
     """LLM recommender simulator: sees the conversation (and the persona if configured)."""
 
     role = Role.RECOMMENDER
+
+
+class FineTunedAgent(LLMAgent):
+    """An LLM agent on a checkpoint from ``interplay train``: its prompt is the training
+    serialisation itself (``interplay.training.serialize.inference_prompt``), so the model sees at
+    inference exactly the token layout it was trained on, and it writes ``<action>`` itself."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("prefill", "")
+        super().__init__(*args, **kwargs)
+        from interplay.training.serialize import END
+
+        self.params = self.params.model_copy(update={"stop": (*self.params.stop, END)})
+
+    def prompt(self, observation: Observation) -> str:
+        from interplay.training.serialize import inference_prompt
+
+        return inference_prompt(self.role, self.view, observation.history)
+
+
+class FineTunedUserSimulator(FineTunedAgent):
+    """UserSim loaded from a checkpoint (spec ``usersim:CKPT_DIR``)."""
+
+    role = Role.USER
+
+
+class FineTunedRecommenderSimulator(FineTunedAgent):
+    """RecSim loaded from a checkpoint (spec ``recsim:CKPT_DIR``)."""
+
+    role = Role.RECOMMENDER

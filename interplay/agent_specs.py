@@ -125,6 +125,30 @@ register_agent_kind(
 register_agent_kind("py", AgentKind(_build_py, description="your own Agent subclass: py:module:ClassName"))
 
 
+def _fine_tuned(role: Role):
+    def build(ctx: AgentContext) -> Agent:
+        from agents.llm import FineTunedRecommenderSimulator, FineTunedUserSimulator
+
+        if ctx.role is not role:
+            raise ValueError(f"a {role.value} simulator checkpoint cannot play the {ctx.role.value}")
+        cls = FineTunedUserSimulator if role is Role.USER else FineTunedRecommenderSimulator
+        return cls(ctx.backend, ctx.tokenizer, ctx.params, catalogue=ctx.catalogue, seed=ctx.seed)
+
+    return build
+
+
+def _checkpoint(arg: str | None) -> str:
+    if not arg:
+        raise ValueError("usersim / recsim specs need a checkpoint: usersim:CKPT_DIR")
+    return arg
+
+
+register_agent_kind("usersim", AgentKind(_fine_tuned(Role.USER), model=_checkpoint,
+                                         description="UserSim checkpoint from 'interplay train --role user'"))
+register_agent_kind("recsim", AgentKind(_fine_tuned(Role.RECOMMENDER), model=_checkpoint,
+                                        description="RecSim checkpoint from 'interplay train --role recommender'"))
+
+
 def model_of(spec: AgentSpec) -> str | None:
     """The model the spec's agents generate with, or None."""
     return AGENT_KINDS[spec.kind].model(spec.arg)

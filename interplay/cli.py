@@ -40,8 +40,8 @@ def print_summary(summary: dict, run_dir: str) -> None:
 def simulate(
     ctx: typer.Context,
     config: Optional[Path] = typer.Option(None, help="JSON config (format of RUN_DIR/config.json); flags given override it"),
-    user: str = typer.Option("llm", help="user agent spec: rule | llm | llm:PATH_OR_ID | py:module:Class"),
-    recommender: str = typer.Option("llm", help="recommender agent spec (same kinds)"),
+    user: str = typer.Option("llm", help="user agent spec: rule | llm | llm:PATH_OR_ID | usersim:CKPT | py:module:Class"),
+    recommender: str = typer.Option("llm", help="recommender agent spec: rule | llm[:MODEL] | recsim:CKPT | py:module:Class"),
     data: str = typer.Option("demo", help="'demo' (embedded set), a folder from 'interplay data build', or a JSON file"),
     split: str = typer.Option("test", help="which split of a built data folder to simulate"),
     episodes: int = typer.Option(12, min=1, help="number of episodes (records are cycled)"),
@@ -166,6 +166,47 @@ def data_stats(
             mix.add_row(f"{role} / {action}", *cells)
     console.print(mix)
     console.print_json(data=stats) if json_out else None
+
+
+@app.command("train")
+def train_cmd(
+    role: Role = typer.Option(..., help="which simulator: user (UserSim) or recommender (RecSim)"),
+    data: Path = typer.Option(..., help="a folder from 'interplay data build' (train.jsonl, valid.jsonl)"),
+    out: Path = typer.Option(..., help="checkpoint folder"),
+    model: Optional[str] = typer.Option(None, help="HF id or path of a causal LM (default: offline SmolLM2-135M)"),
+    epochs: float = typer.Option(2.0, help="epochs (the paper: 2)"),
+    lr: Optional[float] = typer.Option(None, help="learning rate (default 2e-4 with LoRA, 1e-4 full fine-tuning)"),
+    batch_size: int = typer.Option(4, help="records per micro-batch"),
+    grad_accum: int = typer.Option(4, help="micro-batches per optimizer step (effective batch 16)"),
+    max_length: int = typer.Option(1024, help="tokens per example; longer dialogues are windowed"),
+    bf16: bool = typer.Option(False, help="bfloat16 weights and autocast"),
+    lora: bool = typer.Option(False, help="LoRA (peft) instead of full fine-tuning; merged into the checkpoint"),
+    lora_rank: int = typer.Option(16),
+    lora_alpha: int = typer.Option(32),
+    lora_targets: str = typer.Option("q_proj,k_proj,v_proj,o_proj", help="comma-separated module names"),
+    padding_free: bool = typer.Option(True, help="flattened batches with position_ids (faster) vs padded"),
+    recommender_sees_persona: bool = typer.Option(False, help="RecSim header includes the persona"),
+    max_steps: int = typer.Option(-1, help="stop after N optimizer steps (-1: by epochs)"),
+    resume: bool = typer.Option(False, help="continue from the last checkpoint in OUT"),
+    report_to: str = typer.Option("auto", help="auto (tensorboard when installed) | none | tensorboard | wandb"),
+    seed: int = typer.Option(0),
+) -> None:
+    """Role-masked SFT of UserSim or RecSim on dialogue records (TRL SFTTrainer + role-mask collator)."""
+    from interplay.training.train import TrainConfig, train
+
+    cfg = TrainConfig(role=role, data=str(data), out=str(out), model=model, epochs=epochs, learning_rate=lr,
+                      batch_size=batch_size, grad_accum=grad_accum, max_length=max_length, bf16=bf16, lora=lora,
+                      lora_rank=lora_rank, lora_alpha=lora_alpha, lora_targets=lora_targets.split(","),
+                      padding_free=padding_free, recommender_sees_persona=recommender_sees_persona,
+                      max_steps=max_steps, report_to=report_to, seed=seed)
+    try:
+        metrics = train(cfg, resume=resume)
+    except (ValueError, OSError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2)
+    console.print(f"valid loss per epoch: {metrics['valid_loss']}")
+    spec = "usersim" if role is Role.USER else "recsim"
+    console.print(f"checkpoint: {out}  (use it as --{role.value} {spec}:{out})")
 
 
 @app.command()

@@ -1,0 +1,1 @@
+"""Role-masked supervised fine-tuning of the user and recommender simulators."""

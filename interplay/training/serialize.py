@@ -1,0 +1,65 @@
+"""One serialisation of a dialogue per role, shared by training and inference.
+
+    <|context|>ROLE HEADER (what the role may know)<|end|>
+    <|user|><action><disclose-goal></action><response>...</response><|end|>
+    <|recommender|><action><recommend></action><response>...</response><|end|>
+    ...
+
+The speaker tokens and ``<|end|>`` are added to the tokenizer as special tokens together with the
+protocol's structural tokens, so no BPE merge crosses a segment boundary: tokenizing segment by
+segment gives the same ids as tokenizing the whole string, and the ids of a training example and
+of the agent's prompt for the same history are identical up to the point of generation. A role
+is trained on its own turns' ``<action>...</response><|end|>`` tokens; the speaker token before a
+turn is the cue, never a target.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from interplay.episode import HistoryTurn, Persona, RecommenderView, UserView
+from interplay.protocol import STRUCTURAL_TOKENS, Role, Turn, format_turn
+
+CONTEXT, END = "<|context|>", "<|end|>"
+SPEAKER = {Role.USER: "<|user|>", Role.RECOMMENDER: "<|recommender|>"}
+SPECIAL_TOKENS: tuple[str, ...] = (CONTEXT, END, SPEAKER[Role.USER], SPEAKER[Role.RECOMMENDER])
+ADDED_TOKENS: tuple[str, ...] = (*STRUCTURAL_TOKENS, *SPECIAL_TOKENS)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A piece of the serialisation; ``trained_for`` is the role whose loss covers it, if any."""
+
+    text: str
+    trained_for: Role | None = None
+
+
+def _persona(persona: Persona) -> str:
+    lines = [f"Preferences: {persona.summary}"]
+    lines += [f"Watched: {w.title}. {w.text}".rstrip() for w in persona.watched]
+    return "\n".join(lines)
+
+
+def header(role: Role, view: UserView | RecommenderView) -> str:
+    """What the role may know: the user its persona and target attributes; the recommender
+    nothing about the target (and the persona only when its view has one)."""
+    if role is Role.USER:
+        assert isinstance(view, UserView)
+        return (f"Role: user\n{_persona(view.persona)}\n"
+                f"Wants: {view.target_attribute_text or ', '.join(view.target_attributes)}")
+    assert isinstance(view, RecommenderView)
+    return "Role: recommender" + (f"\n{_persona(view.persona)}" if view.persona is not None else "")
+
+
+def segments(role: Role, view: UserView | RecommenderView, history: list[HistoryTurn]) -> list[Segment]:
+    """Header and every turn, each turn's body marked as trained for its speaker ``role`` only."""
+    out = [Segment(f"{CONTEXT}{header(role, view)}{END}")]
+    for t in history:
+        out.append(Segment(SPEAKER[t.role]))
+        out.append(Segment(format_turn(Turn(t.action, t.text)) + END, trained_for=t.role if t.role is role else None))
+    return out
+
+
+def inference_prompt(role: Role, view: UserView | RecommenderView, history: list[HistoryTurn]) -> str:
+    """The prompt for ``role``'s next turn: the same serialisation, ending with its speaker cue."""
+    return "".join(s.text for s in segments(role, view, history)) + SPEAKER[role]

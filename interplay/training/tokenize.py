@@ -1,0 +1,82 @@
+"""Records -> token ids with the role each token is trained for; long dialogues are windowed."""
+
+from __future__ import annotations
+
+from interplay.data.schema import DialogueRecord
+from interplay.episode import HistoryTurn, RecommenderView, build_recommender_view, build_user_view
+from interplay.protocol import Role
+from interplay.training.serialize import ADDED_TOKENS, Segment, segments
+
+#: token_roles values
+NONE, USER, RECOMMENDER = 0, 1, 2
+ROLE_ID = {Role.USER: USER, Role.RECOMMENDER: RECOMMENDER}
+
+
+def add_special_tokens(tokenizer, model=None) -> int:
+    """Add the structural and turn tokens (once); resize the model's embeddings to match."""
+    added = tokenizer.add_special_tokens({"additional_special_tokens": list(ADDED_TOKENS)},
+                                         replace_extra_special_tokens=False)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if model is not None:
+        model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=64)
+    return added
+
+
+def record_view(record: DialogueRecord, role: Role, recommender_sees_persona: bool = False):
+    """The view the role's agent would get for this record's episode (None: unusable for the role)."""
+    if role is Role.USER:
+        return None if record.target is None else build_user_view(record.id, record.episode_spec())
+    if record.target is None:
+        return RecommenderView(episode_id=record.id, persona=record.persona if recommender_sees_persona else None)
+    return build_recommender_view(record.id, record.episode_spec(), with_persona=recommender_sees_persona)
+
+
+def _encode(tokenizer, segs: list[Segment]) -> tuple[list[int], list[int]]:
+    ids, roles = [], []
+    for s in segs:
+        piece = tokenizer(s.text, add_special_tokens=False)["input_ids"]
+        ids += piece
+        roles += [ROLE_ID[s.trained_for] if s.trained_for else NONE] * len(piece)
+    return ids, roles
+
+
+def tokenize_record(record: DialogueRecord, tokenizer, role: Role, max_length: int = 1024,
+                    recommender_sees_persona: bool = False) -> list[dict]:
+    """Training examples of one record for ``role``: ``input_ids`` and ``token_roles``.
+
+    The header is the role's own view. A dialogue longer than ``max_length`` becomes several
+    windows, each the header plus consecutive whole turns, the next window starting one turn
+    before the previous one ended (so every turn is trained with at least its previous turn as
+    context); no turn is dropped, and a single turn too long for any window is cut at its end.
+    Windows without a token of ``role`` are left out.
+    """
+    view = record_view(record, role, recommender_sees_persona)
+    if view is None:
+        return []
+    history = [HistoryTurn(role=t.role, action=t.action, text=t.text) for t in record.turns]
+    segs = segments(role, view, history)
+    head, turns = segs[0], [segs[i : i + 2] for i in range(1, len(segs), 2)]
+    head_ids, head_roles = _encode(tokenizer, [head])
+    encoded = [_encode(tokenizer, t) for t in turns]
+    budget = max_length - len(head_ids)
+    if budget <= 0:
+        raise ValueError(f"record {record.id}: the header alone is {len(head_ids)} tokens > max_length {max_length}")
+    examples, start = [], 0
+    while start < len(encoded):
+        ids, roles, end = list(head_ids), list(head_roles), start
+        while end < len(encoded) and len(ids) + len(encoded[end][0]) <= max_length:
+            ids += encoded[end][0]
+            roles += encoded[end][1]
+            end += 1
+        if end == start:  # one turn longer than the budget: keep its start
+            ids += encoded[start][0][:budget]
+            roles += encoded[start][1][:budget]
+            end = start + 1
+        if ROLE_ID[role] in roles:
+            examples.append({"input_ids": ids, "token_roles": roles, "record_id": record.id,
+                             "window": len(examples)})
+        if end >= len(encoded):
+            break
+        start = max(end - 1, start + 1)
+    return examples

@@ -1,0 +1,135 @@
+"""``interplay train``: role-masked SFT of a user or recommender simulator with TRL's SFTTrainer."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from interplay.protocol import Role
+
+TRAINING_CONFIG = "interplay_training.json"
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one training run (saved beside the checkpoint)."""
+
+    role: Role
+    data: str
+    out: str
+    model: str | None = None  # None: the offline default model
+    epochs: float = 2.0
+    learning_rate: float | None = None  # None: 2e-4 with LoRA (the paper), 1e-4 for full fine-tuning
+    batch_size: int = 4
+    grad_accum: int = 4  # effective batch 16, as in the paper
+    max_length: int = 1024
+    bf16: bool = False
+    lora: bool = False
+    lora_rank: int = 16
+    lora_alpha: int = 32
+    lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    padding_free: bool = True
+    recommender_sees_persona: bool = False
+    max_steps: int = -1
+    seed: int = 0
+    report_to: str = "auto"  # auto: tensorboard when installed, else none
+    logging_steps: int = 10
+
+    @property
+    def lr(self) -> float:
+        return self.learning_rate if self.learning_rate is not None else (2e-4 if self.lora else 1e-4)
+
+
+def build_dataset(records, tokenizer, cfg: TrainConfig):
+    """HF Dataset of the tokenized windows of ``records`` for ``cfg.role``."""
+    from datasets import Dataset
+
+    from interplay.training.tokenize import tokenize_record
+
+    rows = [ex for r in records for ex in tokenize_record(r, tokenizer, cfg.role, cfg.max_length,
+                                                          cfg.recommender_sees_persona)]
+    if not rows:
+        raise ValueError(f"no training example for the {cfg.role.value} in {cfg.data}")
+    return Dataset.from_list(rows)
+
+
+def load_model_and_tokenizer(model: str | None, bf16_weights: bool):
+    """The model (bf16 weights only when asked: LoRA on a GPU; full fine-tuning keeps fp32 master
+    weights and trains under bf16 autocast) and its tokenizer, both with the added tokens."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from interplay.backends.default_model import resolve_model_path
+    from interplay.training.tokenize import add_special_tokens
+
+    path = resolve_model_path(model)
+    tok = AutoTokenizer.from_pretrained(path)
+    lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16 if bf16_weights else torch.float32)
+    add_special_tokens(tok, lm)
+    return lm, tok
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> dict:
+    """Train, save the checkpoint (model, tokenizer with the added tokens, config), return metrics."""
+    import importlib.util
+
+    from trl import SFTConfig, SFTTrainer
+
+    from interplay.data.build import read_records
+    from interplay.training.collator import RoleMaskCollator
+
+    lm, tok = load_model_and_tokenizer(cfg.model, bf16_weights=cfg.bf16 and cfg.lora)
+    # transformers keeps packed (padding-free) sequences apart only when no KV cache exists; with
+    # use_cache on, the forward pass makes one and attention silently crosses records
+    lm.config.use_cache = False
+    train_ds = build_dataset(read_records(cfg.data, "train"), tok, cfg)
+    valid_path = Path(cfg.data) / "valid.jsonl"
+    valid_ds = build_dataset(read_records(cfg.data, "valid"), tok, cfg) if valid_path.exists() else None
+    peft_config = None
+    if cfg.lora:
+        from peft import LoraConfig
+
+        # new tokens need trained embeddings: the embedding and output layers are saved in full
+        peft_config = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, target_modules=cfg.lora_targets,
+                                 modules_to_save=["embed_tokens", "lm_head"], task_type="CAUSAL_LM")
+    report_to = cfg.report_to
+    if report_to == "auto":
+        report_to = "tensorboard" if importlib.util.find_spec("tensorboard") else "none"
+    args = SFTConfig(
+        output_dir=cfg.out, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps, learning_rate=cfg.lr,
+        per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        bf16=cfg.bf16, fp16=False, gradient_checkpointing=False, max_length=None, seed=cfg.seed,
+        dataset_kwargs={"skip_prepare_dataset": True}, remove_unused_columns=False,
+        eval_strategy="epoch" if valid_ds is not None else "no", save_strategy="epoch", save_total_limit=2,
+        logging_steps=cfg.logging_steps, report_to=report_to, use_cpu=not _cuda(), disable_tqdm=False,
+        lr_scheduler_type="cosine", warmup_steps=0.03,
+    )
+    # padding-free: each micro-batch of batch_size records is flattened into one row (no padding)
+    collator = RoleMaskCollator(cfg.role, tok.pad_token_id, padding_free=cfg.padding_free)
+    trainer = SFTTrainer(model=lm, args=args, train_dataset=train_ds, eval_dataset=valid_ds,
+                         processing_class=tok, data_collator=collator, peft_config=peft_config)
+    result = trainer.train(resume_from_checkpoint=True if resume else None)
+    model = trainer.model
+    if cfg.lora:
+        model = model.merge_and_unload()
+    model.config.use_cache = True  # for generation
+    model.save_pretrained(cfg.out)
+    tok.save_pretrained(cfg.out)
+    history = [h for h in trainer.state.log_history]
+    metrics = {"train": result.metrics, "valid_loss": [h["eval_loss"] for h in history if "eval_loss" in h],
+               "train_examples": len(train_ds), "valid_examples": len(valid_ds) if valid_ds is not None else 0}
+    if metrics["valid_loss"]:
+        metrics["valid_ppl"] = [math.exp(x) for x in metrics["valid_loss"]]
+    (Path(cfg.out) / TRAINING_CONFIG).write_text(
+        json.dumps({"config": {**asdict(cfg), "role": cfg.role.value, "lr": cfg.lr}, "metrics": metrics,
+                    "log_history": history}, indent=2, default=str) + "\n")
+    return metrics
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()

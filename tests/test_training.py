@@ -1,0 +1,200 @@
+"""Role-masked SFT: exact masks (padded and padding-free), windowing, TRL training, checkpoint round trip."""
+
+import json
+
+import pytest
+import torch
+from transformers import AutoTokenizer
+
+from interplay.data.pearl import load_pearl
+from interplay.data.schema import DialogueRecord, RecordTurn
+from interplay.episode import HistoryTurn, Observation
+from interplay.protocol import Action, Role, Turn, format_turn
+from interplay.simulation_data import load_demo
+from interplay.training.collator import RoleMaskCollator
+from interplay.training.serialize import END, SPEAKER, inference_prompt, segments
+from interplay.training.tokenize import add_special_tokens, record_view, tokenize_record
+from conftest import ROOT
+
+RECORDS = list(load_pearl(ROOT / "tests" / "fixtures" / "pearl_sample.jsonl", load_demo().catalogue,
+                          on_error=lambda e: None))
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_model_dir):
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    add_special_tokens(tok)
+    return tok
+
+
+def labelled_spans(batch: dict, row: int = 0) -> list[list[int]]:
+    """Runs of consecutive labelled token ids in one row of a collated batch."""
+    spans, cur = [], []
+    for tok_id, label in zip(batch["input_ids"][row].tolist(), batch["labels"][row].tolist()):
+        if label != -100:
+            assert label == tok_id
+            cur.append(label)
+        elif cur:
+            spans.append(cur)
+            cur = []
+    return spans + ([cur] if cur else [])
+
+
+def expected_spans(record: DialogueRecord, role: Role, tok) -> list[list[int]]:
+    return [tok(format_turn(Turn(t.action, t.text)) + END, add_special_tokens=False)["input_ids"]
+            for t in record.turns if t.role is role]
+
+
+def check_masks(records, tok, padding_free: bool) -> int:
+    checked = 0
+    for role in Role:
+        feats = [ex for r in records for ex in tokenize_record(r, tok, role, max_length=4096)]
+        batch = RoleMaskCollator(role, tok.pad_token_id, padding_free=padding_free)(feats)
+        if padding_free:
+            assert batch["input_ids"].shape[0] == 1 and "attention_mask" not in batch
+            starts = [i for i, p in enumerate(batch["position_ids"][0].tolist()) if p == 0]
+            assert starts == [0] + list(torch.tensor([len(f["input_ids"]) for f in feats]).cumsum(0)[:-1].tolist())
+            got = labelled_spans(batch)
+        else:
+            assert batch["input_ids"].shape[0] == len(feats)
+            got = [s for row in range(len(feats)) for s in labelled_spans(batch, row)]
+            pad = batch["attention_mask"] == 0
+            assert (batch["labels"][pad] == -100).all()
+        want = [s for r in records for s in expected_spans(r, role, tok)]
+        assert got == want, role  # every turn of the role, token for token, nothing else
+        checked += len(want)
+    return checked
+
+
+@pytest.mark.parametrize("padding_free", [True, False])
+def test_masks_on_fixture_records(tokenizer, padding_free):
+    assert check_masks(RECORDS, tokenizer, padding_free) >= 10
+
+
+@pytest.mark.parametrize("padding_free", [True, False])
+def test_masks_on_real_redial_records(tokenizer, shared_data, tmp_path, padding_free):
+    from interplay.data.build import build_dataset, read_records
+
+    build_dataset("redial", shared_data / "redial" / "valid_data.jsonl", tmp_path / "d", shared_data, progress=False)
+    records = read_records(tmp_path / "d", "valid")[:25]
+    assert check_masks(records, tokenizer, padding_free) > 100
+
+
+def test_end_of_turn_is_trained_although_pad_equals_eos(tokenizer):
+    ex = tokenize_record(RECORDS[0], tokenizer, Role.RECOMMENDER)[0]
+    batch = RoleMaskCollator(Role.RECOMMENDER, tokenizer.pad_token_id, padding_free=False)([ex, ex])
+    end_id = tokenizer.convert_tokens_to_ids(END)
+    assert (batch["labels"] == end_id).sum() == 2 * sum(t.role is Role.RECOMMENDER for t in RECORDS[0].turns)
+
+
+def test_serialisation_is_shared_by_training_and_inference(tokenizer):
+    rec = RECORDS[0]
+    k = max(i for i, t in enumerate(rec.turns) if t.role is Role.RECOMMENDER)
+    history = [HistoryTurn(role=t.role, action=t.action, text=t.text) for t in rec.turns[:k]]
+    prompt_ids = tokenizer(inference_prompt(Role.RECOMMENDER, record_view(rec, Role.RECOMMENDER), history),
+                           add_special_tokens=False)["input_ids"]
+    train_ids = tokenize_record(rec, tokenizer, Role.RECOMMENDER)[0]["input_ids"]
+    assert train_ids[: len(prompt_ids)] == prompt_ids  # the prompt is a prefix of the training example
+    assert prompt_ids[-1] == tokenizer.convert_tokens_to_ids(SPEAKER[Role.RECOMMENDER])
+    whole = "".join(s.text for s in segments(Role.USER, record_view(rec, Role.USER), history))
+    assert tokenizer(whole, add_special_tokens=False)["input_ids"] == tokenize_record(
+        rec.model_copy(update={"turns": rec.turns[:k]}), tokenizer, Role.USER)[0]["input_ids"]
+
+
+def test_user_header_has_attributes_never_the_title(tokenizer):
+    ids = tokenize_record(RECORDS[0], tokenizer, Role.USER)[0]["input_ids"]
+    header = tokenizer.decode(ids[: ids.index(tokenizer.convert_tokens_to_ids(END)) + 1])
+    assert "Inside Man" not in header and "spike lee" not in header.lower() or "Wants:" in header
+    assert "Inside Man" not in header and "hostage standoff" in header
+    rec_header = tokenizer.decode(tokenize_record(RECORDS[0], tokenizer, Role.RECOMMENDER)[0]["input_ids"][:40])
+    assert "hostage" not in rec_header and "Preferences" not in rec_header
+
+
+def test_long_dialogue_is_windowed_not_dropped(tokenizer):
+    base = RECORDS[0]
+    turns = []
+    for i in range(30):
+        turns.append(RecordTurn(role=Role.USER, action=Action.FEEDBACK, text=f"User remark number {i} about films."))
+        turns.append(RecordTurn(role=Role.RECOMMENDER, action=Action.INQUIRE, text=f"Question {i}: what else do you like?"))
+    long = base.model_copy(update={"turns": turns, "outcome": base.outcome.model_copy(update={"accepted_item": None})})
+    for role in Role:
+        windows = tokenize_record(long, tokenizer, role, max_length=160)
+        assert len(windows) > 3 and all(len(w["input_ids"]) <= 160 for w in windows)
+        batch = RoleMaskCollator(role, tokenizer.pad_token_id)(windows)
+        trained = {tuple(s) for s in labelled_spans(batch)}
+        assert trained == {tuple(s) for s in expected_spans(long, role, tokenizer)}  # every turn, in some window
+        header_len = tokenize_record(long, tokenizer, role, max_length=4096)[0]["input_ids"].index(
+            tokenizer.convert_tokens_to_ids(END)) + 1
+        assert all(w["input_ids"][:header_len] == windows[0]["input_ids"][:header_len] for w in windows)
+
+
+def test_padding_free_loss_equals_padded_loss(tiny_model_dir, tokenizer):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=64)
+    feats = [ex for r in RECORDS for ex in tokenize_record(r, tokenizer, Role.USER)]
+    flat_batch = RoleMaskCollator(Role.USER, tokenizer.pad_token_id, True)(feats)
+    padded_batch = RoleMaskCollator(Role.USER, tokenizer.pad_token_id, False)(feats)
+    with torch.no_grad():
+        # the pitfall train() avoids: with a KV cache, transformers does not separate packed records
+        leaky = model(**flat_batch, use_cache=True).loss
+        model.config.use_cache = False  # as train() sets it
+        flat, padded = model(**flat_batch).loss, model(**padded_batch).loss
+    assert torch.isclose(flat, padded, atol=1e-5), (flat, padded)  # no attention across records
+    assert not torch.isclose(leaky, padded, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def overfit_checkpoint(tmp_path_factory):
+    """A 2-layer model trained (through `interplay train`'s code path) on one dialogue until it
+    reproduces the recommender's turns."""
+    from transformers import AutoTokenizer as AT
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from interplay.backends.default_model import default_model_path
+    from interplay.training.train import TrainConfig, train
+
+    base, data = tmp_path_factory.mktemp("base"), tmp_path_factory.mktemp("one")
+    tok = AT.from_pretrained(default_model_path())
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                                 num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
+                                 pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)).save_pretrained(base)
+    tok.save_pretrained(base)
+    (data / "train.jsonl").write_text(RECORDS[0].model_dump_json() + "\n")
+    (data / "valid.jsonl").write_text(RECORDS[0].model_dump_json() + "\n")
+    out = tmp_path_factory.mktemp("ckpt")
+    metrics = train(TrainConfig(role=Role.RECOMMENDER, data=str(data), out=str(out), model=str(base), max_steps=100,
+                                learning_rate=3e-3, batch_size=1, grad_accum=1, logging_steps=10, report_to="none"))
+    return out, metrics
+
+
+def test_training_lowers_loss_and_saves_everything(overfit_checkpoint):
+    out, metrics = overfit_checkpoint
+    saved = json.loads((out / "interplay_training.json").read_text())
+    losses = [h["loss"] for h in saved["log_history"] if "loss" in h]
+    assert losses[-1] < losses[0] / 4
+    assert saved["config"]["role"] == "recommender" and saved["config"]["lr"] == 3e-3
+    assert metrics["valid_loss"][-1] < 1.0
+    tok = AutoTokenizer.from_pretrained(out)
+    assert all(tok.convert_tokens_to_ids(t) != tok.unk_token_id for t in ("<recommend>", "<|end|>", "</movie_title>"))
+
+
+def test_checkpoint_round_trip_as_agent(overfit_checkpoint):
+    from agents.llm import FineTunedRecommenderSimulator
+    from interplay.agent_specs import AgentSpec, model_of
+    from interplay.backends.transformers_backend import TransformersBackend
+
+    out, _ = overfit_checkpoint
+    assert model_of(AgentSpec.parse(f"recsim:{out}")) == str(out)
+    backend = TransformersBackend(str(out), dtype="float32")
+    agent = FineTunedRecommenderSimulator(backend, backend.tokenizer)
+    rec = RECORDS[0]
+    agent.reset(record_view(rec, Role.RECOMMENDER))
+    for k, gold in enumerate(rec.turns):
+        if gold.role is Role.RECOMMENDER:
+            obs = Observation(history=[HistoryTurn(role=t.role, action=t.action, text=t.text) for t in rec.turns[:k]],
+                              turn_index=k)
+            turn = agent.act(obs)  # parsed by the protocol; raises ProtocolError otherwise
+            assert (turn.action, turn.text) == (gold.action, gold.text)
