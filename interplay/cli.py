@@ -168,6 +168,42 @@ def data_stats(
     console.print_json(data=stats) if json_out else None
 
 
+eval_app = typer.Typer(no_args_is_help=True, help="Evaluate agents and runs from their episode logs.")
+app.add_typer(eval_app, name="evaluate")
+
+
+@eval_app.command("run")
+def evaluate_run_cmd(
+    run_dir: Path = typer.Argument(..., help="a run directory (episodes.jsonl)"),
+    out: Optional[Path] = typer.Option(None, help="where to write metrics.json, episodes.csv, plots (default RUN_DIR/eval)"),
+    plots: bool = typer.Option(True, help="write PNG plots"),
+) -> None:
+    """Metrics of a free simulation run: termination mix, SR/ET/FR, turns to accept, actions, Dist-4, words."""
+    from interplay.episode_log import EpisodeLogError
+    from interplay.metrics.run_report import evaluate_run
+
+    try:
+        m = evaluate_run(run_dir, out, plots=plots)
+    except (EpisodeLogError, ValueError, FileNotFoundError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2)
+    table = Table(title=f"{run_dir}: {m['episodes']} episodes; {'; '.join(m['agents'])}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k in ("SR", "ET", "FR"):
+        table.add_row(k, f"{m['outcome'][k]:.3f}")
+    for k, v in m["termination"].items():
+        table.add_row(f"termination {k}", f"{v:.3f}")
+    tta = m["turns_to_accept"]
+    table.add_row("turns to accept (mean)", "-" if tta["mean"] is None else f"{tta['mean']:.2f}")
+    table.add_row("parsed turn rate (mean)", f"{m['parsed_rate']['mean']:.3f}")
+    for role in ("user", "recommender"):
+        w = m["words"][role]["mean"]
+        table.add_row(f"{role} Dist-4 / words", f"{m['dist4'][role]:.3f} / {'-' if w is None else f'{w:.1f}'}")
+    console.print(table)
+    console.print(f"wrote {out or run_dir / 'eval'}")
+
+
 @app.command("train")
 def train_cmd(
     role: Role = typer.Option(..., help="which simulator: user (UserSim) or recommender (RecSim)"),
@@ -187,6 +223,8 @@ def train_cmd(
     padding_free: bool = typer.Option(True, help="flattened batches with position_ids (faster) vs padded"),
     recommender_sees_persona: bool = typer.Option(False, help="RecSim header includes the persona"),
     max_steps: int = typer.Option(-1, help="stop after N optimizer steps (-1: by epochs)"),
+    eval_steps: int = typer.Option(0, help="evaluate on valid every N steps (0: once per epoch)"),
+    logging_steps: int = typer.Option(10, help="log the training loss every N steps"),
     resume: bool = typer.Option(False, help="continue from the last checkpoint in OUT"),
     report_to: str = typer.Option("auto", help="auto (tensorboard when installed) | none | tensorboard | wandb"),
     seed: int = typer.Option(0),
@@ -198,7 +236,8 @@ def train_cmd(
                       batch_size=batch_size, grad_accum=grad_accum, max_length=max_length, bf16=bf16, lora=lora,
                       lora_rank=lora_rank, lora_alpha=lora_alpha, lora_targets=lora_targets.split(","),
                       padding_free=padding_free, recommender_sees_persona=recommender_sees_persona,
-                      max_steps=max_steps, report_to=report_to, seed=seed)
+                      max_steps=max_steps, eval_steps=eval_steps, logging_steps=logging_steps,
+                      report_to=report_to, seed=seed)
     try:
         metrics = train(cfg, resume=resume)
     except (ValueError, OSError) as exc:

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 
 from interplay.catalogue import Catalogue, normalize_title
-from interplay.data.annotate import RuleAnnotator
+from interplay.data.annotate import ACTION_PRECEDENCE, RuleAnnotator
 from interplay.data.attributes import match_all, persona_from_items, target_from_item
 from interplay.data.schema import DialogueRecord, Outcome, RecordTurn
 from interplay.episode import Persona, Target
@@ -46,8 +46,6 @@ def merge_consecutive(turns: list[RawTurn]) -> list[RawTurn]:
                     last.meta.setdefault(k, [])
                     last.meta[k] += [x for x in v if x not in last.meta[k]]
             if t.gold_action is not None:
-                from interplay.data.annotate import ACTION_PRECEDENCE
-
                 cands = [a for a in (last.gold_action, t.gold_action) if a is not None]
                 last.gold_action = min(cands, key=ACTION_PRECEDENCE.index)
         else:

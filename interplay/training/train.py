@@ -36,6 +36,7 @@ class TrainConfig:
     seed: int = 0
     report_to: str = "auto"  # auto: tensorboard when installed, else none
     logging_steps: int = 10
+    eval_steps: int = 0  # 0: evaluate on valid once per epoch
 
     @property
     def lr(self) -> float:
@@ -103,7 +104,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         gradient_accumulation_steps=cfg.grad_accum,
         bf16=cfg.bf16, fp16=False, gradient_checkpointing=False, max_length=None, seed=cfg.seed,
         dataset_kwargs={"skip_prepare_dataset": True}, remove_unused_columns=False,
-        eval_strategy="epoch" if valid_ds is not None else "no", save_strategy="epoch", save_total_limit=2,
+        eval_strategy="no" if valid_ds is None else ("steps" if cfg.eval_steps else "epoch"),
+        eval_steps=cfg.eval_steps or None, save_strategy="epoch", save_total_limit=2,
         logging_steps=cfg.logging_steps, report_to=report_to, use_cpu=not _cuda(), disable_tqdm=False,
         lr_scheduler_type="cosine", warmup_steps=0.03,
     )

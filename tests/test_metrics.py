@@ -1,0 +1,107 @@
+"""Known-answer tests of the metrics, computed by hand, and the run report."""
+
+import csv
+import json
+
+import pytest
+
+from interplay.episode import Persona, Target
+from interplay.episode_log import EpisodeLog, EpisodeLogWriter, Termination, TurnLog
+from interplay.metrics import (
+    action_distribution,
+    dist_n,
+    outcome_class,
+    recall_at_k,
+    summarize_values,
+    termination_mix,
+    turns_to_accept,
+    words,
+)
+from interplay.metrics.run_report import evaluate_run
+from interplay.protocol import Action, Role
+
+
+def test_dist_n_by_hand():
+    # "a b c d e" has 4-grams (abcd, bcde); "a b c d" has (abcd): 2 distinct of 3
+    assert dist_n(["a b c d e", "A b, c d!"], 4) == pytest.approx(2 / 3)
+    # 2-grams: "x y x y" -> xy, yx, xy -> 2 distinct of 3; n-grams never span texts
+    assert dist_n(["x y x y"], 2) == pytest.approx(2 / 3)
+    assert dist_n(["x y", "z w"], 4) == 0.0 and dist_n([], 4) == 0.0
+    # title markup is not a word
+    assert dist_n(["see <movie_title>Heat (1995)</movie_title> now"], 4) == 1.0
+
+
+def test_words():
+    assert words("You may enjoy <movie_title>Heat (1995)</movie_title>!") == 5
+    assert words("") == 0
+
+
+def ep(i, termination, accepted=None, target="Heat (1995)", turns=()):
+    return EpisodeLog(episode_id=f"e{i}", record_id="r", source="t", seed=0, user_spec="u", recommender_spec="r",
+                      persona=Persona(summary="s"), target=Target(item_id="x:1", title=target), turns=list(turns),
+                      termination=termination, num_turns=len(turns) or 4, accepted_item=accepted)
+
+
+def t(role, action, text, i=0):
+    return TurnLog(index=i, role=role, action=action, text=text)
+
+
+def test_sr_et_fr_are_exclusive_and_sum_to_one():
+    eps = [ep(0, Termination.ACCEPTED, "heat (1995)"), ep(1, Termination.ACCEPTED, "Ronin (1998)"),
+           ep(2, Termination.MAX_TURNS), ep(3, Termination.PROTOCOL_ERROR), ep(4, Termination.ACCEPTED, "Heat, The (1995)"),
+           ep(5, Termination.ACCEPTED, "HEAT  (1995)")]
+    classes = [outcome_class(e) for e in eps]
+    # "Heat, The (1995)" is "The Heat": another film, so an early termination
+    assert classes == ["SR", "ET", "FR", "FR", "ET", "SR"]
+    shares = {k: classes.count(k) / len(classes) for k in ("SR", "ET", "FR")}
+    assert sum(shares.values()) == pytest.approx(1.0)
+
+
+def test_termination_mix_and_turns_to_accept():
+    eps = [ep(0, Termination.ACCEPTED, "Heat (1995)"), ep(1, Termination.MAX_TURNS), ep(2, Termination.MAX_TURNS),
+           ep(3, Termination.AGENT_ERROR)]
+    assert termination_mix(eps) == {"accepted": 0.25, "max_turns": 0.5, "protocol_error": 0.0, "agent_error": 0.25}
+    assert turns_to_accept(eps[0]) == 4 and turns_to_accept(eps[1]) is None
+
+
+def test_action_distribution():
+    turns = [t(Role.USER, Action.DISCLOSE_GOAL, "a"), t(Role.RECOMMENDER, Action.INQUIRE, "b"),
+             t(Role.USER, Action.FEEDBACK, "c"), t(Role.RECOMMENDER, Action.RECOMMEND, "<movie_title>X</movie_title>"),
+             t(Role.USER, Action.FEEDBACK, "d"), TurnLog(index=5, role=Role.RECOMMENDER, action=None, text=None)]
+    d = action_distribution([ep(0, Termination.PROTOCOL_ERROR, turns=turns)])
+    assert d["user"]["feedback"] == pytest.approx(2 / 3) and d["user"]["disclose-goal"] == pytest.approx(1 / 3)
+    assert d["recommender"]["inquire"] == 0.5 and d["recommender"]["recommend"] == 0.5  # the unparsed turn not counted
+
+
+def test_recall_at_k():
+    ranked = ["Ronin (1998)", "heat (1995)", "Se7en (1995)"]
+    assert recall_at_k(ranked, "Heat (1995)", 1) == 0.0
+    assert recall_at_k(ranked, "Heat (1995)", 2) == 1.0
+
+
+def test_summary():
+    s = summarize_values([1, 2, 3, None, 6])
+    assert (s.count, s.mean, s.min, s.max) == (4, 3.0, 1.0, 6.0)
+    assert s.std == pytest.approx((((1 - 3) ** 2 + (2 - 3) ** 2 + 0 + (6 - 3) ** 2) / 4) ** 0.5)
+    assert summarize_values([None]).count == 0
+
+
+def test_evaluate_run_writes_metrics_csv_and_plots(tmp_path):
+    run = tmp_path / "run"
+    turns = [t(Role.USER, Action.DISCLOSE_GOAL, "I want a heist film", 0),
+             t(Role.RECOMMENDER, Action.RECOMMEND, "Try <movie_title>Heat (1995)</movie_title>", 1),
+             t(Role.USER, Action.ACCEPT, "Great, I will watch it", 2)]
+    with EpisodeLogWriter(run) as w:
+        w.write(ep(0, Termination.ACCEPTED, "Heat (1995)", turns=turns))
+        w.write(ep(1, Termination.MAX_TURNS, turns=turns[:2]))
+    m = evaluate_run(run)
+    assert m["outcome"] == {"SR": 0.5, "ET": 0.0, "FR": 0.5}
+    assert m["turns_to_accept"]["mean"] == 3.0 and m["num_turns"]["mean"] == 2.5
+    # user texts: "i want a heist film" (x2: 2 distinct 4-grams, 4 total) + "great i will watch it" (2)
+    assert m["dist4"]["user"] == pytest.approx(4 / 6)
+    assert m["words"]["recommender"]["mean"] == 3.0  # "try heat 1995"
+    rows = list(csv.DictReader((run / "eval" / "episodes.csv").open()))
+    assert [r["outcome"] for r in rows] == ["SR", "FR"]
+    assert json.loads((run / "eval" / "metrics.json").read_text())["episodes"] == 2
+    for png in ("turns_to_accept.png", "action_mix.png"):
+        assert (run / "eval" / png).read_bytes()[:4] == b"\x89PNG"
