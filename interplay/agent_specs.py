@@ -63,6 +63,7 @@ class AgentKind:
     build: Callable[[AgentContext], Agent]
     model: Callable[[str | None], str | None] = field(default=lambda arg: None)
     description: str = ""
+    backend: str = "transformers"  # a name in interplay.backends.registry.BACKENDS
 
 
 AGENT_KINDS: dict[str, AgentKind] = {}
@@ -152,6 +153,11 @@ register_agent_kind("recsim", AgentKind(_fine_tuned(Role.RECOMMENDER), model=_ch
 def model_of(spec: AgentSpec) -> str | None:
     """The model the spec's agents generate with, or None."""
     return AGENT_KINDS[spec.kind].model(spec.arg)
+
+
+def backend_of(spec: AgentSpec) -> str:
+    """The backend the spec's model runs on."""
+    return AGENT_KINDS[spec.kind].backend
 
 
 def build_agent(spec: AgentSpec, ctx: AgentContext) -> Agent:

@@ -20,11 +20,12 @@ class ModelServer:
     """Async micro-batching front of a generation backend (use as a Ray async actor)."""
 
     def __init__(self, model: str | None, dtype: str = "auto", max_batch: int = 16,
-                 batch_wait_ms: float = 20.0, num_threads: int | None = None, backend_factory=None):
+                 batch_wait_ms: float = 20.0, num_threads: int | None = None, backend_factory=None,
+                 backend: str = "transformers"):
         if backend_factory is None:
-            from interplay.backends.transformers_backend import TransformersBackend
+            from interplay.backends.registry import create_backend
 
-            self.backend = TransformersBackend(model, dtype=dtype, num_threads=num_threads)
+            self.backend = create_backend(backend, model, dtype=dtype, num_threads=num_threads)
         else:
             self.backend = backend_factory()
         self.max_batch = max_batch

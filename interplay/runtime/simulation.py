@@ -20,7 +20,7 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from environments.recommendation_env import EnvConfig, RecommendationEnv
-from interplay.agent_specs import AgentSpec, model_of
+from interplay.agent_specs import AgentSpec, backend_of, model_of
 from interplay.backends.base import GenerationParams
 from interplay.episode_log import (
     CONFIG_FILE,
@@ -102,12 +102,13 @@ def _start_actors(cfg: SimulationConfig, data: SimulationData):
     specs = {Role.USER: AgentSpec.parse(cfg.user), Role.RECOMMENDER: AgentSpec.parse(cfg.recommender)}
     models = {role: model_of(spec) for role, spec in specs.items()}
     distinct = sorted({m for m in models.values() if m is not None})
+    backend = {models[role]: backend_of(spec) for role, spec in specs.items() if models[role] is not None}
     cpus = int(ray.available_resources().get("CPU", os.cpu_count() or 1))
     per_server = max(1, cpus // max(1, len(distinct)))
     server_cls = ray.remote(num_cpus=per_server)(ModelServer)
     servers = {
         m: server_cls.remote(m, dtype=cfg.dtype, max_batch=cfg.max_batch, batch_wait_ms=cfg.batch_wait_ms,
-                             num_threads=per_server)
+                             num_threads=per_server, backend=backend[m])
         for m in distinct
     }
     paths = {m: ray.get(s.model_path.remote()) for m, s in servers.items()}
