@@ -198,3 +198,25 @@ def test_checkpoint_round_trip_as_agent(overfit_checkpoint):
                               turn_index=k)
             turn = agent.act(obs)  # parsed by the protocol; raises ProtocolError otherwise
             assert (turn.action, turn.text) == (gold.action, gold.text)
+
+
+def test_lora_training_merges_into_a_plain_checkpoint(overfit_checkpoint, tmp_path):
+    """LoRA (peft) with the embeddings and LM head trained in full, merged at save time."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer as AT
+
+    from interplay.training.train import TrainConfig, train
+
+    base_ckpt, _ = overfit_checkpoint  # any small checkpoint with the added tokens will do as a base
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "train.jsonl").write_text(RECORDS[1].model_dump_json() + "\n")
+    out = tmp_path / "lora"
+    train(TrainConfig(role=Role.USER, data=str(data), out=str(out), model=str(base_ckpt), max_steps=12,
+                      learning_rate=3e-3, batch_size=1, grad_accum=1, logging_steps=4, report_to="none",
+                      lora=True, lora_rank=8))
+    saved = json.loads((out / "interplay_training.json").read_text())
+    losses = [h["loss"] for h in saved["log_history"] if "loss" in h]
+    assert losses[-1] < losses[0] and saved["config"]["lora"] is True
+    model = AutoModelForCausalLM.from_pretrained(out)  # a plain model: no adapter files needed
+    assert not (out / "adapter_config.json").exists()
+    assert model.get_input_embeddings().weight.shape[0] >= len(AT.from_pretrained(out))
