@@ -57,9 +57,6 @@ class AgentHost:
         with self._lock:
             self._agents.pop(episode_id, None)
 
-    def active(self) -> int:
-        return len(self._agents)
-
 
 class RayAgentHandle:
     """The environment's handle on one episode's agent inside an :class:`AgentHost` actor."""

@@ -192,6 +192,7 @@ def run_simulation(cfg: SimulationConfig, resume: bool = False, ray_address: str
         wall_s=round(wall, 3),
         turns_per_s=turns_now / wall if wall > 0 else 0.0,
         model_servers=server_stats,
+        records_left_out=data.left_out,  # records with no usable target (no target, not in the catalogue)
     )
     write_json_atomic(run_dir / SUMMARY_FILE, summary)
     return summary
