@@ -226,6 +226,11 @@ def test_cli_build_stats_and_simulate_on_records(shared_data, tmp_path):
 
     episodes = list(read_episodes(tmp_path / "run" / "episodes.jsonl"))
     assert len(episodes) == 10 and all(e.source == "iard" and e.target.item_id.startswith("ml:") for e in episodes)
+    records = read_records(tmp_path / "iard", "test")
+    unusable = [r for r in records if r.target is None or not r.target.attributes
+                or not r.meta.get("target_in_catalogue", True)]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["records_left_out"] == len(unusable) > 0  # reported, not silently dropped
     missing = run("data", "build", "--source", "redial", "--path", tmp_path / "nope", "--out", tmp_path / "x",
                   "--catalogue", shared_data, "--no-progress")
     assert missing.returncode == 2 and "nope" in missing.stdout
