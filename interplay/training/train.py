@@ -69,6 +69,9 @@ def load_model_and_tokenizer(model: str | None, bf16_weights: bool):
     tok = AutoTokenizer.from_pretrained(path)
     lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16 if bf16_weights else torch.float32)
     add_special_tokens(tok, lm)
+    # transformers keeps packed (padding-free) sequences apart only when no KV cache exists; with
+    # use_cache on, the forward pass makes one and attention silently crosses records
+    lm.config.use_cache = False
     return lm, tok
 
 
@@ -82,9 +85,6 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     from interplay.training.collator import RoleMaskCollator
 
     lm, tok = load_model_and_tokenizer(cfg.model, bf16_weights=cfg.bf16 and cfg.lora)
-    # transformers keeps packed (padding-free) sequences apart only when no KV cache exists; with
-    # use_cache on, the forward pass makes one and attention silently crosses records
-    lm.config.use_cache = False
     train_ds = build_dataset(read_records(cfg.data, "train"), tok, cfg)
     valid_path = Path(cfg.data) / "valid.jsonl"
     valid_ds = build_dataset(read_records(cfg.data, "valid"), tok, cfg) if valid_path.exists() else None
