@@ -31,7 +31,7 @@ class LLMAgent(Agent):
 
     def prompt(self, observation: Observation) -> str:
         """The full prompt for this observation (shown to the model verbatim)."""
-        return render_prompt(self.tokenizer, build_messages(self.role, self.view, observation.history), self.prefill)
+        return render_prompt(self.tokenizer, self.messages(observation), self.prefill)
 
     def _params(self, observation: Observation) -> GenerationParams:
         seed = (self.seed * 1_000_003 + observation.turn_index * 101 + observation.attempt) % (2**31)
@@ -46,14 +46,24 @@ class LLMAgent(Agent):
             groups.setdefault(self._params(obs), []).append(i)
         results: list[Turn | ProtocolError | None] = [None] * len(observations)
         for params, idx in groups.items():
-            outputs = self.backend.generate([self.prompt(observations[i]) for i in idx], params)
+            if getattr(self.backend, "prefers_chat", False):  # a chat API applies its own template
+                outputs = self.backend.chat([self.messages(observations[i]) for i in idx], params)
+            else:
+                outputs = self.backend.generate([self.prompt(observations[i]) for i in idx], params)
             for i, out in zip(idx, outputs):
-                raw = self.prefill + out
                 try:
-                    results[i] = parse_turn(raw, role=self.role)
+                    results[i] = self.parse(self.prefill + out, observations[i])
                 except ProtocolError as exc:
                     results[i] = exc
         return results  # type: ignore[return-value]
+
+    def messages(self, observation: Observation) -> list[dict]:
+        """The chat messages of this observation (what a chat API receives)."""
+        return build_messages(self.role, self.view, observation.history)
+
+    def parse(self, raw: str, observation: Observation) -> Turn:
+        """The turn in ``raw``; strict protocol parsing (zero-shot agents add a fallback)."""
+        return parse_turn(raw, role=self.role)
 
     def act(self, observation: Observation) -> Turn:
         result = self.act_batch([observation])[0]

@@ -64,6 +64,7 @@ class AgentKind:
     model: Callable[[str | None], str | None] = field(default=lambda arg: None)
     description: str = ""
     backend: str = "transformers"  # a name in interplay.backends.registry.BACKENDS
+    recommender_sees_persona: bool = False  # prompted baselines get the persona as recommender
 
 
 AGENT_KINDS: dict[str, AgentKind] = {}
@@ -148,6 +149,75 @@ register_agent_kind("usersim", AgentKind(_fine_tuned(Role.USER), model=_checkpoi
                                          description="UserSim checkpoint from 'interplay train --role user'"))
 register_agent_kind("recsim", AgentKind(_fine_tuned(Role.RECOMMENDER), model=_checkpoint,
                                         description="RecSim checkpoint from 'interplay train --role recommender'"))
+
+
+def _split_http(arg: str | None) -> tuple[str | None, str | None]:
+    """``MODEL@http://host:port/v1`` -> (MODEL, URL); anything else -> (arg, None)."""
+    if arg and "@http" in arg:
+        model, _, url = arg.partition("@")
+        if not model:
+            raise ValueError(f"zero-shot spec needs a model name before '@': {arg!r}")
+        return model, url
+    return arg, None
+
+
+_HTTP_BACKENDS: dict[tuple[str, str], object] = {}
+
+
+def http_backend(url: str, model: str):
+    """One OpenAI-compatible client per (server, model) in this process. Settings from the
+    environment: INTERPLAY_HTTP_TIMEOUT (s, default 120), INTERPLAY_HTTP_RETRIES (3),
+    INTERPLAY_HTTP_CONCURRENCY (8), INTERPLAY_API_KEY_ENV (name of the key's variable, OPENAI_API_KEY)."""
+    import os
+
+    from interplay.backends.openai_http import OpenAIChatBackend
+
+    key = (url, model)
+    if key not in _HTTP_BACKENDS:
+        _HTTP_BACKENDS[key] = OpenAIChatBackend(
+            url, model, api_key_env=os.environ.get("INTERPLAY_API_KEY_ENV", "OPENAI_API_KEY"),
+            timeout_s=float(os.environ.get("INTERPLAY_HTTP_TIMEOUT", 120)),
+            max_retries=int(os.environ.get("INTERPLAY_HTTP_RETRIES", 3)),
+            max_concurrency=int(os.environ.get("INTERPLAY_HTTP_CONCURRENCY", 8)))
+    return _HTTP_BACKENDS[key]
+
+
+def _zero_shot_model(arg: str | None) -> str | None:
+    from interplay.backends.presets import resolve
+
+    model, url = _split_http(arg)
+    if url is not None:
+        return None  # served elsewhere: no local model server
+    return resolve(model)[0] or DEFAULT_MODEL
+
+
+def _build_zero_shot(ctx: AgentContext) -> Agent:
+    from agents.zero_shot import ZeroShotRecommender, ZeroShotUser
+    from interplay.backends.presets import resolve
+
+    model, url = _split_http(ctx.arg)
+    model, preset = resolve(model)
+    params = ctx.params
+    if preset is not None:
+        params = params.model_copy(update={"temperature": preset.temperature, "top_p": preset.top_p,
+                                           "max_new_tokens": preset.max_new_tokens})
+    backend = http_backend(url, model) if url is not None else ctx.backend
+    cls = ZeroShotUser if ctx.role is Role.USER else ZeroShotRecommender
+    return cls(backend, ctx.tokenizer, params, catalogue=ctx.catalogue, seed=ctx.seed)
+
+
+register_agent_kind("zero-shot", AgentKind(
+    _build_zero_shot, model=_zero_shot_model, recommender_sees_persona=True,
+    description="zero-shot LLM: zero-shot:MODEL (local transformers) or zero-shot:MODEL@http://HOST:PORT/v1 "
+                "(OpenAI-compatible server); presets: qwen3-32b, llama-3.1-70b, qwen3-8b, llama-3.1-8b"))
+register_agent_kind("zero-shot-vllm", AgentKind(
+    _build_zero_shot, model=_zero_shot_model, backend="vllm", recommender_sees_persona=True,
+    description="zero-shot LLM on vLLM in-process (GPU, optional extra 'vllm'): zero-shot-vllm:MODEL"))
+
+
+def sees_persona(recommender_spec: str, flag: bool = False) -> bool:
+    """Whether the recommender gets the persona: asked for, or a prompted-baseline kind."""
+    return flag or AGENT_KINDS[AgentSpec.parse(recommender_spec).kind].recommender_sees_persona
 
 
 def model_of(spec: AgentSpec) -> str | None:

@@ -13,6 +13,8 @@ from interplay.protocol import Role
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Interplay: simulate conversational recommendation.")
 console = Console()
+#: tables in the paper's layout are wide; off a terminal (logs, CI) do not squeeze them
+wide = console if console.is_terminal else Console(width=200)
 
 
 @app.callback()
@@ -202,6 +204,135 @@ def evaluate_run_cmd(
         table.add_row(f"{role} Dist-4 / words", f"{m['dist4'][role]:.3f} / {'-' if w is None else f'{w:.1f}'}")
     console.print(table)
     console.print(f"wrote {out or run_dir / 'eval'}")
+
+
+def _eval_config(kind: str, agent: str, data: Path, split: str, out: Path, limit, parts: str, max_new_tokens: int,
+                 temperature: float, seed: int, concurrency: int, max_batch: int, recommender_sees_persona: bool,
+                 bertscore_model, bertscore_layers, matchscore_encoder):
+    from interplay.backends.base import GenerationParams
+    from interplay.evaluation.config import EvalConfig
+
+    return EvalConfig(kind=kind, agent=agent, data=str(data), split=split, out=str(out), limit=limit,
+                      parts=[p.strip() for p in parts.split(",") if p.strip()], seed=seed, concurrency=concurrency,
+                      max_batch=max_batch, recommender_sees_persona=recommender_sees_persona,
+                      generation=GenerationParams(max_new_tokens=max_new_tokens, temperature=temperature),
+                      bertscore_model=bertscore_model, bertscore_layers=bertscore_layers,
+                      matchscore_encoder=str(matchscore_encoder) if matchscore_encoder else None)
+
+
+_AGENT = typer.Option(..., help="agent spec under test: rule, llm[:MODEL], usersim:CKPT, recsim:CKPT, py:module:Class")
+_DATA = typer.Option(..., help="a folder from 'interplay data build'")
+_SPLIT = typer.Option("test", help="split to evaluate on")
+_OUT = typer.Option(..., help="evaluation folder (metrics.json, CSVs, plots)")
+_LIMIT = typer.Option(None, help="only the first N records of the split")
+
+
+@eval_app.command("user")
+def evaluate_user_cmd(
+    agent: str = _AGENT, data: Path = _DATA, split: str = _SPLIT, out: Path = _OUT, limit: Optional[int] = _LIMIT,
+    parts: str = typer.Option("replay,single,human", help="replay (SR/ET/FR), single (BERTScore...), human (real-human view)"),
+    max_new_tokens: int = typer.Option(96), temperature: float = typer.Option(0.0, help="0: greedy"),
+    seed: int = typer.Option(0), concurrency: int = typer.Option(16, help="tasks in flight"),
+    max_batch: int = typer.Option(16, help="largest generation batch"),
+    bertscore_model: Optional[str] = typer.Option(None, help="local model folder for BERTScore (default: offline MiniLM)"),
+    bertscore_layers: Optional[int] = typer.Option(None, help="its layer (default: 6 for MiniLM)"),
+    resume: bool = typer.Option(False, help="continue an interrupted evaluation in OUT"),
+    ray_address: Optional[str] = typer.Option(None, help="a running Ray cluster (default: RAY_ADDRESS or local)"),
+    progress: bool = typer.Option(True),
+) -> None:
+    """Evaluate a user agent: replay SR/ET/FR, single-turn BERTScore/Dist-4/words, real-human view."""
+    from interplay.evaluation.compare import user_table
+    from interplay.evaluation.evaluate import evaluate_user
+
+    cfg = _eval_config("user", agent, data, split, out, limit, parts, max_new_tokens, temperature, seed, concurrency,
+                       max_batch, False, bertscore_model, bertscore_layers, None)
+    try:
+        m = evaluate_user(cfg, resume=resume, ray_address=ray_address, progress=progress)
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2)
+    wide.print(user_table([m]))
+    console.print(f"wrote {out}")
+
+
+@eval_app.command("recommender")
+def evaluate_recommender_cmd(
+    agent: str = _AGENT, data: Path = _DATA, split: str = _SPLIT, out: Path = _OUT, limit: Optional[int] = _LIMIT,
+    max_new_tokens: int = typer.Option(96), temperature: float = typer.Option(0.0, help="0: greedy"),
+    seed: int = typer.Option(0), concurrency: int = typer.Option(16), max_batch: int = typer.Option(16),
+    recommender_sees_persona: bool = typer.Option(False, help="give the recommender the persona (prompted baselines)"),
+    matchscore_encoder: Optional[Path] = typer.Option(None, help="item encoder folder (default: the one 'interplay matchscore train' writes)"),
+    resume: bool = typer.Option(False), ray_address: Optional[str] = typer.Option(None), progress: bool = typer.Option(True),
+) -> None:
+    """Evaluate a recommender at the recorded recommendation of the target: Recall@k, MatchScore, Dist-4, words."""
+    from interplay.evaluation.compare import recommender_table
+    from interplay.evaluation.evaluate import evaluate_recommender
+
+    cfg = _eval_config("recommender", agent, data, split, out, limit, "single", max_new_tokens, temperature, seed,
+                       concurrency, max_batch, recommender_sees_persona, None, None, matchscore_encoder)
+    try:
+        m = evaluate_recommender(cfg, resume=resume, ray_address=ray_address, progress=progress)
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2)
+    wide.print(recommender_table([m]))
+    console.print(f"wrote {out}")
+
+
+@eval_app.command("compare")
+def evaluate_compare_cmd(
+    eval_dirs: list[Path] = typer.Argument(..., help="evaluation folders (from evaluate user / recommender)"),
+    out: Path = typer.Option(Path("runs/compare"), help="where to write comparison.json and plots"),
+) -> None:
+    """Several evaluations side by side: one table and one plot per kind."""
+    from interplay.evaluation.compare import compare, recommender_table, user_table
+
+    try:
+        summary = compare(eval_dirs, out)
+    except FileNotFoundError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2)
+    if summary["user"]:
+        wide.print(user_table(summary["user"]))
+    if summary["recommender"]:
+        wide.print(recommender_table(summary["recommender"]))
+    console.print(f"wrote {out}")
+
+
+matchscore_app = typer.Typer(no_args_is_help=True, help="The MatchScore item encoder.")
+app.add_typer(matchscore_app, name="matchscore")
+
+
+@matchscore_app.command("train")
+def matchscore_train_cmd(
+    data_root: Path = typer.Option(None, help="folder holding movielens-small/ (default: ../shared/data or $INTERPLAY_DATA)"),
+    out: Optional[Path] = typer.Option(None, help="encoder folder (default: the cache folder evaluate uses)"),
+    epochs: int = typer.Option(20), dim: int = typer.Option(128), lr: float = typer.Option(2e-3),
+    holdout: float = typer.Option(0.1, help="share of each user's latest positives held out for test (and as many for validation)"),
+    min_rating: float = typer.Option(3.5, help="ratings at or above are positives"), seed: int = typer.Option(0),
+) -> None:
+    """Train the item encoder (frozen MiniLM text embedding + projection) with BPR on MovieLens ratings."""
+    from interplay.data.build import default_data_root
+    from interplay.data.errors import DataFormatError
+    from interplay.evaluation.evaluate import matchscore_dir
+    from interplay.matchscore.train import MatchScoreTrainConfig, train_item_encoder
+
+    folder = out or matchscore_dir(None)
+    cfg = MatchScoreTrainConfig(data_root=str(data_root or default_data_root()), out=str(folder), epochs=epochs,
+                                dim=dim, lr=lr, min_rating=min_rating, holdout=holdout, seed=seed)
+    try:
+        m = train_item_encoder(cfg)
+    except (DataFormatError, FileNotFoundError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2)
+    table = Table(title=f"item encoder held-out ranking ({m['users']} users, {m['items']} items)")
+    for c in ("ranking", "Recall@10", "NDCG@10"):
+        table.add_column(c)
+    for name, key in (("encoder (test)", "test"), ("popularity (test)", "test_popularity"),
+                      ("encoder (valid)", "valid"), ("popularity (valid)", "valid_popularity")):
+        table.add_row(name, f"{m[key]['recall@10']:.4f}", f"{m[key]['ndcg@10']:.4f}")
+    console.print(table)
+    console.print(f"wrote {folder}")
 
 
 @app.command("train")

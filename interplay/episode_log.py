@@ -103,6 +103,15 @@ def read_episodes(path: str | Path, allow_partial_tail: bool = False) -> Iterato
             raise EpisodeLogError(f"{path}:{lineno}: field {field!r}: {err['msg']}") from None
 
 
+def latest_episodes(path: str | Path) -> list[EpisodeLog]:
+    """The episodes of a log, the latest line winning when a resumed run re-ran an episode."""
+    latest: dict[str, EpisodeLog] = {}
+    for ep in read_episodes(path):
+        latest.pop(ep.episode_id, None)
+        latest[ep.episode_id] = ep
+    return list(latest.values())
+
+
 class EpisodeLogWriter:
     """Appends episodes to ``RUN_DIR/episodes.jsonl``, one fsync'd line each.
 
@@ -126,10 +135,12 @@ class EpisodeLogWriter:
                 fh.truncate(keep)
 
     def existing_ids(self) -> set[str]:
-        """Ids of the episodes already in the log."""
+        """Ids a resumed run skips: episodes in the log whose latest line did not end in
+        ``agent_error`` (an agent or its server failed; those are run again, appended, and the
+        newer line supersedes the older one for every reader of :func:`latest_episodes`)."""
         if not self.path.exists():
             return set()
-        return {ep.episode_id for ep in read_episodes(self.path)}
+        return {ep.episode_id for ep in latest_episodes(self.path) if ep.termination is not Termination.AGENT_ERROR}
 
     def write(self, episode: EpisodeLog) -> None:
         self._fh.write(episode.model_dump_json() + "\n")
@@ -155,17 +166,22 @@ def write_json_atomic(path: str | Path, obj: object) -> None:
 
 
 def summarize(episodes: list[EpisodeLog]) -> dict:
-    """Counts per termination reason, mean turns and the share of generation attempts that parsed."""
+    """Counts per termination reason, mean turns, the share of generation attempts that gave a turn
+    (``parsed_turn_rate``), split into protocol-clean ones and ones read by the fallback parser."""
     counts = {t.value: 0 for t in Termination}
     for ep in episodes:
         counts[ep.termination.value] += 1
     n_turns = sum(ep.num_turns for ep in episodes)
     parsed = sum(1 for ep in episodes for t in ep.turns if t.action is not None)
     attempts = sum(1 + len(t.failed_attempts) for ep in episodes for t in ep.turns)
+    fallback = sum(1 for ep in episodes for t in ep.turns if t.action is not None and t.meta.get("fallback"))
     return {
         "episodes": len(episodes),
         "termination": counts,
         "mean_turns": n_turns / len(episodes) if episodes else 0.0,
         "total_turns": n_turns,
         "parsed_turn_rate": parsed / attempts if attempts else 0.0,
+        # attempts that followed the protocol as written / that were read by the fallback rules
+        "protocol_clean_rate": (parsed - fallback) / attempts if attempts else 0.0,
+        "fallback_rate": fallback / attempts if attempts else 0.0,
     }

@@ -14,6 +14,8 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("MPLCONFIGDIR", "/tmp/interplay-mpl")
 # tests/ holds agent classes used through `py:` specs; Ray workers and CLI subprocesses import them
 sys.path.insert(0, str(ROOT / "tests"))
+# ...and Ray workers started by in-process tests inherit this environment
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "tests"), str(ROOT), os.environ.get("PYTHONPATH")) if p)
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:
@@ -63,3 +65,37 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"needs the shared data folder at {SHARED_DATA} (CI has it; a fresh clone does not)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def movielens_slice(shared_data, tmp_path_factory) -> Path:
+    """A data root with the 120 most-rated movies of the shared ml-latest-small and their ratings
+    (real rows, cut down so the item encoder trains in seconds)."""
+    import csv
+    from collections import Counter
+
+    src = shared_data / "movielens-small"
+    with (src / "ratings.csv").open() as fh:
+        ratings = [row for row in csv.reader(fh) if row and row[0].strip().isdigit()]
+    keep = {m for m, _ in Counter(r[1] for r in ratings).most_common(120)}
+    root = tmp_path_factory.mktemp("ml-slice")
+    (root / "movielens-small").mkdir()
+    with (src / "movies.csv").open() as fh, (root / "movielens-small" / "movies.csv").open("w", newline="") as out:
+        w = csv.writer(out)
+        for row in csv.reader(fh):
+            if row and (not row[0].strip().isdigit() or row[0] in keep):
+                w.writerow(row)
+    with (root / "movielens-small" / "ratings.csv").open("w", newline="") as out:
+        csv.writer(out).writerows(r for r in ratings if r[1] in keep)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(movielens_slice, tmp_path_factory) -> Path:
+    """An item encoder trained for a few epochs on :func:`movielens_slice`."""
+    from interplay.matchscore.train import MatchScoreTrainConfig, train_item_encoder
+
+    out = tmp_path_factory.mktemp("encoder")
+    train_item_encoder(MatchScoreTrainConfig(str(movielens_slice), str(out), epochs=3, dim=32, hidden=64,
+                                             batch_size=256), progress=False)
+    return out

@@ -32,3 +32,12 @@ def _transformers(model: str | None, **kwargs):
 
 
 register_backend("transformers", _transformers)
+
+
+def _vllm(model: str | None, **kwargs):
+    from interplay.backends.vllm_backend import VLLMBackend
+
+    return VLLMBackend(model, **kwargs)
+
+
+register_backend("vllm", _vllm)

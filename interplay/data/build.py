@@ -128,7 +128,8 @@ def read_records(folder: str | Path, split: str | None = None) -> list[DialogueR
                 try:
                     records.append(DialogueRecord.model_validate_json(line))
                 except ValueError as exc:
-                    err = getattr(exc, "errors", lambda: [{"loc": ("<json>",), "msg": str(exc)}])()[0]
+                    message = str(exc)
+                    err = exc.errors()[0] if hasattr(exc, "errors") else {"loc": ("<json>",), "msg": message}
                     raise DataFormatError(f, lineno, ".".join(map(str, err["loc"])), err["msg"]) from None
     return records
 

@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from interplay.episode_log import EPISODES_FILE, EpisodeLog, read_episodes
+from interplay.episode_log import EPISODES_FILE, EpisodeLog, latest_episodes
 from interplay.metrics.core import (
     action_distribution,
     dist_n,
@@ -43,7 +43,7 @@ def evaluate_run(run_dir: str | Path, out: str | Path | None = None, plots: bool
     run_dir = Path(run_dir)
     out = Path(out) if out else run_dir / "eval"
     out.mkdir(parents=True, exist_ok=True)
-    episodes = list(read_episodes(run_dir / EPISODES_FILE))
+    episodes = latest_episodes(run_dir / EPISODES_FILE)
     if not episodes:
         raise ValueError(f"{run_dir / EPISODES_FILE}: no episodes")
     rows = [episode_row(ep) for ep in episodes]

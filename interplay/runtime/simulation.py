@@ -20,7 +20,7 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from environments.recommendation_env import EnvConfig, RecommendationEnv
-from interplay.agent_specs import AgentSpec, backend_of, model_of
+from interplay.agent_specs import AgentSpec, backend_of, model_of, sees_persona
 from interplay.backends.base import GenerationParams
 from interplay.episode_log import (
     CONFIG_FILE,
@@ -28,7 +28,7 @@ from interplay.episode_log import (
     SUMMARY_FILE,
     EpisodeLog,
     EpisodeLogWriter,
-    read_episodes,
+    latest_episodes,
     summarize,
     write_json_atomic,
 )
@@ -93,31 +93,33 @@ def _prepare_run_dir(cfg: SimulationConfig, resume: bool) -> None:
     write_json_atomic(config_path, cfg.model_dump(mode="json"))
 
 
-def _start_actors(cfg: SimulationConfig, data: SimulationData):
+def start_agent_hosts(specs: dict[Role, str], catalogue, generation: GenerationParams, dtype: str = "auto",
+                      max_batch: int = 16, batch_wait_ms: float = 20.0, concurrency: int = 16):
+    """One :class:`ModelServer` actor per distinct model of ``specs`` (CPUs split between them) and
+    one :class:`AgentHost` actor per role; returns ``(hosts by role, servers by model)``."""
     import ray
 
     from interplay.runtime.agent_host import AgentHost
     from interplay.runtime.model_server import ModelServer
 
-    specs = {Role.USER: AgentSpec.parse(cfg.user), Role.RECOMMENDER: AgentSpec.parse(cfg.recommender)}
-    models = {role: model_of(spec) for role, spec in specs.items()}
+    parsed = {role: AgentSpec.parse(spec) for role, spec in specs.items()}
+    models = {role: model_of(spec) for role, spec in parsed.items()}
     distinct = sorted({m for m in models.values() if m is not None})
-    backend = {models[role]: backend_of(spec) for role, spec in specs.items() if models[role] is not None}
+    backend = {models[role]: backend_of(spec) for role, spec in parsed.items() if models[role] is not None}
     cpus = int(ray.available_resources().get("CPU", os.cpu_count() or 1))
     per_server = max(1, cpus // max(1, len(distinct)))
     server_cls = ray.remote(num_cpus=per_server)(ModelServer)
     servers = {
-        m: server_cls.remote(m, dtype=cfg.dtype, max_batch=cfg.max_batch, batch_wait_ms=cfg.batch_wait_ms,
+        m: server_cls.remote(m, dtype=dtype, max_batch=max_batch, batch_wait_ms=batch_wait_ms,
                              num_threads=per_server, backend=backend[m])
         for m in distinct
     }
     paths = {m: ray.get(s.model_path.remote()) for m, s in servers.items()}
-    host_cls = ray.remote(num_cpus=0, max_concurrency=max(4, cfg.concurrency * 2))(AgentHost)
+    host_cls = ray.remote(num_cpus=0, max_concurrency=max(4, concurrency * 2))(AgentHost)
     hosts = {}
-    for role, spec in specs.items():
+    for role, spec in parsed.items():
         m = models[role]
-        hosts[role] = host_cls.remote(str(spec), role, data.catalogue, cfg.generation,
-                                      servers.get(m), paths.get(m))
+        hosts[role] = host_cls.remote(str(spec), role, catalogue, generation, servers.get(m), paths.get(m))
     return hosts, servers
 
 
@@ -126,7 +128,7 @@ async def _drive(cfg: SimulationConfig, data: SimulationData, todo, hosts, write
     from interplay.runtime.agent_host import RayAgentHandle
 
     env_cfg = EnvConfig(max_turns=cfg.max_turns, first_speaker=cfg.first_speaker, max_retries=cfg.max_retries,
-                        recommender_sees_persona=cfg.recommender_sees_persona)
+                        recommender_sees_persona=sees_persona(cfg.recommender, cfg.recommender_sees_persona))
     sem = asyncio.Semaphore(cfg.concurrency)
 
     async def one(episode_id: str, seed: int, idx: int) -> None:
@@ -163,7 +165,9 @@ def run_simulation(cfg: SimulationConfig, resume: bool = False, ray_address: str
         with EpisodeLogWriter(run_dir) as writer:
             done = writer.existing_ids()
             todo = [t for t in plan if t[0] not in done]
-            hosts, servers = _start_actors(cfg, data) if todo else ({}, {})
+            hosts, servers = (start_agent_hosts({Role.USER: cfg.user, Role.RECOMMENDER: cfg.recommender}, data.catalogue,
+                                                 cfg.generation, cfg.dtype, cfg.max_batch, cfg.batch_wait_ms,
+                                                 cfg.concurrency) if todo else ({}, {}))
             with Progress(TextColumn("[bold]simulate"), BarColumn(), MofNCompleteColumn(),
                           TextColumn("{task.fields[last]}"), TimeElapsedColumn(), disable=not progress) as bar:
                 task = bar.add_task("episodes", total=len(plan), completed=len(plan) - len(todo), last="")
@@ -182,7 +186,7 @@ def run_simulation(cfg: SimulationConfig, resume: bool = False, ray_address: str
             import ray
 
             ray.shutdown()
-    everything = list(read_episodes(run_dir / EPISODES_FILE))
+    everything = latest_episodes(run_dir / EPISODES_FILE)
     planned = {p[0] for p in plan}
     summary = summarize([e for e in everything if e.episode_id in planned])
     turns_now = sum(e.num_turns for e in this_run)

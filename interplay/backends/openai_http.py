@@ -1,0 +1,88 @@
+"""OpenAI-compatible chat-completions backend (``vllm serve``, ``transformers serve``, TGI, hosted APIs).
+
+This is how a 32B/70B model on a GPU box serves agents running on a CPU driver. The official
+``openai`` client does the HTTP: a per-request ``timeout_s``, and bounded retries with exponential
+backoff on connection errors, timeouts, 408/409/429 and 5xx (``max_retries``). On top of it a
+process-wide semaphore caps concurrent requests per server (``max_concurrency``). When retries
+are spent the error propagates: the environment ends that episode with ``agent_error`` and the
+run goes on (``--resume`` re-runs such episodes).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from interplay.backends.base import GenerationParams, cut_at_stop
+from interplay.protocol import RESPONSE_CLOSE, RESPONSE_OPEN
+
+_LIMITS: dict[str, threading.BoundedSemaphore] = {}
+_LIMITS_LOCK = threading.Lock()
+
+
+def _limit(base_url: str, n: int) -> threading.BoundedSemaphore:
+    with _LIMITS_LOCK:
+        return _LIMITS.setdefault(base_url, threading.BoundedSemaphore(n))
+
+
+class OpenAIChatBackend:
+    """Chat completions of ``model`` at ``base_url`` (e.g. ``http://gpu-box:8000/v1``).
+
+    The API key is read from the environment variable ``api_key_env`` (servers without auth
+    accept any key; ``EMPTY`` is sent when the variable is unset).
+    """
+
+    prefers_chat = True
+
+    def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY", timeout_s: float = 120.0,
+                 max_retries: int = 3, max_concurrency: int = 8):
+        from openai import OpenAI
+
+        self.base_url, self.model = base_url.rstrip("/"), model
+        self.client = OpenAI(base_url=self.base_url, api_key=os.environ.get(api_key_env) or "EMPTY",
+                             timeout=timeout_s, max_retries=max_retries)
+        self._sem = _limit(self.base_url, max_concurrency)
+        self._pool = ThreadPoolExecutor(max_concurrency, thread_name_prefix="openai-http")
+        self.requests = 0
+        self.failures = 0
+        self.seconds = 0.0
+
+    def chat(self, conversations: list[list[dict]], params: GenerationParams) -> list[str]:
+        """One completion per conversation (concurrently, within the concurrency cap)."""
+        futures = [self._pool.submit(self._one, messages, params) for messages in conversations]
+        return [f.result() for f in futures]
+
+    def _one(self, messages: list[dict], params: GenerationParams) -> str:
+        kwargs: dict = dict(model=self.model, messages=messages, max_tokens=params.max_new_tokens,
+                            temperature=params.temperature, seed=params.seed)
+        if params.temperature > 0:
+            kwargs["top_p"] = params.top_p
+        if params.stop:
+            kwargs["stop"] = list(params.stop)
+        with self._sem:
+            t0 = time.perf_counter()
+            try:
+                resp = self.client.chat.completions.create(**kwargs)
+            except Exception:
+                self.failures += 1
+                raise
+            finally:
+                self.requests += 1
+                self.seconds += time.perf_counter() - t0
+        choice = resp.choices[0]
+        text = cut_at_stop(choice.message.content or "", params.stop)
+        # servers that honour `stop` drop the stop string; put the protocol's closing tag back
+        if (choice.finish_reason == "stop" and RESPONSE_CLOSE in params.stop and RESPONSE_OPEN in text
+                and RESPONSE_CLOSE not in text.split(RESPONSE_OPEN, 1)[1]):
+            text += RESPONSE_CLOSE
+        return text
+
+    def generate(self, prompts: list[str], params: GenerationParams) -> list[str]:
+        """Plain prompts go as one user message each (agents send chat messages instead)."""
+        return self.chat([[{"role": "user", "content": p}] for p in prompts], params)
+
+    def stats(self) -> dict:
+        return {"base_url": self.base_url, "model": self.model, "requests": self.requests,
+                "failures": self.failures, "request_seconds": round(self.seconds, 3)}

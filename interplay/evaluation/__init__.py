@@ -1,0 +1,2 @@
+"""Evaluation of user and recommender agents the way the paper does (Tables 1 and 2), plus the
+real-human view: tasks built from dialogue records, run on Ray, scored from the logs they write."""

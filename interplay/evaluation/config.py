@@ -1,0 +1,59 @@
+"""Settings of an evaluation (saved as ``EVAL_DIR/config.json``; a resumed evaluation must match)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from interplay.backends.base import GenerationParams
+
+UserPart = Literal["replay", "single", "human"]
+
+
+class EvalConfig(BaseModel):
+    """What is evaluated, on which records, with which generation and scoring settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["user", "recommender"]
+    agent: str
+    data: str
+    split: str = "test"
+    out: str
+    limit: int | None = Field(None, ge=1, description="first N records of the split (None: all)")
+    parts: list[UserPart] = Field(default_factory=lambda: ["replay", "single", "human"])
+    max_retries: int = Field(2, ge=0)
+    recommender_sees_persona: bool = False
+    seed: int = 0
+    concurrency: int = Field(16, ge=1)
+    max_batch: int = Field(16, ge=1)
+    batch_wait_ms: float = 20.0
+    dtype: str = "auto"
+    generation: GenerationParams = GenerationParams()
+    bertscore_model: str | None = None
+    bertscore_layers: int | None = None
+    matchscore_encoder: str | None = None
+
+    RESUMABLE_CHANGES: ClassVar[frozenset[str]] = frozenset({"concurrency", "max_batch", "batch_wait_ms"})
+
+    def identity(self) -> dict:
+        return {k: v for k, v in self.model_dump(mode="json").items() if k not in self.RESUMABLE_CHANGES}
+
+
+def prepare_eval_dir(cfg: EvalConfig, resume: bool) -> Path:
+    """Create ``cfg.out``; refuse to mix two evaluations in one folder."""
+    out = Path(cfg.out)
+    path = out / "config.json"
+    if path.exists():
+        old = EvalConfig.model_validate(json.loads(path.read_text()))
+        if not resume:
+            raise FileExistsError(f"{out} already holds an evaluation; pass --resume or choose another --out")
+        diff = sorted(k for k, v in cfg.identity().items() if old.identity().get(k) != v)
+        if diff:
+            raise ValueError(f"{path}: cannot resume, these settings differ: {', '.join(diff)}")
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(cfg.model_dump_json(indent=2) + "\n")
+    return out

@@ -1,0 +1,136 @@
+"""``interplay evaluate user`` / ``evaluate recommender``: run the tasks, score, write the report."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from pathlib import Path
+
+from interplay.evaluation.config import EvalConfig, prepare_eval_dir
+from interplay.evaluation.runner import ResultLog, run_replays, run_turn_tasks
+from interplay.evaluation.tasks import (
+    human_decision_tasks,
+    recommender_turn_tasks,
+    replay_tasks,
+    user_turn_tasks,
+)
+from interplay.protocol import Role
+
+REPLAY_DIR = "replay"
+SINGLE_FILE = "single_turn.jsonl"
+HUMAN_FILE = "human_view.jsonl"
+RECOMMEND_FILE = "recommendations.jsonl"
+
+
+def _records(cfg: EvalConfig):
+    from interplay.data.build import read_catalogue, read_records
+
+    records = read_records(cfg.data, cfg.split)
+    if not records:
+        raise ValueError(f"{cfg.data}: no record in split {cfg.split!r}")
+    return (records[: cfg.limit] if cfg.limit else records), read_catalogue(cfg.data)
+
+
+def _progress(disable: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), disable=disable)
+
+
+def _run_on_ray(cfg: EvalConfig, role: Role, catalogue, work, ray_address: str | None):
+    """Start Ray (or join ``ray_address``), host the agent under test, run ``work(host)`` (a
+    coroutine function), stop what was started; return its result and the model servers' stats."""
+    import ray
+
+    from interplay.runtime import ray_cluster
+    from interplay.runtime.simulation import start_agent_hosts
+
+    started = ray_cluster.connect(address=ray_address)
+    try:
+        hosts, servers = start_agent_hosts({role: cfg.agent}, catalogue, cfg.generation, cfg.dtype,
+                                           cfg.max_batch, cfg.batch_wait_ms, cfg.concurrency)
+        result = asyncio.run(work(hosts[role]))
+        stats = {m: ray.get(s.stats.remote()) for m, s in servers.items()}
+        return result, stats
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def evaluate_user(cfg: EvalConfig, resume: bool = False, ray_address: str | None = None,
+                  progress: bool = True) -> dict:
+    """Replay (SR/ET/FR), single-turn replies (BERTScore, Dist-4, words) and the real-human view of
+    a user agent on ``cfg.split`` of ``cfg.data``; writes the report to ``cfg.out``."""
+    from interplay.episode_log import EpisodeLogWriter, latest_episodes
+    from interplay.evaluation.report import user_report
+
+    out = prepare_eval_dir(cfg, resume)
+    records, catalogue = _records(cfg)
+    replay, skipped_replay = replay_tasks(records) if "replay" in cfg.parts else ([], Counter())
+    single, skipped_single = user_turn_tasks(records) if "single" in cfg.parts else ([], Counter())
+    human, skipped_human = human_decision_tasks(records) if "human" in cfg.parts else ([], Counter())
+    single_log, human_log = ResultLog(out / SINGLE_FILE), ResultLog(out / HUMAN_FILE)
+
+    async def work(host):
+        with _progress(not progress) as bar, EpisodeLogWriter(out / REPLAY_DIR) as writer:
+            done = writer.existing_ids()
+            t1 = bar.add_task("replay episodes", total=len(replay), completed=len(done & {t.episode_id for t in replay}))
+            t2 = bar.add_task("single-turn replies", total=len(single), completed=sum(t.task_id in single_log.rows for t in single))
+            t3 = bar.add_task("human-judged items", total=len(human), completed=sum(t.task_id in human_log.rows for t in human))
+            await asyncio.gather(
+                run_replays(host, replay, writer, done, cfg.agent, cfg.max_retries, cfg.concurrency, cfg.seed,
+                            lambda ep: bar.advance(t1)),
+                run_turn_tasks(host, single, single_log, cfg.concurrency, cfg.seed, lambda r: bar.advance(t2)),
+                run_turn_tasks(host, human, human_log, cfg.concurrency, cfg.seed, lambda r: bar.advance(t3)),
+            )
+
+    try:
+        _, stats = _run_on_ray(cfg, Role.USER, catalogue, work, ray_address)
+    finally:
+        single_log.close()
+        human_log.close()
+    ids = {t.episode_id for t in replay}
+    replay_path = out / REPLAY_DIR / "episodes.jsonl"
+    episodes = [e for e in latest_episodes(replay_path) if e.episode_id in ids] if replay_path.exists() else []
+    skipped = {"replay": dict(skipped_replay), "single": dict(skipped_single), "human": dict(skipped_human)}
+    return user_report(cfg, out, episodes,
+                       [single_log.rows[t.task_id] for t in single if t.task_id in single_log.rows],
+                       [human_log.rows[t.task_id] for t in human if t.task_id in human_log.rows],
+                       records=len(records), skipped=skipped, model_servers=stats)
+
+
+def evaluate_recommender(cfg: EvalConfig, resume: bool = False, ray_address: str | None = None,
+                         progress: bool = True) -> dict:
+    """Recall@k, MatchScore, Dist-4 and words of a recommender agent's turn at the recorded
+    recommendation of the target, generated from the gold history; writes the report."""
+    from interplay.evaluation.report import recommender_report
+    from interplay.matchscore.scorer import MatchScorer
+
+    out = prepare_eval_dir(cfg, resume)
+    records, catalogue = _records(cfg)
+    scorer = MatchScorer(matchscore_dir(cfg.matchscore_encoder), catalogue)  # fail early if missing
+    from interplay.agent_specs import sees_persona
+
+    tasks, skipped = recommender_turn_tasks(records, sees_persona(cfg.agent, cfg.recommender_sees_persona))
+    log = ResultLog(out / RECOMMEND_FILE)
+
+    async def work(host):
+        with _progress(not progress) as bar:
+            t = bar.add_task("recommendations", total=len(tasks), completed=sum(x.task_id in log.rows for x in tasks))
+            await run_turn_tasks(host, tasks, log, cfg.concurrency, cfg.seed, lambda r: bar.advance(t))
+
+    try:
+        _, stats = _run_on_ray(cfg, Role.RECOMMENDER, catalogue, work, ray_address)
+    finally:
+        log.close()
+    rows = [log.rows[t.task_id] for t in tasks if t.task_id in log.rows]
+    return recommender_report(cfg, out, rows, scorer, records=len(records), skipped=dict(skipped),
+                              model_servers=stats)
+
+
+def matchscore_dir(path: str | None) -> Path:
+    """The MatchScore encoder folder: ``path``, else the default one ``interplay matchscore train`` writes."""
+    from interplay.backends.default_model import cache_dir
+
+    return Path(path) if path else cache_dir() / "matchscore"

@@ -1,0 +1,192 @@
+"""Scores of an evaluation and its files: ``metrics.json``, per-episode / per-task CSVs, PNG plots."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+from interplay.episode_log import EpisodeLog, write_json_atomic
+from interplay.evaluation.config import EvalConfig
+from interplay.metrics.agreement import decision_agreement
+from interplay.metrics.bertscore import BERTScoreSettings, bertscore
+from interplay.metrics.core import (
+    action_distribution,
+    dist_n,
+    outcome_class,
+    recall_at_k,
+    same_item,
+    summarize_values,
+    termination_mix,
+    turns_to_accept,
+    words,
+)
+from interplay.metrics.run_report import episode_row
+
+METRICS_FILE = "metrics.json"
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    if not rows:
+        path.write_text("")
+        return
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows({k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in r.items()} for r in rows)
+
+
+def replay_metrics(episodes: list[EpisodeLog]) -> dict:
+    """SR / ET / FR of replay episodes (exclusive, summing to 1), terminations, turns to accept."""
+    outcomes = [outcome_class(e) for e in episodes]
+    share = {k: outcomes.count(k) / len(outcomes) if outcomes else None for k in ("SR", "ET", "FR")}
+    if outcomes:
+        assert abs(sum(share.values()) - 1) < 1e-9, share
+    attempts = sum(1 + len(t.failed_attempts) for e in episodes for t in e.turns if t.role.value == "user")
+    clean = sum(1 for e in episodes for t in e.turns if t.role.value == "user" and t.action is not None)
+    return {"episodes": len(episodes), **share, "termination": termination_mix(episodes),
+            "turns_to_accept": summarize_values(turns_to_accept(e) for e in episodes).as_dict(),
+            "user_parse_rate": clean / attempts if attempts else None,
+            "user_actions": action_distribution(episodes)["user"]}
+
+
+def single_turn_metrics(rows: list[dict], settings: BERTScoreSettings) -> tuple[dict, list[dict]]:
+    """BERTScore of each generated reply against the gold reply, Dist-4 and words of the
+    generated replies (gold figures beside them), parse rate, agreement with the gold action."""
+    from interplay.evaluation.runner import plain_text
+
+    scores, info = bertscore([plain_text(r["text"] or "") for r in rows],
+                             [plain_text(r["reference"] or "") for r in rows], settings)
+    for r, s in zip(rows, scores):
+        r["bertscore_f1"] = s["F1"]
+    texts = [r["text"] or "" for r in rows]
+    return {
+        "n": len(rows), "bertscore": info,
+        "bertscore_f1": summarize_values(s["F1"] for s in scores).as_dict(),
+        "bertscore_p": summarize_values(s["P"] for s in scores).as_dict(),
+        "bertscore_r": summarize_values(s["R"] for s in scores).as_dict(),
+        "dist4": dist_n(texts, 4), "words": summarize_values(words(t) for t in texts).as_dict(),
+        "gold_dist4": dist_n([r["reference"] or "" for r in rows], 4),
+        "gold_words": summarize_values(words(r["reference"] or "") for r in rows).as_dict(),
+        "parse_rate": sum(r["parsed"] for r in rows) / len(rows) if rows else None,
+        "fallback_rate": sum(bool(r.get("fallback")) for r in rows) / len(rows) if rows else None,
+        "action_agreement": sum(r["action"] == r["reference_action"] for r in rows) / len(rows) if rows else None,
+    }, rows
+
+
+def human_view_metrics(rows: list[dict]) -> dict:
+    """The agent's accept (its reply's action is ``accept``) vs the human's verdict on each item."""
+    return decision_agreement([int(r["human_accept"]) for r in rows], [int(r["action"] == "accept") for r in rows])
+
+
+def user_report(cfg: EvalConfig, out: Path, episodes: list[EpisodeLog], single: list[dict], human: list[dict],
+                records: int, skipped: dict, model_servers: dict, plots: bool = True) -> dict:
+    settings = BERTScoreSettings(cfg.bertscore_model, cfg.bertscore_layers)
+    single_m, single_rows = single_turn_metrics(single, settings) if single else ({"n": 0}, [])
+    metrics = {
+        "kind": "user", "agent": cfg.agent, "data": cfg.data, "split": cfg.split, "records": records,
+        "settings": cfg.model_dump(mode="json"), "skipped": skipped,
+        "replay": replay_metrics(episodes) if episodes else {"episodes": 0},
+        "single_turn": single_m,
+        "human_view": human_view_metrics(human) if human else {"n": 0},
+        "model_servers": model_servers,
+    }
+    write_json_atomic(out / METRICS_FILE, metrics)
+    _write_csv(out / "episodes.csv", [episode_row(e) for e in episodes])
+    _write_csv(out / "single_turn.csv", single_rows)
+    _write_csv(out / "human_view.csv", human)
+    if plots and episodes:
+        plot_outcomes({cfg.agent: metrics}, out / "outcomes.png")
+        _turns_and_actions(episodes, metrics, out)
+    return metrics
+
+
+def recommender_report(cfg: EvalConfig, out: Path, rows: list[dict], scorer, records: int, skipped: dict,
+                       model_servers: dict, plots: bool = True) -> dict:
+    for r in rows:
+        title = r["titles"][0] if r["action"] == "recommend" and r["titles"] else None
+        m = scorer.score(title, r["target"])
+        ranked = r.get("ranked_items") or ([title] if title else [])
+        r.update(recommended=title, recall_at_1=float(same_item(title, r["target"])),
+                 matchscore=m.score, matched=m.matched, matched_item=m.item_id,
+                 **{f"recall_at_{k}": recall_at_k(ranked, r["target"], k) for k in (10, 50)})
+    has_rank = any(r.get("ranked_items") for r in rows)
+    texts = [r["text"] or "" for r in rows]
+    recommended = [r for r in rows if r["recommended"]]
+    metrics = {
+        "kind": "recommender", "agent": cfg.agent, "data": cfg.data, "split": cfg.split, "records": records,
+        "settings": cfg.model_dump(mode="json"), "skipped": skipped, "n": len(rows),
+        "recall@1": summarize_values(r["recall_at_1"] for r in rows).mean,
+        "recall@10": summarize_values(r["recall_at_10"] for r in rows).mean if has_rank else None,
+        "recall@50": summarize_values(r["recall_at_50"] for r in rows).mean if has_rank else None,
+        "matchscore": summarize_values(r["matchscore"] for r in rows).as_dict(),
+        "matchscore_matched_only": summarize_values(r["matchscore"] for r in rows if r["matched"]).as_dict(),
+        "recommended": len(recommended),
+        "no_recommendation": len(rows) - len(recommended),
+        "unmatched_titles": sum(1 for r in recommended if not r["matched"]),
+        "matchscore_encoder": {"path": str(scorer_path(cfg)), "text_encoder": scorer.config.get("text_encoder"),
+                               "ranking": scorer.config.get("metrics", {}).get("test")},
+        "dist4": dist_n(texts, 4), "words": summarize_values(words(t) for t in texts).as_dict(),
+        "parse_rate": sum(r["parsed"] for r in rows) / len(rows) if rows else None,
+        "fallback_rate": sum(bool(r.get("fallback")) for r in rows) / len(rows) if rows else None,
+        "model_servers": model_servers,
+    }
+    write_json_atomic(out / METRICS_FILE, metrics)
+    _write_csv(out / "recommendations.csv", rows)
+    if plots and rows:
+        plot_matchscores({cfg.agent: rows}, out / "matchscore.png")
+    return metrics
+
+
+def scorer_path(cfg: EvalConfig) -> Path:
+    from interplay.evaluation.evaluate import matchscore_dir
+
+    return matchscore_dir(cfg.matchscore_encoder)
+
+
+def _plt(out: Path):
+    os.environ.setdefault("MPLCONFIGDIR", str(out.parent / ".mpl"))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_outcomes(by_agent: dict[str, dict], path: Path) -> None:
+    """SR / ET / FR stacked bar, one bar per agent."""
+    plt = _plt(path)
+    names = list(by_agent)
+    fig, ax = plt.subplots(figsize=(1.8 + 1.4 * len(names), 3.4))
+    bottom = [0.0] * len(names)
+    for key, color in (("SR", "#55a868"), ("ET", "#dd8452"), ("FR", "#c44e52")):
+        vals = [by_agent[n]["replay"].get(key) or 0.0 for n in names]
+        ax.bar(range(len(names)), vals, bottom=bottom, color=color, label=key)
+        bottom = [b + v for b, v in zip(bottom, vals)]
+    ax.set_xticks(range(len(names)), [n if len(n) < 28 else "…" + n[-26:] for n in names], rotation=20, ha="right")
+    ax.set(ylabel="share of replayed dialogues", ylim=(0, 1), title="User simulators: SR / ET / FR")
+    ax.legend(loc="upper left", bbox_to_anchor=(1, 1))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_matchscores(by_agent: dict[str, list[dict]], path: Path) -> None:
+    """MatchScore histogram per recommender agent."""
+    plt = _plt(path)
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    for name, rows in by_agent.items():
+        ax.hist([r["matchscore"] for r in rows], bins=20, range=(-0.2, 1.0), alpha=0.55, label=name)
+    ax.set(xlabel="MatchScore", ylabel="recommendations", title="MatchScore (0: no or unmatched title)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _turns_and_actions(episodes: list[EpisodeLog], metrics: dict, out: Path) -> None:
+    from interplay.metrics.run_report import _plots
+
+    _plots({"actions": action_distribution(episodes)}, [episode_row(e) for e in episodes], out)

@@ -1,0 +1,122 @@
+"""Running evaluation tasks on Ray: the agent under test lives in an AgentHost actor (its model in
+a shared, batching ModelServer); many tasks are in flight at once. Results stream to JSONL files,
+so a killed evaluation resumes where it stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from environments.recommendation_env import EnvConfig, LocalAgentHandle, RecommendationEnv
+from interplay.evaluation.tasks import ReplayTask, TurnTask
+from interplay.episode_log import EpisodeLog, EpisodeLogWriter
+from interplay.protocol import ProtocolError
+
+_TAG = re.compile(r"</?[a-z_-]+>")
+
+
+def plain_text(raw: str) -> str:
+    """A raw model output with protocol tags removed (to score replies that did not parse)."""
+    return " ".join(_TAG.sub(" ", raw).split())
+
+
+class ResultLog:
+    """Append-only JSONL of per-task results (one fsync'd line each); a partial last line is
+    dropped on open, and the ids already there are skipped by a resumed run."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.rows: dict[str, dict] = {}
+        if self.path.exists():
+            data = self.path.read_bytes()
+            if data and not data.endswith(b"\n"):
+                with self.path.open("r+b") as fh:
+                    fh.truncate(data.rfind(b"\n") + 1)
+            for lineno, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), 1):
+                try:
+                    row = json.loads(line)
+                    self.rows[row["task_id"]] = row
+                except (json.JSONDecodeError, KeyError) as exc:
+                    raise ValueError(f"{self.path}:{lineno}: task_id: not a result line ({exc})") from None
+        self._fh = self.path.open("a", encoding="utf-8")
+
+    def write(self, row: dict) -> None:
+        self.rows[row["task_id"]] = row
+        self._fh.write(json.dumps(row) + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+async def answer(host, task: TurnTask, seed: int) -> dict:
+    """The agent's turn for one single-turn task, as a result row (never raises)."""
+    from interplay.runtime.agent_host import RayAgentHandle
+
+    handle = RayAgentHandle(host, task.task_id, seed)
+    row = {"task_id": task.task_id, "record_id": task.record_id, "role": task.role.value,
+           "reference": task.reference, "reference_action": task.reference_action, "target": task.target,
+           **task.extra}
+    try:
+        await handle.reset(task.view)
+        turn = await handle.act(task.observation)
+        row.update(parsed=True, action=turn.action.value, text=turn.text, titles=turn.titles, raw=turn.raw,
+                   ranked_items=list(turn.meta.get("ranked_items", [])))
+    except ProtocolError as exc:
+        raw = exc.raw or ""
+        row.update(parsed=False, action=None, text=plain_text(raw), titles=[], raw=raw, error=str(exc),
+                   ranked_items=[])
+    except Exception as exc:  # an agent failure is a result too; the evaluation goes on
+        row.update(parsed=False, action=None, text="", titles=[], raw="", error=f"agent error: {exc}",
+                   ranked_items=[])
+    finally:
+        try:
+            await handle.close()
+        except Exception:
+            pass
+    return row
+
+
+async def run_turn_tasks(host, tasks: list[TurnTask], log: ResultLog, concurrency: int, seed: int,
+                         on_done: Callable[[dict], None]) -> None:
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(i: int, task: TurnTask) -> None:
+        async with sem:
+            row = await answer(host, task, seed + i)
+            log.write(row)
+            on_done(row)
+
+    await asyncio.gather(*(one(i, t) for i, t in enumerate(tasks) if t.task_id not in log.rows))
+
+
+async def run_replays(host, tasks: list[ReplayTask], writer: EpisodeLogWriter, done: set[str], agent_spec: str,
+                      max_retries: int, concurrency: int, seed: int, on_done: Callable[[EpisodeLog], None]) -> None:
+    """Each task in a :class:`RecommendationEnv`: the user from ``host``, the replay recommender here."""
+    from agents.replay import ReplayRecommender
+    from interplay.runtime.agent_host import RayAgentHandle
+
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(i: int, task: ReplayTask) -> None:
+        async with sem:
+            user = RayAgentHandle(host, task.episode_id, seed + i)
+            rec = LocalAgentHandle(ReplayRecommender(task.script))
+            env = RecommendationEnv(user, rec,
+                                    EnvConfig(max_turns=task.max_turns, first_speaker=task.first_speaker,
+                                              max_retries=max_retries))
+            episode = await env.run(task.episode_id, task.spec, seed + i, agent_spec, "replay")
+            writer.write(episode)
+            on_done(episode)
+            try:
+                await user.close()
+            except Exception:
+                pass
+
+    await asyncio.gather(*(one(i, t) for i, t in enumerate(tasks) if t.episode_id not in done))

@@ -1,0 +1,155 @@
+"""Evaluation tasks built from dialogue records: replay episodes and single-turn prompts.
+
+Each task carries the view its agent gets (built by the same functions the environment uses, so
+the user never sees the target title) and the gold history it answers.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from interplay.data.schema import DialogueRecord
+from interplay.episode import (
+    EpisodeSpec,
+    HistoryTurn,
+    Observation,
+    RecommenderView,
+    TargetLeakError,
+    UserView,
+    build_recommender_view,
+    build_user_view,
+)
+from interplay.metrics.core import same_item
+from interplay.protocol import Role, Turn
+
+
+@dataclass
+class ReplayTask:
+    """One replay episode: the user under test against the record's recommender turns."""
+
+    episode_id: str
+    record: DialogueRecord
+    spec: EpisodeSpec
+    script: list[HistoryTurn]
+    first_speaker: Role
+    max_turns: int
+
+
+@dataclass
+class TurnTask:
+    """One single-turn prompt: ``role`` answers ``observation`` (a gold history) with ``view``."""
+
+    task_id: str
+    record_id: str
+    role: Role
+    view: UserView | RecommenderView
+    observation: Observation
+    reference: str | None = None  # the gold reply's text
+    reference_action: str | None = None
+    target: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def titles_of(turn) -> list[str]:
+    """The titles marked in a turn's text (what the env sees, whatever a loader stored beside it)."""
+    return Turn(turn.action, turn.text).titles
+
+
+def history(record: DialogueRecord) -> list[HistoryTurn]:
+    return [HistoryTurn(role=t.role, action=t.action, text=t.text) for t in record.turns]
+
+
+def _user_view(record: DialogueRecord, skipped: Counter, episode_id: str | None = None) -> UserView | None:
+    if record.target is None:
+        skipped["no target (the user view needs the target's attributes)"] += 1
+        return None
+    try:
+        return build_user_view(episode_id or record.id, record.episode_spec())
+    except TargetLeakError:
+        skipped["the user view would leak the target"] += 1
+        return None
+
+
+def replay_tasks(records: list[DialogueRecord]) -> tuple[list[ReplayTask], Counter]:
+    """A replay episode per record with a target and a recommender turn. The episode runs until
+    the user has answered the last recorded recommender turn (or accepts earlier)."""
+    tasks, skipped = [], Counter()
+    for r in records:
+        if _user_view(r, skipped) is None:
+            continue
+        rec_turns = [i for i, t in enumerate(r.turns) if t.role is Role.RECOMMENDER]
+        if not rec_turns:
+            skipped["no recommender turn"] += 1
+            continue
+        tasks.append(ReplayTask(f"replay-{r.id}", r, r.episode_spec(), history(r), r.turns[0].role,
+                                max_turns=rec_turns[-1] + 2))
+    return tasks, skipped
+
+
+def user_turn_tasks(records: list[DialogueRecord]) -> tuple[list[TurnTask], Counter]:
+    """Every user turn of every record with a target, answered from the gold history before it."""
+    tasks, skipped = [], Counter()
+    for r in records:
+        view = _user_view(r, skipped)
+        if view is None:
+            continue
+        gold = history(r)
+        for i, t in enumerate(r.turns):
+            if t.role is Role.USER:
+                tasks.append(TurnTask(f"user-{r.id}-{i}", r.id, Role.USER, view,
+                                      Observation(history=gold[:i], turn_index=i), t.text, t.action.value,
+                                      r.target.title))
+    return tasks, skipped
+
+
+def recommender_turn_tasks(records: list[DialogueRecord], with_persona: bool = False) -> tuple[list[TurnTask], Counter]:
+    """At the first recorded turn recommending the target, the recommender answers the gold history
+    before it (the turn Recall@1 and MatchScore are measured at)."""
+    tasks, skipped = [], Counter()
+    for r in records:
+        if r.target is None:
+            skipped["no target"] += 1
+            continue
+        k = next((i for i, t in enumerate(r.turns) if t.role is Role.RECOMMENDER
+                  and any(same_item(x, r.target.title) for x in titles_of(t))), None)
+        if k is None:
+            skipped["the target is never recommended in the record"] += 1
+            continue
+        view = build_recommender_view(r.id, r.episode_spec(), with_persona=with_persona)
+        tasks.append(TurnTask(f"rec-{r.id}-{k}", r.id, Role.RECOMMENDER, view,
+                              Observation(history=history(r)[:k], turn_index=k), r.turns[k].text,
+                              r.turns[k].action.value, r.target.title))
+    return tasks, skipped
+
+
+def human_decision_tasks(records: list[DialogueRecord]) -> tuple[list[TurnTask], Counter]:
+    """The user's reply right after each recorded recommendation whose human verdict is known:
+    the accepted item (label 1) and the rejected items (label 0) of the record's outcome. A record
+    without a target (the human accepted nothing) gives a view with the persona and no target
+    attributes, so its rejections are judged too."""
+    tasks, skipped = [], Counter()
+    for r in records:
+        labels = ([(r.outcome.accepted_item, 1)] if r.outcome.accepted_item else []) + \
+                 [(x, 0) for x in r.outcome.rejected_items]
+        if not labels:
+            skipped["no human verdict on any recommendation"] += 1
+            continue
+        if r.target is None:  # e.g. a rejected INSPIRED dialogue: the user judges from the persona alone
+            view = UserView(episode_id=r.id, persona=r.persona, target_attributes=[], target_attribute_text="")
+        else:
+            view = _user_view(r, skipped)
+            if view is None:
+                continue
+        gold = history(r)
+        for j, (title, label) in enumerate(labels):
+            k = next((i for i, t in enumerate(r.turns) if t.role is Role.RECOMMENDER
+                      and any(same_item(x, title) for x in titles_of(t))), None)
+            if k is None:
+                skipped["the judged item is never recommended in the record"] += 1
+                continue
+            tasks.append(TurnTask(f"human-{r.id}-{k}-{j}", r.id, Role.USER, view,
+                                  Observation(history=gold[: k + 1], turn_index=k + 1),
+                                  target=r.target.title if r.target else None,
+                                  extra={"item": title, "human_accept": label, "has_target": r.target is not None}))
+    return tasks, skipped

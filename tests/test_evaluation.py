@@ -1,0 +1,166 @@
+"""Evaluation end to end on hand-made records whose every figure is known in advance: real Ray,
+real env, real BERTScore model, real item encoder (trained on a slice of MovieLens)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from interplay.catalogue import Item
+from interplay.data.schema import DialogueRecord, Outcome, RecordTurn
+from interplay.episode import Persona, Target, WatchedItem
+from interplay.evaluation.config import EvalConfig
+from interplay.evaluation.tasks import human_decision_tasks, recommender_turn_tasks, replay_tasks, user_turn_tasks
+from interplay.protocol import Action, Role, mark_title
+
+ITEMS = [Item(item_id="ml:2378", title="Police Academy (1984)", attributes=("comedy", "crime", "police")),
+         Item(item_id="ml:4718", title="American Pie 2 (2001)", attributes=("comedy", "teen")),
+         Item(item_id="ml:5283", title="Super Troopers (2001)", attributes=("comedy", "crime", "police")),
+         Item(item_id="ml:2571", title="Matrix, The (1999)", attributes=("action", "sci-fi", "cyberpunk"))]
+PERSONA = Persona(summary="Likes silly comedies.", watched=[WatchedItem(title="Airplane! (1980)", text="Very funny.")])
+
+
+def _t(role: Role, action: Action, text: str) -> RecordTurn:
+    return RecordTurn(role=role, action=action, text=text)
+
+
+U, R = Role.USER, Role.RECOMMENDER
+
+
+def records() -> list[DialogueRecord]:
+    pa, ap, st = (mark_title(i.title) for i in ITEMS[:3])
+    target = lambda i: Target(item_id=ITEMS[i].item_id, title=ITEMS[i].title, attributes=list(ITEMS[i].attributes[:2]))  # noqa: E731
+    return [
+        DialogueRecord(id="sr", source="test", split="test", persona=PERSONA, target=target(0),
+                       turns=[_t(U, Action.DISCLOSE_GOAL, "A comedy please."), _t(R, Action.RECOMMEND, f"Try {pa}."),
+                              _t(U, Action.ACCEPT, "Sounds great!")],
+                       outcome=Outcome(accepted_item=ITEMS[0].title)),
+        DialogueRecord(id="et", source="test", split="test", persona=PERSONA, target=target(2),
+                       turns=[_t(U, Action.DISCLOSE_GOAL, "Something with cops."), _t(R, Action.RECOMMEND, f"Maybe {ap}?"),
+                              _t(U, Action.FEEDBACK, "Not that one."), _t(R, Action.RECOMMEND, f"Then {st}."),
+                              _t(U, Action.ACCEPT, "Yes!")],
+                       outcome=Outcome(accepted_item=ITEMS[2].title, rejected_items=[ITEMS[1].title])),
+        DialogueRecord(id="fr", source="test", split="test", persona=PERSONA, target=target(3),
+                       turns=[_t(U, Action.DISCLOSE_GOAL, "A film about machines."), _t(R, Action.INQUIRE, "Old or new?"),
+                              _t(U, Action.DISCLOSE_GOAL, "Fairly new."), _t(R, Action.INQUIRE, "Anything else?"),
+                              _t(U, Action.FEEDBACK, "I have to go.")]),
+        DialogueRecord(id="none", source="test", split="test", persona=PERSONA, target=None,
+                       turns=[_t(U, Action.GREETING, "Hi."), _t(R, Action.INQUIRE, "What do you like?")]),
+    ]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("evaldata")
+    (d / "test.jsonl").write_text("".join(r.model_dump_json() + "\n" for r in records()))
+    (d / "catalogue.jsonl").write_text("".join(i.model_dump_json() + "\n" for i in ITEMS))
+    return d
+
+
+def test_tasks_known_structure():
+    recs = records()
+    replay, skipped = replay_tasks(recs)
+    assert [t.episode_id for t in replay] == ["replay-sr", "replay-et", "replay-fr"]
+    assert [t.max_turns for t in replay] == [3, 5, 5]  # up to the user's answer to the last recorded recommender turn
+    assert sum(skipped.values()) == 1
+    single, _ = user_turn_tasks(recs)
+    assert [(t.record_id, t.observation.turn_index, len(t.observation.history)) for t in single] == [
+        ("sr", 0, 0), ("sr", 2, 2), ("et", 0, 0), ("et", 2, 2), ("et", 4, 4), ("fr", 0, 0), ("fr", 2, 2), ("fr", 4, 4)]
+    rec, skipped = recommender_turn_tasks(recs)
+    assert [(t.record_id, len(t.observation.history), t.target) for t in rec] == [
+        ("sr", 1, "Police Academy (1984)"), ("et", 3, "Super Troopers (2001)")]
+    assert skipped == {"the target is never recommended in the record": 1, "no target": 1}
+    human, _ = human_decision_tasks(recs)
+    # the user answers right after the judged recommendation
+    assert [(t.record_id, t.extra["item"], t.extra["human_accept"], t.observation.history[-1].text) for t in human] == [
+        ("sr", "Police Academy (1984)", 1, "Try <movie_title>Police Academy (1984)</movie_title>."),
+        ("et", "Super Troopers (2001)", 1, "Then <movie_title>Super Troopers (2001)</movie_title>."),
+        ("et", "American Pie 2 (2001)", 0, "Maybe <movie_title>American Pie 2 (2001)</movie_title>?")]
+    assert all("Police" not in t.view.model_dump_json() for t in single if t.record_id == "sr")  # no title leak
+
+
+def test_evaluate_user_known_answers(data_dir, tmp_path, ray_session):
+    from interplay.evaluation.evaluate import evaluate_user
+
+    out = tmp_path / "user"
+    cfg = EvalConfig(kind="user", agent="py:eval_agents:AcceptFirstUser", data=str(data_dir), out=str(out), concurrency=4)
+    m = evaluate_user(cfg, progress=False)
+    r = m["replay"]
+    assert (r["episodes"], r["SR"], r["ET"], r["FR"]) == (3, pytest.approx(1 / 3), pytest.approx(1 / 3), pytest.approx(1 / 3))
+    assert r["SR"] + r["ET"] + r["FR"] == pytest.approx(1.0)
+    assert r["termination"]["accepted"] == pytest.approx(2 / 3) and r["termination"]["max_turns"] == pytest.approx(1 / 3)
+    # the replay is a normal episode log: the recommender said exactly the recorded turns
+    eps = {row["record_id"]: row for row in csv.DictReader((out / "episodes.csv").open())}
+    assert (eps["sr"]["accepted_item"], eps["et"]["accepted_item"], eps["fr"]["outcome"]) == (
+        "Police Academy (1984)", "American Pie 2 (2001)", "FR")
+    s = m["single_turn"]
+    assert s["n"] == 8 and s["parse_rate"] == 1.0
+    assert s["action_agreement"] == pytest.approx(6 / 8)  # wrong at et turn 2 (feedback) and fr turn 4 (feedback)
+    # 5 requests of 7 words, 3 acceptances of 5 words
+    assert s["words"]["mean"] == pytest.approx((5 * 7 + 3 * 5) / 8)
+    assert 0 < s["bertscore_f1"]["mean"] < 1 and "minilm" in s["bertscore"]["model"].lower()
+    h = m["human_view"]
+    assert (h["n"], h["human_accepts"], h["agent_accepts"]) == (3, 2, 3)
+    assert h["accuracy"] == pytest.approx(2 / 3) and h["balanced_accuracy"] == pytest.approx(0.5)
+    assert h["confusion"] == [[0, 1], [0, 2]] and h["majority_accuracy"] == pytest.approx(2 / 3)
+    for f in ("metrics.json", "single_turn.csv", "human_view.csv", "outcomes.png", "turns_to_accept.png", "action_mix.png"):
+        assert (out / f).stat().st_size > 0, f
+    # resuming a finished evaluation recomputes the same figures without re-running anything
+    again = evaluate_user(cfg, resume=True, progress=False)
+    assert again["replay"] == m["replay"] and again["human_view"] == m["human_view"]
+    assert len((out / "replay" / "episodes.jsonl").read_text().splitlines()) == 3
+
+
+def test_evaluate_recommender_known_answers(data_dir, tmp_path, ray_session, tiny_encoder):
+    from interplay.evaluation.compare import compare
+    from interplay.evaluation.evaluate import evaluate_recommender
+
+    cfg = EvalConfig(kind="recommender", agent="py:eval_agents:PoliceAcademyRecommender", data=str(data_dir),
+                     out=str(tmp_path / "rec"), matchscore_encoder=str(tiny_encoder), concurrency=2)
+    m = evaluate_recommender(cfg, progress=False)
+    assert m["n"] == 2 and m["recall@1"] == 0.5 and m["recall@10"] == 1.0
+    rows = {r["record_id"]: r for r in csv.DictReader((tmp_path / "rec" / "recommendations.csv").open())}
+    assert float(rows["sr"]["matchscore"]) == pytest.approx(1.0, abs=1e-5)  # identical items score 1.0
+    assert -1 < float(rows["et"]["matchscore"]) < 0.9999
+    assert m["matchscore"]["mean"] == pytest.approx((1 + float(rows["et"]["matchscore"])) / 2)
+    assert m["unmatched_titles"] == 0 and m["no_recommendation"] == 0
+    assert m["words"]["mean"] == 6  # "You may enjoy Police Academy (1984)."
+    summary = compare([tmp_path / "rec"], tmp_path / "cmp")
+    assert summary["recommender"][0]["recall@1"] == 0.5 and (tmp_path / "cmp" / "matchscore.png").exists()
+
+
+def test_resume_refuses_other_settings(data_dir, tmp_path):
+    from interplay.evaluation.config import prepare_eval_dir
+
+    cfg = EvalConfig(kind="user", agent="rule", data=str(data_dir), out=str(tmp_path / "e"))
+    prepare_eval_dir(cfg, resume=False)
+    with pytest.raises(FileExistsError):
+        prepare_eval_dir(cfg, resume=False)
+    with pytest.raises(ValueError, match="limit"):
+        prepare_eval_dir(cfg.model_copy(update={"limit": 2}), resume=True)
+    prepare_eval_dir(cfg.model_copy(update={"concurrency": 3}), resume=True)
+
+
+def test_bertscore_known_values():
+    from interplay.metrics.bertscore import bertscore
+
+    scores, info = bertscore(["I love funny police movies", "", "totally unrelated words here"],
+                             ["I love funny police movies", "some reference", "a quiet drama about grief"])
+    assert scores[0]["F1"] == pytest.approx(1.0, abs=1e-5) and scores[1] == {"P": 0.0, "R": 0.0, "F1": 0.0}
+    assert scores[2]["F1"] < 0.9 and info["num_layers"] == 6
+
+
+def test_decision_agreement_by_hand():
+    from interplay.metrics.agreement import decision_agreement
+
+    m = decision_agreement([1, 1, 1, 0, 0], [1, 0, 1, 0, 1])
+    assert m["accuracy"] == pytest.approx(0.6) and m["balanced_accuracy"] == pytest.approx((2 / 3 + 1 / 2) / 2)
+    assert m["confusion"] == [[1, 1], [1, 2]] and m["majority_accuracy"] == pytest.approx(0.6)
+    assert m["majority_balanced_accuracy"] == 0.5
+    assert decision_agreement([1, 1], [1, 0])["balanced_accuracy"] is None  # one class: undefined
+    assert not math.isnan(decision_agreement([0], [0])["accuracy"])
+    json.dumps(m)
