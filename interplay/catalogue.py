@@ -111,9 +111,12 @@ class Catalogue:
         if len(key) < 4:
             return None
         if self._fuzzy is None:
-            self._fuzzy = {}
+            # built aside and published whole: agents of many episodes share one catalogue across
+            # threads, and a half-built index made fuzzy matches differ between runs (measured)
+            by_year: dict[int | None, list[Item]] = {}
             for it in self:
-                self._fuzzy.setdefault(split_year(it.title)[1], []).append(it)
+                by_year.setdefault(split_year(it.title)[1], []).append(it)
+            self._fuzzy = by_year
         pool = self._fuzzy.get(year, []) if year is not None else list(self)
         if not pool:
             return None

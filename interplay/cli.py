@@ -208,13 +208,13 @@ def evaluate_run_cmd(
 
 def _eval_config(kind: str, agent: str, data: Path, split: str, out: Path, limit, parts: str, max_new_tokens: int,
                  temperature: float, seed: int, concurrency: int, max_batch: int, recommender_sees_persona: bool,
-                 bertscore_model, bertscore_layers, matchscore_encoder):
+                 bertscore_model, bertscore_layers, matchscore_encoder, dtype: str = "auto"):
     from interplay.backends.base import GenerationParams
     from interplay.evaluation.config import EvalConfig
 
     return EvalConfig(kind=kind, agent=agent, data=str(data), split=split, out=str(out), limit=limit,
                       parts=[p.strip() for p in parts.split(",") if p.strip()], seed=seed, concurrency=concurrency,
-                      max_batch=max_batch, recommender_sees_persona=recommender_sees_persona,
+                      max_batch=max_batch, recommender_sees_persona=recommender_sees_persona, dtype=dtype,
                       generation=GenerationParams(max_new_tokens=max_new_tokens, temperature=temperature),
                       bertscore_model=bertscore_model, bertscore_layers=bertscore_layers,
                       matchscore_encoder=str(matchscore_encoder) if matchscore_encoder else None)
@@ -236,6 +236,7 @@ def evaluate_user_cmd(
     max_batch: int = typer.Option(16, help="largest generation batch"),
     bertscore_model: Optional[str] = typer.Option(None, help="local model folder for BERTScore (default: offline MiniLM)"),
     bertscore_layers: Optional[int] = typer.Option(None, help="its layer (default: 6 for MiniLM)"),
+    dtype: str = typer.Option("auto", help="model dtype: auto (bf16 where supported) | float32 | bfloat16"),
     resume: bool = typer.Option(False, help="continue an interrupted evaluation in OUT"),
     ray_address: Optional[str] = typer.Option(None, help="a running Ray cluster (default: RAY_ADDRESS or local)"),
     progress: bool = typer.Option(True),
@@ -245,7 +246,7 @@ def evaluate_user_cmd(
     from interplay.evaluation.evaluate import evaluate_user
 
     cfg = _eval_config("user", agent, data, split, out, limit, parts, max_new_tokens, temperature, seed, concurrency,
-                       max_batch, False, bertscore_model, bertscore_layers, None)
+                       max_batch, False, bertscore_model, bertscore_layers, None, dtype)
     try:
         m = evaluate_user(cfg, resume=resume, ray_address=ray_address, progress=progress)
     except (ValueError, FileNotFoundError, FileExistsError) as exc:
@@ -262,6 +263,7 @@ def evaluate_recommender_cmd(
     seed: int = typer.Option(0), concurrency: int = typer.Option(16), max_batch: int = typer.Option(16),
     recommender_sees_persona: bool = typer.Option(False, help="give the recommender the persona (prompted baselines)"),
     matchscore_encoder: Optional[Path] = typer.Option(None, help="item encoder folder (default: the one 'interplay matchscore train' writes)"),
+    dtype: str = typer.Option("auto", help="model dtype: auto (bf16 where supported) | float32 | bfloat16"),
     resume: bool = typer.Option(False), ray_address: Optional[str] = typer.Option(None), progress: bool = typer.Option(True),
 ) -> None:
     """Evaluate a recommender at the recorded recommendation of the target: Recall@k, MatchScore, Dist-4, words."""
@@ -269,7 +271,7 @@ def evaluate_recommender_cmd(
     from interplay.evaluation.evaluate import evaluate_recommender
 
     cfg = _eval_config("recommender", agent, data, split, out, limit, "single", max_new_tokens, temperature, seed,
-                       concurrency, max_batch, recommender_sees_persona, None, None, matchscore_encoder)
+                       concurrency, max_batch, recommender_sees_persona, None, None, matchscore_encoder, dtype)
     try:
         m = evaluate_recommender(cfg, resume=resume, ray_address=ray_address, progress=progress)
     except (ValueError, FileNotFoundError, FileExistsError) as exc:
@@ -296,6 +298,11 @@ def evaluate_compare_cmd(
         wide.print(user_table(summary["user"]))
     if summary["recommender"]:
         wide.print(recommender_table(summary["recommender"]))
+    if "turn_agreement" in summary:
+        a = summary["turn_agreement"]
+        console.print(f"same prompts in both: {a['shared_tasks']} tasks; identical action "
+                      f"{a['same_action']:.3f}, identical text {a['same_text']:.3f}" if a["shared_tasks"] else
+                      "the two evaluations share no task")
     console.print(f"wrote {out}")
 
 
@@ -342,7 +349,7 @@ def train_cmd(
     out: Path = typer.Option(..., help="checkpoint folder"),
     model: Optional[str] = typer.Option(None, help="HF id or path of a causal LM (default: offline SmolLM2-135M)"),
     epochs: float = typer.Option(2.0, help="epochs (the paper: 2)"),
-    lr: Optional[float] = typer.Option(None, help="learning rate (default 2e-4 with LoRA, 1e-4 full fine-tuning)"),
+    lr: Optional[float] = typer.Option(None, help="learning rate (default 2e-4, the paper's; use ~1e-5 for full fine-tuning of 8B models)"),
     batch_size: int = typer.Option(4, help="records per micro-batch"),
     grad_accum: int = typer.Option(4, help="micro-batches per optimizer step (effective batch 16)"),
     max_length: int = typer.Option(1024, help="tokens per example; longer dialogues are windowed"),

@@ -98,7 +98,8 @@ def test_evaluate_user_known_answers(data_dir, tmp_path, ray_session):
     assert (eps["sr"]["accepted_item"], eps["et"]["accepted_item"], eps["fr"]["outcome"]) == (
         "Police Academy (1984)", "American Pie 2 (2001)", "FR")
     s = m["single_turn"]
-    assert s["n"] == 8 and s["parse_rate"] == 1.0
+    assert s["n"] == 8 and s["parse_rate"] == 1.0 and s["fallback_rate"] == 0.0
+    assert (r["user_parse_rate"], r["user_protocol_clean_rate"], r["user_fallback_rate"]) == (1.0, 1.0, 0.0)
     assert s["action_agreement"] == pytest.approx(6 / 8)  # wrong at et turn 2 (feedback) and fr turn 4 (feedback)
     # 5 requests of 7 words, 3 acceptances of 5 words
     assert s["words"]["mean"] == pytest.approx((5 * 7 + 3 * 5) / 8)

@@ -72,6 +72,9 @@ def test_encoder_trains_and_scores(tiny_encoder, movielens_slice):
     assert scorer.score(b.title, a.title).score < 0.9999 and scorer.score(b.title, a.title).matched
     miss = scorer.score("Zzyzx Nonexistent Picture (2099)", a.title)
     assert (miss.score, miss.matched) == (0.0, False)
+    # a ground truth outside the catalogue has no score (left out of the mean and counted), never an error
+    assert scorer.score(a.title, "Zzyzx Nonexistent Picture (2099)").score is None
+    assert scorer.score(b.title, "a title that differs", target_id=a.item_id).score == scorer.score(b.title, a.title).score
     # an item outside the training catalogue is encoded from its text on first use
     other = Catalogue([*catalogue, Item(item_id="x:1", title="Made Up Movie (2020)", attributes=("comedy",))])
     s = MatchScorer(tiny_encoder, other).score("Made Up Movie (2020)", "Made Up Movie (2020)")

@@ -220,3 +220,20 @@ def test_lora_training_merges_into_a_plain_checkpoint(overfit_checkpoint, tmp_pa
     model = AutoModelForCausalLM.from_pretrained(out)  # a plain model: no adapter files needed
     assert not (out / "adapter_config.json").exists()
     assert model.get_input_embeddings().weight.shape[0] >= len(AT.from_pretrained(out))
+
+
+def test_new_token_embeddings_start_from_their_spelling(tiny_model_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    pieces = tok("<action>", add_special_tokens=False)["input_ids"]
+    assert len(pieces) > 1  # spelled out before it is added
+    expected = model.get_input_embeddings().weight[pieces].mean(0).detach().clone()
+    add_special_tokens(tok, model)
+    new_id = tok.convert_tokens_to_ids("<action>")
+    row = model.get_input_embeddings().weight[new_id]
+    assert torch.allclose(row, expected, atol=1e-6)
+    # distinct spellings, distinct starting rows (the vocabulary mean would make them all equal)
+    other = model.get_input_embeddings().weight[tok.convert_tokens_to_ids("<recommend>")]
+    assert not torch.allclose(row, other)

@@ -44,10 +44,13 @@ def replay_metrics(episodes: list[EpisodeLog]) -> dict:
     if outcomes:
         assert abs(sum(share.values()) - 1) < 1e-9, share
     attempts = sum(1 + len(t.failed_attempts) for e in episodes for t in e.turns if t.role.value == "user")
-    clean = sum(1 for e in episodes for t in e.turns if t.role.value == "user" and t.action is not None)
+    parsed = [t for e in episodes for t in e.turns if t.role.value == "user" and t.action is not None]
+    fallback = sum(1 for t in parsed if t.meta.get("fallback"))
     return {"episodes": len(episodes), **share, "termination": termination_mix(episodes),
             "turns_to_accept": summarize_values(turns_to_accept(e) for e in episodes).as_dict(),
-            "user_parse_rate": clean / attempts if attempts else None,
+            "user_parse_rate": len(parsed) / attempts if attempts else None,
+            "user_protocol_clean_rate": (len(parsed) - fallback) / attempts if attempts else None,
+            "user_fallback_rate": fallback / attempts if attempts else None,
             "user_actions": action_distribution(episodes)["user"]}
 
 
@@ -106,7 +109,7 @@ def recommender_report(cfg: EvalConfig, out: Path, rows: list[dict], scorer, rec
                        model_servers: dict, plots: bool = True) -> dict:
     for r in rows:
         title = r["titles"][0] if r["action"] == "recommend" and r["titles"] else None
-        m = scorer.score(title, r["target"])
+        m = scorer.score(title, r["target"], r.get("target_id"))
         ranked = r.get("ranked_items") or ([title] if title else [])
         r.update(recommended=title, recall_at_1=float(same_item(title, r["target"])),
                  matchscore=m.score, matched=m.matched, matched_item=m.item_id,
@@ -120,8 +123,9 @@ def recommender_report(cfg: EvalConfig, out: Path, rows: list[dict], scorer, rec
         "recall@1": summarize_values(r["recall_at_1"] for r in rows).mean,
         "recall@10": summarize_values(r["recall_at_10"] for r in rows).mean if has_rank else None,
         "recall@50": summarize_values(r["recall_at_50"] for r in rows).mean if has_rank else None,
-        "matchscore": summarize_values(r["matchscore"] for r in rows).as_dict(),
+        "matchscore": summarize_values(r["matchscore"] for r in rows).as_dict(),  # None (target not in catalogue) left out
         "matchscore_matched_only": summarize_values(r["matchscore"] for r in rows if r["matched"]).as_dict(),
+        "target_not_in_catalogue": sum(1 for r in rows if r["matchscore"] is None),
         "recommended": len(recommended),
         "no_recommendation": len(rows) - len(recommended),
         "unmatched_titles": sum(1 for r in recommended if not r["matched"]),
@@ -178,7 +182,7 @@ def plot_matchscores(by_agent: dict[str, list[dict]], path: Path) -> None:
     plt = _plt(path)
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
     for name, rows in by_agent.items():
-        ax.hist([r["matchscore"] for r in rows], bins=20, range=(-0.2, 1.0), alpha=0.55, label=name)
+        ax.hist([r["matchscore"] for r in rows if r["matchscore"] is not None], bins=20, range=(-0.2, 1.0), alpha=0.55, label=name)
     ax.set(xlabel="MatchScore", ylabel="recommendations", title="MatchScore (0: no or unmatched title)")
     ax.legend(fontsize=7)
     fig.tight_layout()

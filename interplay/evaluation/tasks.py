@@ -119,7 +119,7 @@ def recommender_turn_tasks(records: list[DialogueRecord], with_persona: bool = F
         view = build_recommender_view(r.id, r.episode_spec(), with_persona=with_persona)
         tasks.append(TurnTask(f"rec-{r.id}-{k}", r.id, Role.RECOMMENDER, view,
                               Observation(history=history(r)[:k], turn_index=k), r.turns[k].text,
-                              r.turns[k].action.value, r.target.title))
+                              r.turns[k].action.value, r.target.title, extra={"target_id": r.target.item_id}))
     return tasks, skipped
 
 

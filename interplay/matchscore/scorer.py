@@ -13,10 +13,11 @@ from interplay.matchscore.encoder import ITEM_VECTORS_FILE, ItemEncoder, item_te
 
 @dataclass(frozen=True)
 class Match:
-    """MatchScore of one recommendation; ``matched`` False when the title is not in the catalogue
-    (the score is then 0 and the case is counted apart)."""
+    """MatchScore of one recommendation; ``matched`` False when the recommended title is not in the
+    catalogue (the score is then 0 and the case is counted apart); ``score`` None when the ground
+    truth itself is not in the catalogue (nothing to compare with: left out of the mean, counted)."""
 
-    score: float
+    score: float | None
     matched: bool
     item_id: str | None = None
 
@@ -49,12 +50,19 @@ class MatchScorer:
     def similarity(self, a: Item, b: Item) -> float:
         return float(self.vector(a) @ self.vector(b))
 
-    def score(self, recommended: str | None, target: str) -> Match:
-        """MatchScore of ``recommended`` (a title, or None for no recommendation) vs ``target``."""
-        target_item = self.item(target)
-        if target_item is None:
-            raise ValueError(f"ground-truth item {target!r} is not in the catalogue")
+    def score(self, recommended: str | None, target: str, target_id: str | None = None) -> Match:
+        """MatchScore of ``recommended`` (a title, or None for no recommendation) vs ``target``
+        (found by ``target_id`` when the catalogue has it, else by title)."""
+        target_item = None
+        if target_id is not None:
+            try:
+                target_item = self.catalogue[target_id]
+            except KeyError:
+                pass
+        target_item = target_item or self.item(target)
         rec_item = self.item(recommended) if recommended else None
+        if target_item is None:
+            return Match(None, rec_item is not None, rec_item.item_id if rec_item else None)
         if rec_item is None:
             return Match(0.0, False)
         return Match(self.similarity(rec_item, target_item), True, rec_item.item_id)
