@@ -16,7 +16,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from interplay.backends.base import GenerationParams, cut_at_stop
-from interplay.protocol import RESPONSE_CLOSE, RESPONSE_OPEN
 
 _LIMITS: dict[str, threading.BoundedSemaphore] = {}
 _LIMITS_LOCK = threading.Lock()
@@ -59,8 +58,9 @@ class OpenAIChatBackend:
                             temperature=params.temperature, seed=params.seed)
         if params.temperature > 0:
             kwargs["top_p"] = params.top_p
-        if params.stop:
-            kwargs["stop"] = list(params.stop)
+        # stop strings are applied here, not sent: servers drop a matched stop string and report
+        # the same finish_reason as for end-of-sequence, so "</response>" could not be restored
+        # faithfully (measured: a reply ending at EOS without the tag would then parse as clean)
         with self._sem:
             t0 = time.perf_counter()
             try:
@@ -71,13 +71,7 @@ class OpenAIChatBackend:
             finally:
                 self.requests += 1
                 self.seconds += time.perf_counter() - t0
-        choice = resp.choices[0]
-        text = cut_at_stop(choice.message.content or "", params.stop)
-        # servers that honour `stop` drop the stop string; put the protocol's closing tag back
-        if (choice.finish_reason == "stop" and RESPONSE_CLOSE in params.stop and RESPONSE_OPEN in text
-                and RESPONSE_CLOSE not in text.split(RESPONSE_OPEN, 1)[1]):
-            text += RESPONSE_CLOSE
-        return text
+        return cut_at_stop(resp.choices[0].message.content or "", params.stop)
 
     def generate(self, prompts: list[str], params: GenerationParams) -> list[str]:
         """Plain prompts go as one user message each (agents send chat messages instead)."""
