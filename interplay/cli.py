@@ -206,18 +206,26 @@ def evaluate_run_cmd(
     console.print(f"wrote {out or run_dir / 'eval'}")
 
 
-def _eval_config(kind: str, agent: str, data: Path, split: str, out: Path, limit, parts: str, max_new_tokens: int,
-                 temperature: float, seed: int, concurrency: int, max_batch: int, recommender_sees_persona: bool,
-                 bertscore_model, bertscore_layers, matchscore_encoder, dtype: str = "auto"):
+def _eval_config(kind: str, data: Path, out: Path, parts: str, max_new_tokens: int, temperature: float,
+                 matchscore_encoder: Optional[Path] = None, **settings):
+    """An EvalConfig from command options (paths as strings, generation settings grouped)."""
     from interplay.backends.base import GenerationParams
     from interplay.evaluation.config import EvalConfig
 
-    return EvalConfig(kind=kind, agent=agent, data=str(data), split=split, out=str(out), limit=limit,
-                      parts=[p.strip() for p in parts.split(",") if p.strip()], seed=seed, concurrency=concurrency,
-                      max_batch=max_batch, recommender_sees_persona=recommender_sees_persona, dtype=dtype,
+    return EvalConfig(kind=kind, data=str(data), out=str(out), parts=[p.strip() for p in parts.split(",") if p.strip()],
                       generation=GenerationParams(max_new_tokens=max_new_tokens, temperature=temperature),
-                      bertscore_model=bertscore_model, bertscore_layers=bertscore_layers,
-                      matchscore_encoder=str(matchscore_encoder) if matchscore_encoder else None)
+                      matchscore_encoder=str(matchscore_encoder) if matchscore_encoder else None, **settings)
+
+
+def _run_evaluation(evaluate, table, cfg, resume: bool, ray_address: Optional[str], progress: bool) -> None:
+    """Run ``evaluate(cfg)``, print its table, turn bad input into a clear error and exit code 2."""
+    try:
+        m = evaluate(cfg, resume=resume, ray_address=ray_address, progress=progress)
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2)
+    wide.print(table([m]))
+    console.print(f"wrote {cfg.out}")
 
 
 _AGENT = typer.Option(..., help="agent spec under test: rule, llm[:MODEL], usersim:CKPT, recsim:CKPT, py:module:Class")
@@ -245,15 +253,10 @@ def evaluate_user_cmd(
     from interplay.evaluation.compare import user_table
     from interplay.evaluation.evaluate import evaluate_user
 
-    cfg = _eval_config("user", agent, data, split, out, limit, parts, max_new_tokens, temperature, seed, concurrency,
-                       max_batch, False, bertscore_model, bertscore_layers, None, dtype)
-    try:
-        m = evaluate_user(cfg, resume=resume, ray_address=ray_address, progress=progress)
-    except (ValueError, FileNotFoundError, FileExistsError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2)
-    wide.print(user_table([m]))
-    console.print(f"wrote {out}")
+    cfg = _eval_config("user", data, out, parts, max_new_tokens, temperature, agent=agent, split=split, limit=limit,
+                       seed=seed, concurrency=concurrency, max_batch=max_batch, dtype=dtype,
+                       bertscore_model=bertscore_model, bertscore_layers=bertscore_layers)
+    _run_evaluation(evaluate_user, user_table, cfg, resume, ray_address, progress)
 
 
 @eval_app.command("recommender")
@@ -270,15 +273,10 @@ def evaluate_recommender_cmd(
     from interplay.evaluation.compare import recommender_table
     from interplay.evaluation.evaluate import evaluate_recommender
 
-    cfg = _eval_config("recommender", agent, data, split, out, limit, "single", max_new_tokens, temperature, seed,
-                       concurrency, max_batch, recommender_sees_persona, None, None, matchscore_encoder, dtype)
-    try:
-        m = evaluate_recommender(cfg, resume=resume, ray_address=ray_address, progress=progress)
-    except (ValueError, FileNotFoundError, FileExistsError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2)
-    wide.print(recommender_table([m]))
-    console.print(f"wrote {out}")
+    cfg = _eval_config("recommender", data, out, "single", max_new_tokens, temperature, matchscore_encoder,
+                       agent=agent, split=split, limit=limit, seed=seed, concurrency=concurrency, max_batch=max_batch,
+                       dtype=dtype, recommender_sees_persona=recommender_sees_persona)
+    _run_evaluation(evaluate_recommender, recommender_table, cfg, resume, ray_address, progress)
 
 
 @eval_app.command("compare")

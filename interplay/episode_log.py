@@ -112,6 +112,16 @@ def latest_episodes(path: str | Path) -> list[EpisodeLog]:
     return list(latest.values())
 
 
+def drop_partial_tail(path: Path) -> None:
+    """Cut a JSONL file after its last complete line (a run killed while writing leaves half a line)."""
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with path.open("r+b") as fh:
+            fh.truncate(data.rfind(b"\n") + 1)
+
+
 class EpisodeLogWriter:
     """Appends episodes to ``RUN_DIR/episodes.jsonl``, one fsync'd line each.
 
@@ -122,17 +132,8 @@ class EpisodeLogWriter:
     def __init__(self, run_dir: str | Path):
         self.path = Path(run_dir) / EPISODES_FILE
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._drop_partial_tail()
+        drop_partial_tail(self.path)
         self._fh = self.path.open("a", encoding="utf-8")
-
-    def _drop_partial_tail(self) -> None:
-        if not self.path.exists():
-            return
-        data = self.path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            keep = data.rfind(b"\n") + 1
-            with self.path.open("r+b") as fh:
-                fh.truncate(keep)
 
     def existing_ids(self) -> set[str]:
         """Ids a resumed run skips: episodes in the log whose latest line did not end in

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from environments.recommendation_env import EnvConfig, LocalAgentHandle, RecommendationEnv
 from interplay.evaluation.tasks import ReplayTask, TurnTask
-from interplay.episode_log import EpisodeLog, EpisodeLogWriter
+from interplay.episode_log import EpisodeLog, EpisodeLogWriter, drop_partial_tail
 from interplay.protocol import ProtocolError
 
 _TAG = re.compile(r"</?[a-z_-]+>")
@@ -32,11 +32,8 @@ class ResultLog:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.rows: dict[str, dict] = {}
+        drop_partial_tail(self.path)
         if self.path.exists():
-            data = self.path.read_bytes()
-            if data and not data.endswith(b"\n"):
-                with self.path.open("r+b") as fh:
-                    fh.truncate(data.rfind(b"\n") + 1)
             for lineno, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), 1):
                 try:
                     row = json.loads(line)

@@ -184,7 +184,7 @@ def train_item_encoder(cfg: MatchScoreTrainConfig, progress: bool = True) -> dic
                 batch = pairs[start : start + cfg.batch_size]
                 u = torch.tensor([p[0] for p in batch])
                 pos = torch.tensor([p[1] for p in batch])
-                neg = torch.randint(len(rated), (len(batch),), generator=None)
+                neg = torch.randint(len(rated), (len(batch),))
                 items = torch.nn.functional.normalize(encoder(base_rated), dim=-1)
                 # the user is the mean of its other liked items (leave the positive itself out)
                 users = (torch.sparse.mm(hist, items)[u] - items[pos]) / (counts[u] - 1).unsqueeze(-1)
