@@ -57,7 +57,9 @@ def simulate(
     max_batch: int = typer.Option(16, min=1, help="largest generation batch of a model server"),
     max_new_tokens: int = typer.Option(96, min=1, help="generation cap per turn"),
     temperature: float = typer.Option(0.0, min=0.0, help="0 = greedy"),
-    dtype: str = typer.Option("auto", help="auto | float32 | bfloat16 | float16"),
+    dtype: str = typer.Option("auto", help="auto (bf16 where the CPU/GPU supports it) | float32 | bfloat16 | float16"),
+    prefix_cache_mb: float = typer.Option(1024.0, min=0.0, help="MiB of episode KV caches kept per model for reuse "
+                                          "across turns (0: off)"),
     ray_address: Optional[str] = typer.Option(None, help="Ray cluster address (default: RAY_ADDRESS or local)"),
     progress: bool = typer.Option(True, help="show a progress bar"),
 ) -> None:
@@ -71,7 +73,7 @@ def simulate(
     given = {n for n in ctx.params if getattr(ctx.get_parameter_source(n), "name", "") == "COMMANDLINE"}
     flags = dict(user=user, recommender=recommender, data=data, split=split, episodes=episodes, max_turns=max_turns, out=out,
                  seed=seed, first_speaker=first_speaker, max_retries=max_retries, concurrency=concurrency,
-                 max_batch=max_batch, dtype=dtype)
+                 max_batch=max_batch, dtype=dtype, prefix_cache_mb=prefix_cache_mb)
     gen = dict(max_new_tokens=max_new_tokens, temperature=temperature)
     try:
         if config is not None:

@@ -1,4 +1,10 @@
-"""Local generation with transformers: batched, left-padded, stopping after ``</response>``."""
+"""Local generation with transformers: batched, left-padded, stopping after ``</response>``.
+
+Generation runs :func:`interplay.backends.kv_reuse.generate_reusing_prefix`: each prompt is
+prefilled alone, then the batch decodes together (left-padded caches, finished rows dropped). With
+``prefix_cache_mb > 0`` and a cache key per prompt (one per episode and role), the prefill covers
+only the tokens that conversation's stored KV cache does not. Greedy results equal ``model.generate``.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +14,18 @@ import torch
 
 from interplay.backends.base import GenerationParams, cut_at_stop
 from interplay.backends.default_model import resolve_model_path
+from interplay.backends.kv_reuse import PrefixKVStore, generate_reusing_prefix
 from interplay.protocol import STRUCTURAL_TOKENS
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def pick_dtype(dtype: str) -> torch.dtype:
-    """``auto`` -> bfloat16 where the CPU/GPU supports it, else float32."""
+    """``auto`` -> bfloat16 (float16 without bf16) on a GPU, float32 on a CPU.
+
+    On CPUs, bf16 was measured no faster for batched simulation here (docs/performance.md) and
+    makes greedy results depend on the batch (batch-shape-dependent rounding flips near-tied
+    tokens): ask for ``bfloat16`` explicitly when memory matters more than reproducibility."""
     if dtype != "auto":
         return _DTYPES[dtype]
     if torch.cuda.is_available():
@@ -26,7 +37,7 @@ class TransformersBackend:
     """A causal LM from a HF id or local path (``None`` = the default model)."""
 
     def __init__(self, model: str | None = None, dtype: str = "auto", device: str | None = None,
-                 num_threads: int | None = None):
+                 num_threads: int | None = None, prefix_cache_mb: float = 0.0):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if num_threads:
@@ -41,34 +52,41 @@ class TransformersBackend:
         self.model.to(self.device).eval()
         self._strip = [t for t in self.tokenizer.all_special_tokens if t and t not in STRUCTURAL_TOKENS]
         self._lock = threading.Lock()
+        self.accepts_request_keys = True  # the model server passes each request's cache key and seed
+        self.prefix_store = PrefixKVStore(int(prefix_cache_mb * 2**20)) if prefix_cache_mb > 0 else None
 
     @property
     def has_chat_template(self) -> bool:
         return bool(getattr(self.tokenizer, "chat_template", None))
 
-    def generate(self, prompts: list[str], params: GenerationParams) -> list[str]:
-        """Complete each prompt; greedy when ``params.temperature == 0``."""
+    def generate(self, prompts: list[str], params: GenerationParams,
+                 cache_keys: list[str | None] | None = None, seeds: list[int] | None = None) -> list[str]:
+        """Complete each prompt; greedy when ``params.temperature == 0``, else sampled from each
+        prompt's own seed (``seeds``, default ``params.seed``), so a completion does not depend on
+        the batch it ran in. ``cache_keys`` name each prompt's conversation for KV reuse (ignored
+        when the prefix cache is off)."""
         if not prompts:
             return []
-        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-        enc = {k: v.to(self.device) for k, v in enc.items()}
-        kwargs: dict = dict(
-            max_new_tokens=params.max_new_tokens,
-            pad_token_id=self.tokenizer.pad_token_id,
-            stop_strings=list(params.stop) or None,
-            tokenizer=self.tokenizer,
-        )
-        if params.temperature > 0:
-            kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
-        else:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        keys = list(cache_keys) if cache_keys is not None else [None] * len(prompts)
         with self._lock, torch.inference_mode():
-            if params.temperature > 0:
-                torch.manual_seed(params.seed)
-            out = self.model.generate(**enc, **kwargs)
-        new = out[:, enc["input_ids"].shape[1] :]
-        texts = self.tokenizer.batch_decode(new, skip_special_tokens=False)
+            ids = generate_reusing_prefix(self.model, self.tokenizer, prompts, params, keys, self.prefix_store, seeds)
+        texts = [self.tokenizer.decode(t, skip_special_tokens=False) for t in ids]
         return [cut_at_stop(self._clean(t), params.stop) for t in texts]
+
+    def release(self, cache_keys: list[str]) -> None:
+        """Drop the stored KV of finished conversations (``key`` and its ``key#i`` siblings)."""
+        if self.prefix_store is not None:
+            with self._lock:
+                for key in cache_keys:
+                    for stored in [k for k in self.prefix_store.entries if k == key or k.startswith(key + "#")]:
+                        self.prefix_store.drop(stored)
+
+    def prefix_cache_stats(self) -> dict:
+        """Lookups, hits, reused and prefilled prompt tokens, evictions, bytes held."""
+        if self.prefix_store is None:
+            return {}
+        return {**self.prefix_store.stats, "entries": len(self.prefix_store.entries),
+                "used_mb": round(self.prefix_store.used_bytes / 2**20, 1)}
 
     def _clean(self, text: str) -> str:
         for tok in self._strip:

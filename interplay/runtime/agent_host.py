@@ -1,13 +1,17 @@
-"""An actor hosting one role's agents for every concurrent episode of a run.
+"""One actor hosting the agents of every role for every concurrent episode of a run.
 
-Each episode gets a fresh agent (built from the spec) at ``reset`` and drops it at ``close``.
-LLM agents generate through the run's shared model server, so many episodes' requests meet there
-in one batch. Protocol errors come back as values (not raised) so their kind and raw text survive.
+Each episode gets a fresh agent per role (built from that role's spec) at ``reset`` and drops it
+at ``close``. LLM agents generate through the run's shared model server, so many episodes' requests
+meet there in one batch; each (episode, role) passes its own cache key so the server can reuse that
+conversation's KV cache, and ``close`` releases it. Both roles live in one process (one copy of
+torch, transformers and the tokenizer instead of two: ~380 MB less). Protocol errors come back as
+values (not raised) so their kind and raw text survive.
 """
 
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 
 from interplay.agent import Agent
 from interplay.agent_specs import AgentContext, AgentSpec, build_agent
@@ -18,60 +22,88 @@ from interplay.protocol import ProtocolError, Role, Turn
 
 
 class AgentHost:
-    """Agents of one role, keyed by episode id (use as a threaded Ray actor)."""
+    """Agents of the given roles, keyed by (role, episode id) (use as a threaded Ray actor).
 
-    def __init__(self, spec: str, role: Role, catalogue: Catalogue, params: GenerationParams,
-                 model_server=None, model_path: str | None = None):
-        self.spec = AgentSpec.parse(spec)
-        self.role = role
+    ``model_servers`` and ``model_paths`` map a role to its model server actor and model path
+    (absent for agents without a model)."""
+
+    def __init__(self, specs: dict[Role, str], catalogue: Catalogue, params: GenerationParams,
+                 model_servers: dict | None = None, model_paths: dict | None = None):
+        self.specs = {role: AgentSpec.parse(spec) for role, spec in specs.items()}
         self.catalogue = catalogue
         self.params = params
-        self.backend = None
-        self.tokenizer = None
-        if model_server is not None:
-            from transformers import AutoTokenizer
+        self.servers = dict(model_servers or {})
+        self.tokenizers: dict[Role, object] = {}
+        loaded: dict[str, object] = {}
+        for role, path in (model_paths or {}).items():
+            if path not in loaded:
+                from transformers import AutoTokenizer
 
-            from interplay.runtime.model_server import RemoteBackend
-
-            self.backend = RemoteBackend(model_server)
-            self.tokenizer = AutoTokenizer.from_pretrained(model_path)
-        self._agents: dict[str, Agent] = {}
+                loaded[path] = AutoTokenizer.from_pretrained(path)
+            self.tokenizers[role] = loaded[path]
+        self._agents: dict[tuple[Role, str], Agent] = {}
         self._lock = threading.Lock()
 
-    def reset(self, episode_id: str, view: UserView | RecommenderView, seed: int) -> None:
-        ctx = AgentContext(role=self.role, arg=self.spec.arg, catalogue=self.catalogue, seed=seed,
-                           params=self.params, backend=self.backend, tokenizer=self.tokenizer)
-        agent = build_agent(self.spec, ctx)
+    @staticmethod
+    def _cache_key(role: Role, episode_id: str) -> str:
+        return f"{episode_id}/{role.value}"
+
+    def reset(self, role: Role, episode_id: str, view: UserView | RecommenderView, seed: int) -> None:
+        backend = None
+        if role in self.servers:
+            from interplay.runtime.model_server import RemoteBackend
+
+            backend = RemoteBackend(self.servers[role], cache_key=self._cache_key(role, episode_id))
+        ctx = AgentContext(role=role, arg=self.specs[role].arg, catalogue=self.catalogue, seed=seed,
+                           params=self.params, backend=backend, tokenizer=self.tokenizers.get(role))
+        agent = build_agent(self.specs[role], ctx)
         agent.reset(view)
         with self._lock:
-            self._agents[episode_id] = agent
+            self._agents[(role, episode_id)] = agent
 
-    def act(self, episode_id: str, observation: Observation) -> Turn | ProtocolError:
-        agent = self._agents[episode_id]
+    def act(self, role: Role, episode_id: str, observation: Observation) -> Turn | ProtocolError:
+        agent = self._agents[(role, episode_id)]
         try:
             return agent.act(observation)
         except ProtocolError as exc:
             return exc
 
-    def close(self, episode_id: str) -> None:
+    def close(self, role: Role, episode_id: str) -> None:
         with self._lock:
-            self._agents.pop(episode_id, None)
+            self._agents.pop((role, episode_id), None)
+        if role in self.servers:  # free the conversation's KV cache in the model server
+            import ray
+
+            ray.get(self.servers[role].release.remote([self._cache_key(role, episode_id)]))
+
+    def peak_rss_mb(self) -> float:
+        from interplay.runtime.model_server import peak_rss_mb
+
+        return peak_rss_mb()
+
+
+@dataclass(frozen=True)
+class HostRef:
+    """One role's view of the shared :class:`AgentHost` actor."""
+
+    actor: object
+    role: Role
 
 
 class RayAgentHandle:
-    """The environment's handle on one episode's agent inside an :class:`AgentHost` actor."""
+    """The environment's handle on one episode's agent inside the :class:`AgentHost` actor."""
 
-    def __init__(self, host, episode_id: str, seed: int):
+    def __init__(self, host: HostRef, episode_id: str, seed: int):
         self.host, self.episode_id, self.seed = host, episode_id, seed
 
     async def reset(self, view: UserView | RecommenderView) -> None:
-        await self.host.reset.remote(self.episode_id, view, self.seed)
+        await self.host.actor.reset.remote(self.host.role, self.episode_id, view, self.seed)
 
     async def act(self, observation: Observation) -> Turn:
-        result = await self.host.act.remote(self.episode_id, observation)
+        result = await self.host.actor.act.remote(self.host.role, self.episode_id, observation)
         if isinstance(result, ProtocolError):
             raise result
         return result
 
     async def close(self) -> None:
-        await self.host.close.remote(self.episode_id)
+        await self.host.actor.close.remote(self.host.role, self.episode_id)

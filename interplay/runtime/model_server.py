@@ -3,14 +3,21 @@
 Requests from many concurrent episodes queue up; the server takes up to ``max_batch`` of them
 (waiting at most ``batch_wait_ms`` for more once one has arrived), generates them in one batched
 call in a worker thread, and answers each. Requests with different generation settings are never
-mixed in one call. For sampled decoding the batch's random state comes from the seed of its first
-request, so sampled runs are bit-reproducible only with ``max_batch=1``; greedy runs are
-reproducible up to batched numerics.
+mixed in one call. A backend that accepts per-request keys (the transformers backend) samples each
+request from its own seed, so sampled runs do not depend on batching; for other backends the
+batch's random state comes from its first request's seed. Greedy runs are reproducible up to
+batched numerics (exact in float32 in our tests; see docs/performance.md for bf16).
+
+Each request may carry a cache key (its episode and role): a backend with a prefix KV store
+(:class:`~interplay.backends.transformers_backend.TransformersBackend` with ``prefix_cache_mb > 0``)
+then prefills only what that conversation's stored cache does not cover; :meth:`ModelServer.release`
+drops a finished episode's entries.
 """
 
 from __future__ import annotations
 
 import asyncio
+import resource
 import time
 
 from interplay.backends.base import GenerationParams
@@ -21,11 +28,12 @@ class ModelServer:
 
     def __init__(self, model: str | None, dtype: str = "auto", max_batch: int = 16,
                  batch_wait_ms: float = 20.0, num_threads: int | None = None, backend_factory=None,
-                 backend: str = "transformers"):
+                 backend: str = "transformers", prefix_cache_mb: float = 0.0):
         if backend_factory is None:
             from interplay.backends.registry import create_backend
 
-            self.backend = create_backend(backend, model, dtype=dtype, num_threads=num_threads)
+            extra = {"prefix_cache_mb": prefix_cache_mb} if prefix_cache_mb > 0 else {}
+            self.backend = create_backend(backend, model, dtype=dtype, num_threads=num_threads, **extra)
         else:
             self.backend = backend_factory()
         self.max_batch = max_batch
@@ -38,16 +46,23 @@ class ModelServer:
     def model_path(self) -> str:
         return str(getattr(self.backend, "model_path", ""))
 
-    async def generate(self, prompts: list[str], params: GenerationParams) -> list[str]:
-        """Completions of ``prompts``, batched with whatever else is queued."""
+    @property
+    def reuses_prefixes(self) -> bool:
+        return getattr(self.backend, "prefix_store", None) is not None
+
+    async def generate(self, prompts: list[str], params: GenerationParams,
+                       cache_keys: list[str | None] | None = None) -> list[str]:
+        """Completions of ``prompts``, batched with whatever else is queued; ``cache_keys`` name
+        each prompt's conversation for KV reuse."""
         if self._queue is None:
             self._queue = asyncio.Queue()
             self._worker = asyncio.get_running_loop().create_task(self._serve())
         loop = asyncio.get_running_loop()
         futures = []
-        for prompt in prompts:
+        keys = cache_keys if cache_keys is not None else [None] * len(prompts)
+        for prompt, key in zip(prompts, keys):
             fut = loop.create_future()
-            self._queue.put_nowait((params, prompt, fut))
+            self._queue.put_nowait((params, prompt, fut, key))
             futures.append(fut)
         return list(await asyncio.gather(*futures))
 
@@ -80,35 +95,55 @@ class ModelServer:
             first = batch[0]
             self._pending = skipped + self._pending
             prompts = [r[1] for r in batch]
+            extra = {}
+            if getattr(self.backend, "accepts_request_keys", False):
+                extra = {"cache_keys": [r[3] for r in batch], "seeds": [r[0].seed for r in batch]}
             t0 = time.perf_counter()
             try:
-                outputs = await asyncio.to_thread(self.backend.generate, prompts, first[0])
+                outputs = await asyncio.to_thread(self.backend.generate, prompts, first[0], **extra)
             except Exception as exc:  # every waiting episode learns of the failure
-                for _, _, fut in batch:
+                for _, _, fut, _ in batch:
                     if not fut.done():
                         fut.set_exception(exc)
                 continue
             self._stats["busy_s"] += time.perf_counter() - t0
             self._stats["batches"] += 1
             self._stats["requests"] += len(batch)
-            for (_, _, fut), out in zip(batch, outputs):
+            for (_, _, fut, _), out in zip(batch, outputs):
                 if not fut.done():
                     fut.set_result(out)
 
+    async def release(self, cache_keys: list[str]) -> None:
+        """Forget the stored KV of finished conversations."""
+        if self.reuses_prefixes:
+            await asyncio.to_thread(self.backend.release, cache_keys)
+
     async def stats(self) -> dict:
-        """Batches served, requests, mean batch size, seconds spent generating."""
+        """Batches served, requests, mean batch size, seconds spent generating, prefix-cache
+        counters, and this process's peak RSS."""
         s = dict(self._stats)
         s["mean_batch"] = s["requests"] / s["batches"] if s["batches"] else 0.0
+        if self.reuses_prefixes:
+            s["prefix_cache"] = self.backend.prefix_cache_stats()
+        s["peak_rss_mb"] = peak_rss_mb()
         return s
 
 
-class RemoteBackend:
-    """A :class:`~interplay.backends.base.GenerationBackend` that forwards to a ModelServer actor."""
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process, in MiB (Linux reports ru_maxrss in KiB)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
-    def __init__(self, server_handle):
+
+class RemoteBackend:
+    """A :class:`~interplay.backends.base.GenerationBackend` that forwards to a ModelServer actor;
+    ``cache_key`` (one per episode and role) lets the server reuse that conversation's KV cache."""
+
+    def __init__(self, server_handle, cache_key: str | None = None):
         self.server = server_handle
+        self.cache_key = cache_key
 
     def generate(self, prompts: list[str], params: GenerationParams) -> list[str]:
         import ray
 
-        return ray.get(self.server.generate.remote(prompts, params))
+        keys = None if self.cache_key is None else [self.cache_key + (f"#{i}" if i else "") for i in range(len(prompts))]
+        return ray.get(self.server.generate.remote(prompts, params, cache_keys=keys))

@@ -2,7 +2,7 @@
 
 Layout of a run: one :class:`~interplay.runtime.model_server.ModelServer` actor per distinct model
 (shared by both roles when they use the same one), one :class:`~interplay.runtime.agent_host.AgentHost`
-actor per role, and in the driver an asyncio loop running up to ``concurrency`` environments at a
+actor holding both roles' agents, and in the driver an asyncio loop running up to ``concurrency`` environments at a
 time. Each finished episode is appended to ``RUN_DIR/episodes.jsonl`` at once; ``resume`` skips the
 ids already there.
 """
@@ -33,6 +33,7 @@ from interplay.episode_log import (
     write_json_atomic,
 )
 from interplay.protocol import Role
+from interplay.runtime.model_server import peak_rss_mb
 from interplay.simulation_data import SimulationData, load_simulation_data
 
 
@@ -56,10 +57,13 @@ class SimulationConfig(BaseModel):
     max_batch: int = Field(16, ge=1)
     batch_wait_ms: float = 20.0
     dtype: str = "auto"
+    #: per-model budget for kept episode KV caches (MiB; 0 = no reuse, plain batched generate)
+    prefix_cache_mb: float = Field(1024.0, ge=0)
     generation: GenerationParams = GenerationParams()
 
     #: fields that may differ between a run and its resumption
-    RESUMABLE_CHANGES: ClassVar[frozenset[str]] = frozenset({"episodes", "concurrency", "max_batch", "batch_wait_ms"})
+    RESUMABLE_CHANGES: ClassVar[frozenset[str]] = frozenset(
+        {"episodes", "concurrency", "max_batch", "batch_wait_ms", "prefix_cache_mb"})
 
     def identity(self) -> dict:
         """The config minus settings a resumed run may change."""
@@ -94,12 +98,14 @@ def _prepare_run_dir(cfg: SimulationConfig, resume: bool) -> None:
 
 
 def start_agent_hosts(specs: dict[Role, str], catalogue, generation: GenerationParams, dtype: str = "auto",
-                      max_batch: int = 16, batch_wait_ms: float = 20.0, concurrency: int = 16):
+                      max_batch: int = 16, batch_wait_ms: float = 20.0, concurrency: int = 16,
+                      prefix_cache_mb: float = 0.0):
     """One :class:`ModelServer` actor per distinct model of ``specs`` (CPUs split between them) and
-    one :class:`AgentHost` actor per role; returns ``(hosts by role, servers by model)``."""
+    one :class:`AgentHost` actor for all roles; returns ``(host refs by role, servers by model)``.
+    ``prefix_cache_mb`` > 0 keeps each episode's KV cache in transformers-backed servers."""
     import ray
 
-    from interplay.runtime.agent_host import AgentHost
+    from interplay.runtime.agent_host import AgentHost, HostRef
     from interplay.runtime.model_server import ModelServer
 
     parsed = {role: AgentSpec.parse(spec) for role, spec in specs.items()}
@@ -111,15 +117,16 @@ def start_agent_hosts(specs: dict[Role, str], catalogue, generation: GenerationP
     server_cls = ray.remote(num_cpus=per_server)(ModelServer)
     servers = {
         m: server_cls.remote(m, dtype=dtype, max_batch=max_batch, batch_wait_ms=batch_wait_ms,
-                             num_threads=per_server, backend=backend[m])
+                             num_threads=per_server, backend=backend[m],
+                             prefix_cache_mb=prefix_cache_mb if backend[m] == "transformers" else 0.0)
         for m in distinct
     }
     paths = {m: ray.get(s.model_path.remote()) for m, s in servers.items()}
-    host_cls = ray.remote(num_cpus=0, max_concurrency=max(4, concurrency * 2))(AgentHost)
-    hosts = {}
-    for role, spec in parsed.items():
-        m = models[role]
-        hosts[role] = host_cls.remote(str(spec), role, catalogue, generation, servers.get(m), paths.get(m))
+    host_cls = ray.remote(num_cpus=0, max_concurrency=max(4, concurrency * 2 * len(parsed)))(AgentHost)
+    actor = host_cls.remote({role: str(spec) for role, spec in parsed.items()}, catalogue, generation,
+                            {role: servers[m] for role, m in models.items() if m is not None},
+                            {role: paths[m] for role, m in models.items() if m is not None})
+    hosts = {role: HostRef(actor, role) for role in parsed}
     return hosts, servers
 
 
@@ -161,13 +168,14 @@ def run_simulation(cfg: SimulationConfig, resume: bool = False, ray_address: str
     t0 = time.perf_counter()
     this_run: list[EpisodeLog] = []
     server_stats: dict = {}
+    host_rss = 0.0
     try:
         with EpisodeLogWriter(run_dir) as writer:
             done = writer.existing_ids()
             todo = [t for t in plan if t[0] not in done]
             hosts, servers = (start_agent_hosts({Role.USER: cfg.user, Role.RECOMMENDER: cfg.recommender}, data.catalogue,
                                                  cfg.generation, cfg.dtype, cfg.max_batch, cfg.batch_wait_ms,
-                                                 cfg.concurrency) if todo else ({}, {}))
+                                                 cfg.concurrency, cfg.prefix_cache_mb) if todo else ({}, {}))
             with Progress(TextColumn("[bold]simulate"), BarColumn(), MofNCompleteColumn(),
                           TextColumn("{task.fields[last]}"), TimeElapsedColumn(), disable=not progress) as bar:
                 task = bar.add_task("episodes", total=len(plan), completed=len(plan) - len(todo), last="")
@@ -180,6 +188,7 @@ def run_simulation(cfg: SimulationConfig, resume: bool = False, ray_address: str
             import ray
 
             server_stats = {m: ray.get(s.stats.remote()) for m, s in servers.items()}
+            host_rss = ray.get(next(iter(hosts.values())).actor.peak_rss_mb.remote()) if hosts else 0.0
     finally:
         wall = time.perf_counter() - t0
         if started:
@@ -196,6 +205,9 @@ def run_simulation(cfg: SimulationConfig, resume: bool = False, ray_address: str
         wall_s=round(wall, 3),
         turns_per_s=turns_now / wall if wall > 0 else 0.0,
         model_servers=server_stats,
+        # peak RSS per process (MiB): the run's peak total is at most their sum
+        peak_rss_mb={"driver": peak_rss_mb(), "agent_host": host_rss,
+                     **{f"model_server_{i}": s.get("peak_rss_mb", 0.0) for i, s in enumerate(server_stats.values())}},
         records_left_out=data.left_out,  # records with no usable target (no target, not in the catalogue)
     )
     write_json_atomic(run_dir / SUMMARY_FILE, summary)

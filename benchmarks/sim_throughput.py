@@ -1,0 +1,216 @@
+"""Simulation throughput: naive vs batched vs batched + KV reuse, the same episodes in one run.
+
+    python benchmarks/sim_throughput.py [--episodes 32] [--max-turns 6] [--user zero-shot --recommender zero-shot]
+
+The same N episodes (same seeds, greedy decoding, same dtype) run through the real runtime (Ray,
+one model server shared by both roles, one agent host per role) three ways:
+(a) naive: the model server generates one request at a time (``max_batch 1``), no KV reuse;
+(b) batched: micro-batches of up to ``--max-batch`` requests from concurrent episodes, ``model.generate``;
+(c) batched + KV reuse: as (b), each episode's KV cache kept between turns (prefill of new tokens only).
+The default agents are the zero-shot ones on the default model (SmolLM2-135M): with their fallback
+parser every turn lands, so episodes run their full length (the untrained ``llm`` agents mostly end
+in protocol errors after a turn or two). For each mode it prints turns/s, generated tokens/s
+(tokens of the raw model outputs, counted with the model's tokenizer), peak RSS (the largest sum,
+sampled every 0.2 s, of the resident memory of the driver and every Ray worker process; Ray's own
+daemons are reported apart), the ratio to (a), and the fraction of (a)'s turns whose parsed action and text the
+mode reproduces exactly. Then the batch-saturated decode limit: tokens/s of pure decoding of one
+batch of ``--max-batch`` sequences, and each mode's share of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+MODES = {
+    "a": dict(label="(a) naive, batch 1", max_batch=1, prefix_cache_mb=0.0),
+    "b": dict(label="(b) batched", prefix_cache_mb=0.0),
+    "c": dict(label="(c) batched + KV reuse"),
+}
+
+
+def turn_agreement(reference: list, other: list) -> tuple[int, int]:
+    """(turns of ``reference`` whose action and text ``other`` reproduces at the same index, all turns)."""
+    by_id = {e.episode_id: e for e in other}
+    same = total = 0
+    for ep in reference:
+        theirs = by_id.get(ep.episode_id)
+        for i, turn in enumerate(ep.turns):
+            total += 1
+            if theirs is not None and i < len(theirs.turns):
+                t = theirs.turns[i]
+                same += int(t.action == turn.action and t.text == turn.text)
+    return same, total
+
+
+def generated_tokens(episodes: list, tokenizer) -> int:
+    """Tokens the models generated (raw outputs, failed attempts included)."""
+    n = 0
+    for ep in episodes:
+        for t in ep.turns:
+            for raw in [t.raw] + [f.raw for f in t.failed_attempts]:
+                if raw:
+                    n += len(tokenizer(raw, add_special_tokens=False)["input_ids"])
+    return n
+
+
+class RssSampler:
+    """Peak of the summed RSS of this process and its Ray worker processes, sampled in a thread;
+    Ray's daemons (raylet, GCS, dashboard agents) are summed apart."""
+
+    def __init__(self, every_s: float = 0.2):
+        import threading
+
+        self.every_s, self.peak_mb, self.peak_daemons_mb = every_s, 0.0, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        workers = me.memory_info().rss
+        daemons = 0
+        for p in me.children(recursive=True):
+            try:
+                rss, name = p.memory_info().rss, " ".join(p.cmdline()[:3])
+            except psutil.Error:
+                continue
+            if "default_worker.py" in name or "ray::" in name:
+                workers += rss
+            else:
+                daemons += rss
+        self.peak_mb = max(self.peak_mb, workers / 2**20)
+        self.peak_daemons_mb = max(self.peak_daemons_mb, daemons / 2**20)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._sample()
+            self._stop.wait(self.every_s)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def decode_limit(model_path: str, dtype: str, batch: int, context: int, steps: int, threads: int) -> float:
+    """Generated tokens/s of pure batched decoding (``batch`` sequences, ``context`` cached tokens)."""
+    import torch
+    from transformers import AutoModelForCausalLM, DynamicCache
+
+    from interplay.backends.transformers_backend import pick_dtype
+
+    torch.set_num_threads(threads)
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=pick_dtype(dtype)).eval()
+    with torch.inference_mode():
+        ids = torch.randint(100, 1000, (batch, context))
+        out = model(input_ids=ids, past_key_values=DynamicCache(), use_cache=True)
+        cache, nxt = out.past_key_values, out.logits[:, -1].argmax(-1, keepdim=True)
+        out = model(input_ids=nxt, past_key_values=cache, use_cache=True)  # warm-up step
+        cache = out.past_key_values
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            out = model(input_ids=out.logits[:, -1].argmax(-1, keepdim=True), past_key_values=cache, use_cache=True)
+            cache = out.past_key_values
+        return batch * steps / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--user", default="zero-shot")
+    ap.add_argument("--recommender", default="zero-shot")
+    ap.add_argument("--data", default="demo")
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--episodes", type=int, default=32)
+    ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--max-batch", type=int, default=32)
+    ap.add_argument("--max-turns", type=int, default=6)
+    ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--dtype", default="auto")
+    ap.add_argument("--prefix-cache-mb", type=float, default=1024.0)
+    ap.add_argument("--modes", default="abc", help="which of a, b, c to run (a is the reference)")
+    ap.add_argument("--keep", default=None, help="keep the run folders here")
+    ap.add_argument("--json", default=None, help="also write the results as JSON")
+    args = ap.parse_args()
+
+    import ray
+    from transformers import AutoTokenizer
+
+    from interplay.backends.base import GenerationParams
+    from interplay.episode_log import EPISODES_FILE, latest_episodes
+    from interplay.runtime.simulation import SimulationConfig, run_simulation
+
+    root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="sim_throughput_"))
+    results, logs = {}, {}
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        for mode in args.modes:
+            spec = {"max_batch": args.max_batch, "prefix_cache_mb": args.prefix_cache_mb, **MODES[mode]}
+            out = root / mode
+            shutil.rmtree(out, ignore_errors=True)
+            cfg = SimulationConfig(user=args.user, recommender=args.recommender, data=args.data, split=args.split,
+                                   episodes=args.episodes, max_turns=args.max_turns, out=str(out),
+                                   concurrency=args.concurrency, max_batch=spec["max_batch"], dtype=args.dtype,
+                                   prefix_cache_mb=spec["prefix_cache_mb"],
+                                   generation=GenerationParams(max_new_tokens=args.max_new_tokens))
+            with RssSampler() as rss:
+                summary = run_simulation(cfg, progress=True)
+            logs[mode] = latest_episodes(out / EPISODES_FILE)
+            server = next(iter(summary["model_servers"].values()), {})
+            results[mode] = dict(label=spec["label"], wall_s=summary["wall_s"],
+                                 turns=sum(e.num_turns for e in logs[mode]),
+                                 peak_rss_mb=round(rss.peak_mb, 1), ray_daemons_peak_rss_mb=round(rss.peak_daemons_mb, 1),
+                                 peak_rss_by_process=summary["peak_rss_mb"], mean_batch=server.get("mean_batch"),
+                                 prefix_cache=server.get("prefix_cache"), model_path=None)
+            print(json.dumps({mode: results[mode]}, default=str))
+    finally:
+        ray.shutdown()
+
+    from interplay.agent_specs import AgentSpec, model_of
+    from interplay.backends.default_model import resolve_model_path
+
+    model_path = resolve_model_path(model_of(AgentSpec.parse(args.user)) or model_of(AgentSpec.parse(args.recommender)))
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    limit = decode_limit(model_path, args.dtype, args.max_batch, context=512, steps=16, threads=2)
+    ref = logs.get("a")
+    print(f"\n{args.episodes} episodes, {args.concurrency} concurrent, max_batch {args.max_batch}, "
+          f"max_turns {args.max_turns}, max_new_tokens {args.max_new_tokens}, dtype {args.dtype}, "
+          f"user {args.user}, recommender {args.recommender}, data {args.data}")
+    header = f"{'mode':<26}{'turns':>6}{'wall s':>8}{'turns/s':>9}{'tok/s':>8}{'x (a)':>7}{'RSS MB':>8}{'agree':>8}{'of limit':>9}"
+    print(header)
+    base = None
+    for mode, r in results.items():
+        r["gen_tokens"] = generated_tokens(logs[mode], tokenizer)
+        r["turns_per_s"] = r["turns"] / r["wall_s"]
+        r["tokens_per_s"] = r["gen_tokens"] / r["wall_s"]
+        base = base or (r["turns_per_s"] if mode == "a" else None)
+        r["speedup"] = r["turns_per_s"] / base if base else None
+        if ref is not None:
+            same, total = turn_agreement(ref, logs[mode])
+            r["agreement"] = same / total if total else None
+        r["share_of_decode_limit"] = r["tokens_per_s"] / limit
+        print(f"{r['label']:<26}{r['turns']:>6}{r['wall_s']:>8.1f}{r['turns_per_s']:>9.2f}{r['tokens_per_s']:>8.1f}"
+              f"{(r['speedup'] or float('nan')):>7.2f}{r['peak_rss_mb']:>8.0f}"
+              f"{(r.get('agreement') if r.get('agreement') is not None else float('nan')):>8.3f}"
+              f"{r['share_of_decode_limit']:>9.2f}")
+    print(f"batch-saturated decode limit (batch {args.max_batch}, 512 cached tokens): {limit:.1f} tok/s")
+    for mode, r in results.items():
+        if r.get("prefix_cache"):
+            print(f"{mode}: prefix cache {r['prefix_cache']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(dict(args=vars(args), decode_limit_tok_s=limit, modes=results), indent=2,
+                                              default=str))
+    if not args.keep:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

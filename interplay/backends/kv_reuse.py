@@ -1,0 +1,222 @@
+"""Per-episode KV reuse: keep each conversation's cache so a turn's prefill covers only new tokens.
+
+An agent's prompt at turn t+1 is its prompt at turn t, its own reply, and the other side's reply.
+:class:`PrefixKVStore` keeps, per cache key (one per episode and role), the token ids the model has
+already processed and their per-layer keys/values, evicting the least recently used entries beyond
+a byte budget. :func:`generate_reusing_prefix` prefills each prompt from the longest common token
+prefix with its stored entry (one sequence at a time: only the new tokens), then decodes all
+prompts of the batch together (left-padded caches, explicit positions) and stores every sequence's
+cache back for its next turn. A stored entry that does not match (a re-rendered history, a retry)
+only costs the reuse: the common prefix is recomputed from the first differing token.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import torch
+
+from interplay.backends.base import GenerationParams
+
+KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values of shape [1, kv_heads, len, head_dim]
+
+
+@dataclass
+class _Entry:
+    ids: list[int]
+    kv: KV
+    nbytes: int
+
+
+@dataclass
+class PrefixKVStore:
+    """LRU store of processed token ids and their KV tensors, one entry per key, within ``budget_bytes``."""
+
+    budget_bytes: int
+    entries: OrderedDict = field(default_factory=OrderedDict)
+    used_bytes: int = 0
+    stats: dict = field(default_factory=lambda: {"lookups": 0, "hits": 0, "reused_tokens": 0,
+                                                 "prefilled_tokens": 0, "evictions": 0})
+
+    def lookup(self, key: str | None, ids: list[int]) -> tuple[int, KV | None]:
+        """Length of the reusable prefix of ``ids`` under ``key`` (always leaving one token to
+        prefill) and the stored KV; marks the entry recently used."""
+        self.stats["lookups"] += 1
+        entry = self.entries.get(key) if key is not None else None
+        if entry is None:
+            return 0, None
+        self.entries.move_to_end(key)
+        n = 0
+        limit = min(len(entry.ids), len(ids) - 1)
+        while n < limit and entry.ids[n] == ids[n]:
+            n += 1
+        if n == 0:
+            return 0, None
+        self.stats["hits"] += 1
+        return n, entry.kv
+
+    def put(self, key: str, ids: list[int], kv: KV) -> None:
+        """Store (replace) ``key``'s entry, then evict least recently used entries over budget."""
+        self.drop(key)
+        nbytes = sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in kv)
+        if nbytes > self.budget_bytes:
+            return
+        self.entries[key] = _Entry(ids, kv, nbytes)
+        self.used_bytes += nbytes
+        while self.used_bytes > self.budget_bytes:
+            _, old = self.entries.popitem(last=False)
+            self.used_bytes -= old.nbytes
+            self.stats["evictions"] += 1
+
+    def drop(self, key: str) -> None:
+        """Forget ``key`` (its episode ended)."""
+        old = self.entries.pop(key, None)
+        if old is not None:
+            self.used_bytes -= old.nbytes
+
+
+def _preallocated_layer(shape: tuple[int, int, int, int], dtype: torch.dtype, device, length: int):
+    """A decode-time cache layer over zeroed buffers of ``shape`` ``[batch, kv_heads, capacity,
+    head_dim]``, the first ``length`` positions in use: it writes each step's keys/values in place
+    instead of concatenating (which copies the whole cache at every step)."""
+    from transformers.cache_utils import DynamicLayer
+
+    class PreallocatedLayer(DynamicLayer):
+        def _view(self, n: int) -> None:
+            self.keys, self.values = self.kbuf[:, :, :n], self.vbuf[:, :, :n]
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            n, k = self.keys.shape[-2], key_states.shape[-2]
+            self.kbuf[:, :, n:n + k] = key_states
+            self.vbuf[:, :, n:n + k] = value_states
+            self._view(n + k)
+            return self.keys, self.values
+
+        def batch_select_indices(self, indices):
+            n = self.keys.shape[-2]
+            self.kbuf, self.vbuf = self.kbuf[indices], self.vbuf[indices]
+            self._view(n)
+
+    layer = PreallocatedLayer()
+    layer.kbuf = torch.zeros(shape, dtype=dtype, device=device)
+    layer.vbuf = torch.zeros(shape, dtype=dtype, device=device)
+    layer.dtype, layer.device, layer.is_initialized = dtype, device, True
+    layer._view(length)
+    return layer
+
+
+def _next_tokens(logits: torch.Tensor, params: GenerationParams, generators: list | None) -> torch.Tensor:
+    """Greedy argmax, or temperature + top-p sampling, of the last-position logits ``[B, V]``; each
+    row samples from its own generator, so a request's sample does not depend on its batch."""
+    if params.temperature <= 0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits.float() / params.temperature, dim=-1)
+    if params.top_p < 1.0:
+        sorted_p, order = probs.sort(dim=-1, descending=True)
+        drop = sorted_p.cumsum(-1) - sorted_p > params.top_p
+        sorted_p = sorted_p.masked_fill(drop, 0.0)
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
+    return torch.cat([torch.multinomial(p, 1, generator=g) for p, g in zip(probs, generators)])
+
+
+def _prefill(model, ids: list[int], start: int, past: KV | None) -> tuple[torch.Tensor, KV]:
+    """Run ``ids[start:]`` through the model on top of ``past`` (the KV of ``ids[:start]``)."""
+    from transformers import DynamicCache
+
+    device = model.device
+    cache = DynamicCache(ddp_cache_data=[(k[:, :, :start], v[:, :, :start]) for k, v in past]) if past else DynamicCache()
+    new = torch.tensor([ids[start:]], device=device)
+    positions = torch.arange(start, len(ids), device=device).unsqueeze(0)
+    out = model(input_ids=new, past_key_values=cache, position_ids=positions, use_cache=True)
+    kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+    return out.logits[:, -1, :], kv
+
+
+def generate_reusing_prefix(model, tokenizer, prompts: list[str], params: GenerationParams,
+                            keys: list[str | None], store: PrefixKVStore | None,
+                            seeds: list[int] | None = None) -> list[list[int]]:
+    """Generated token ids for each prompt (up to and including EOS or the token that completes a
+    stop string), reusing and then updating ``store``'s entry under each prompt's key (no reuse
+    when ``store`` is None). Sampled decoding draws each prompt's tokens from a generator seeded
+    with its own seed (``seeds``, default ``params.seed``)."""
+    from transformers import DynamicCache
+
+    device = model.device
+    prompt_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    first_logits, kvs = [], []
+    for ids, key in zip(prompt_ids, keys):
+        start, past = store.lookup(key, ids) if store is not None else (0, None)
+        if store is not None:
+            store.stats["reused_tokens"] += start
+            store.stats["prefilled_tokens"] += len(ids) - start
+        logits, kv = _prefill(model, ids, start, past)
+        first_logits.append(logits)
+        kvs.append(kv)
+
+    b = len(prompts)
+    lengths = [len(ids) for ids in prompt_ids]
+    width = max(lengths)
+    cache = DynamicCache()
+    cache.layers = []
+    for layer in range(len(kvs[0])):
+        k0 = kvs[0][layer][0]
+        built = _preallocated_layer((b, k0.shape[1], width + params.max_new_tokens, k0.shape[3]), k0.dtype, device, width)
+        for i, kv in enumerate(kvs):
+            built.kbuf[i, :, width - lengths[i]:width] = kv[layer][0][0]
+            built.vbuf[i, :, width - lengths[i]:width] = kv[layer][1][0]
+            kv[layer] = None  # free the sequence's prefill cache as soon as it is copied
+        cache.layers.append(built)
+    del kvs
+    mask = torch.zeros((b, width + params.max_new_tokens), dtype=torch.long, device=device)
+    for i, n in enumerate(lengths):
+        mask[i, width - n:width] = 1
+    positions = torch.tensor(lengths, device=device)
+
+    eos_cfg = getattr(model.generation_config, "eos_token_id", None)  # what model.generate stops on
+    if eos_cfg is None:
+        eos_cfg = tokenizer.eos_token_id
+    eos = set(eos_cfg if isinstance(eos_cfg, list) else [eos_cfg]) - {None}
+    stops = [s for s in params.stop if s]
+    tail = max((len(tokenizer(s, add_special_tokens=False)["input_ids"]) for s in stops), default=1) + 2
+
+    generated: list[list[int]] = [[] for _ in range(b)]
+    active = list(range(b))  # sequence index of each row still in the batch
+    gens = None
+    if params.temperature > 0:
+        gens = [torch.Generator(device=device).manual_seed(s) for s in (seeds or [params.seed] * b)]
+    nxt = _next_tokens(torch.cat(first_logits), params, gens)
+    step = 0
+    while True:
+        still = []
+        for row, i in enumerate(active):
+            tok = int(nxt[row])
+            generated[i].append(tok)
+            done = tok in eos or len(generated[i]) >= params.max_new_tokens
+            if not done and stops:
+                text = tokenizer.decode(generated[i][-tail:], skip_special_tokens=False)
+                done = any(s in text for s in stops)
+            if done:  # its cache holds the prompt and all generated tokens but this last one
+                n = lengths[i] + len(generated[i]) - 1
+                end = width + step
+                kv = [(layer.keys[row:row + 1, :, end - n:end].clone(), layer.values[row:row + 1, :, end - n:end].clone())
+                      for layer in cache.layers]
+                if store is not None and keys[i] is not None:
+                    store.put(keys[i], prompt_ids[i] + generated[i][:-1], kv)
+            else:
+                still.append(row)
+        if not still:
+            break
+        if len(still) < len(active):
+            index = torch.tensor(still, device=device)
+            cache.batch_select_indices(index)
+            mask, positions, nxt = mask[index], positions[index], nxt[index]
+            active = [active[r] for r in still]
+        step += 1
+        mask[:, width + step - 1] = 1
+        out = model(input_ids=nxt.unsqueeze(1), past_key_values=cache, use_cache=True,
+                    attention_mask=mask[:, : width + step], position_ids=positions.unsqueeze(1))
+        positions = positions + 1
+        cache = out.past_key_values
+        nxt = _next_tokens(out.logits[:, -1, :], params, gens and [gens[i] for i in active])
+    return generated

@@ -1,0 +1,150 @@
+"""KV reuse across turns: the LRU store, generation equal to model.generate, and unchanged episode logs."""
+
+import json
+
+import pytest
+import torch
+
+from interplay.backends.base import GenerationParams, cut_at_stop
+from interplay.backends.kv_reuse import PrefixKVStore
+from interplay.backends.transformers_backend import TransformersBackend
+
+
+def _kv(n_tokens: int, layers: int = 2) -> list:
+    return [(torch.zeros(1, 2, n_tokens, 4), torch.zeros(1, 2, n_tokens, 4)) for _ in range(layers)]
+
+
+def test_store_reuses_longest_common_prefix_and_leaves_one_token_to_prefill():
+    store = PrefixKVStore(budget_bytes=10**6)
+    store.put("ep/user", [1, 2, 3, 4, 5], _kv(5))
+    assert store.lookup("ep/user", [1, 2, 3, 9, 9])[0] == 3  # diverges at the 4th token
+    assert store.lookup("ep/user", [1, 2, 3, 4, 5, 6, 7])[0] == 5  # a pure extension
+    assert store.lookup("ep/user", [1, 2, 3, 4, 5])[0] == 4  # the same prompt: the last token is recomputed
+    assert store.lookup("ep/user", [7, 2, 3])[0] == 0
+    assert store.lookup("other", [1, 2, 3])[0] == 0
+    assert store.stats["hits"] == 3 and store.stats["lookups"] == 5
+
+
+def test_store_evicts_least_recently_used_within_budget():
+    entry = 2 * 2 * (2 * 10 * 4) * 4  # layers * (k, v) * elements * float32 bytes
+    store = PrefixKVStore(budget_bytes=2 * entry)
+    store.put("a", list(range(10)), _kv(10))
+    store.put("b", list(range(10)), _kv(10))
+    store.lookup("a", list(range(11)))  # a is now more recent than b
+    store.put("c", list(range(10)), _kv(10))
+    assert list(store.entries) == ["a", "c"] and store.used_bytes == 2 * entry
+    assert store.stats["evictions"] == 1
+    store.put("huge", list(range(100)), _kv(100))  # larger than the whole budget: not kept
+    assert "huge" not in store.entries and list(store.entries) == ["a", "c"]
+    store.drop("a")
+    assert store.used_bytes == entry
+
+
+class HFGenerate:
+    """The reference: transformers' own ``model.generate`` on the left-padded batch, greedy."""
+
+    def __init__(self, backend: TransformersBackend):
+        self.b = backend
+        self.tokenizer = backend.tokenizer
+
+    def generate(self, prompts: list[str], params: GenerationParams) -> list[str]:
+        tok = self.b.tokenizer
+        enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        with torch.inference_mode():
+            out = self.b.model.generate(**enc, max_new_tokens=params.max_new_tokens, do_sample=False,
+                                        pad_token_id=tok.pad_token_id, stop_strings=list(params.stop) or None,
+                                        tokenizer=tok, temperature=None, top_p=None, top_k=None)
+        texts = tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=False)
+        return [self.b._clean(t) for t in texts]
+
+
+@pytest.fixture(scope="module")
+def backends(tiny_model_dir):
+    reusing = TransformersBackend(str(tiny_model_dir), dtype="float32", prefix_cache_mb=64)
+    return HFGenerate(reusing), reusing
+
+
+def test_batched_decoding_equals_model_generate(backends):
+    reference, reusing = backends
+    prompts = ["Hello there, how are", "A much longer prompt about movies and the people who watch them", "Hi"]
+    params = GenerationParams(max_new_tokens=12, stop=())
+    assert reusing.generate(prompts, params) == reference.generate(prompts, params)
+    stop = GenerationParams(max_new_tokens=30, stop=(" the",))
+    ours = reusing.generate(prompts, stop)
+    assert all(o.endswith(" the") or " the" not in o for o in ours)
+    assert ours == [cut_at_stop(t, stop.stop) for t in reference.generate(prompts, stop)]
+
+
+def test_sampling_does_not_depend_on_the_batch(backends):
+    _, reusing = backends
+    params = GenerationParams(max_new_tokens=8, temperature=1.0, stop=())
+    alone = reusing.generate(["Once upon a time"], params, seeds=[11])
+    batched = reusing.generate(["A different prompt entirely", "Once upon a time"], params, seeds=[3, 11])
+    assert batched[1] == alone[0]
+    assert reusing.generate(["Once upon a time"], params, seeds=[12]) != alone
+
+
+def _chat(tok, turns):
+    msgs = [{"role": "system", "content": "You recommend movies."}]
+    msgs += [{"role": "user" if i % 2 == 0 else "assistant", "content": t} for i, t in enumerate(turns)]
+    return tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+
+
+def test_reuse_generates_what_generate_does_turn_after_turn(backends):
+    plain, reusing = backends
+    tok = plain.tokenizer
+    params = GenerationParams(max_new_tokens=10, stop=())
+    dialogues = [["I like space operas."], ["Any comedy from the nineties, something light?"], ["Horror."]]
+    keys = ["e0/recommender", "e1/recommender", "e2/recommender"]
+    for turn in range(3):
+        prompts = [_chat(tok, d) for d in dialogues]
+        expected = plain.generate(prompts, params)
+        assert reusing.generate(prompts, params, cache_keys=keys) == expected
+        dialogues = [d + [out, "Something else, please."] for d, out in zip(dialogues, expected)]
+        if turn == 0:
+            first = reusing.prefix_cache_stats()
+            assert first["hits"] == 0 and first["reused_tokens"] == 0
+    stats = reusing.prefix_cache_stats()
+    assert stats["hits"] == 6 and stats["entries"] == 3
+    # in turns 2 and 3 most of each prompt came from the store
+    assert stats["reused_tokens"] > stats["prefilled_tokens"] - first["prefilled_tokens"]
+    reusing.release(["e0/recommender"])
+    assert reusing.prefix_cache_stats()["entries"] == 2
+
+
+def test_a_stale_entry_only_costs_its_reuse(backends):
+    plain, reusing = backends
+    tok = plain.tokenizer
+    params = GenerationParams(max_new_tokens=8, stop=())
+    reusing.generate([_chat(tok, ["Tell me about westerns."])], params, cache_keys=["stale"])
+    # a retry whose history was re-rendered differently: the prompt diverges mid-way
+    prompt = _chat(tok, ["Tell me about musicals instead."])
+    assert reusing.generate([prompt], params, cache_keys=["stale"]) == plain.generate([prompt], params)
+
+
+def test_kv_reuse_leaves_episode_logs_unchanged(tmp_path, tiny_model_dir):
+    from interplay.episode_log import read_episodes
+    from test_simulation import simulate
+
+    spec = f"zero-shot:{tiny_model_dir}"
+    logs = {}
+    for name, extra in {"naive": ["--max-batch", 1, "--prefix-cache-mb", 0],
+                        "batched": ["--prefix-cache-mb", 0], "reuse": ["--prefix-cache-mb", 64]}.items():
+        out = tmp_path / name
+        simulate("--user", spec, "--recommender", spec, "--episodes", 4, "--max-turns", 5, "--max-new-tokens", 10,
+                 "--concurrency", 4, "--dtype", "float32", "--out", out, *extra)
+        logs[name] = [ep.model_dump(exclude={"wall_s": True, "turns": {"__all__": {"latency_s"}}})
+                      for ep in sorted(read_episodes(out / "episodes.jsonl"), key=lambda e: e.episode_id)]
+        summary = json.loads((out / "summary.json").read_text())
+        if name == "reuse":
+            cache = summary["model_servers"][str(tiny_model_dir)]["prefix_cache"]
+            assert cache["hits"] > 0 and cache["reused_tokens"] > cache["prefilled_tokens"] / 2
+            assert cache["entries"] == 0  # every finished episode released its caches
+    assert sum(len(ep["turns"]) for ep in logs["naive"]) == 20  # every episode ran its 5 turns
+    for name in ("batched", "reuse"):
+        for a, b in zip(logs["naive"], logs[name]):
+            for k in a:
+                if k == "turns":
+                    for x, y in zip(a[k], b[k]):
+                        assert x == y, (name, x, y)
+                assert a[k] == b[k], (name, k)
