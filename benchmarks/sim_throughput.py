@@ -80,7 +80,9 @@ class RssSampler:
                 rss, name = p.memory_info().rss, " ".join(p.cmdline()[:3])
             except psutil.Error:
                 continue
-            if "default_worker.py" in name or "ray::" in name:
+            daemon = any(d in name for d in ("DashboardAgent", "RuntimeEnvAgent", "dashboard", "raylet", "gcs_server",
+                                             "monitor.py", "log_monitor"))
+            if not daemon and ("default_worker.py" in name or "ray::" in name):
                 workers += rss
             else:
                 daemons += rss
@@ -142,7 +144,6 @@ def main() -> None:
     args = ap.parse_args()
 
     import ray
-    from transformers import AutoTokenizer
 
     from interplay.backends.base import GenerationParams
     from interplay.episode_log import EPISODES_FILE, latest_episodes
@@ -176,6 +177,8 @@ def main() -> None:
 
     from interplay.agent_specs import AgentSpec, model_of
     from interplay.backends.default_model import resolve_model_path
+
+    from transformers import AutoTokenizer  # after the runs: it imports torch into the driver
 
     model_path = resolve_model_path(model_of(AgentSpec.parse(args.user)) or model_of(AgentSpec.parse(args.recommender)))
     tokenizer = AutoTokenizer.from_pretrained(model_path)

@@ -236,3 +236,24 @@ def build_agent(spec: AgentSpec, ctx: AgentContext) -> Agent:
     if agent.role is not ctx.role:
         raise ValueError(f"spec {spec} built a {agent.role.value} agent for the {ctx.role.value} role")
     return agent
+
+
+def _recommender_only(kind: str, cls_name: str, what: str):
+    def build(ctx: AgentContext) -> Agent:
+        import agents.unicrs as mod
+
+        if ctx.role is not Role.RECOMMENDER:
+            raise ValueError(f"'{kind}' is a recommender; it cannot play the {ctx.role.value}")
+        if not ctx.arg:
+            raise ValueError(f"'{kind}' needs {what}: {kind}:{what.upper().replace(' ', '_')}")
+        return getattr(mod, cls_name)(ctx.arg, catalogue=ctx.catalogue, seed=ctx.seed)
+
+    return build
+
+
+register_agent_kind("unicrs", AgentKind(
+    _recommender_only("unicrs", "UniCRSRecommender", "checkpoint dir"),
+    description="UniCRS recommender from 'interplay train-unicrs': unicrs:CKPT_DIR (runs in the agent host)"))
+register_agent_kind("popular", AgentKind(
+    _recommender_only("popular", "PopularityRecommender", "data dir"),
+    description="popularity baseline: the train split's most recommended items, popular:DATA_DIR"))

@@ -114,7 +114,9 @@ def start_agent_hosts(specs: dict[Role, str], catalogue, generation: GenerationP
     backend = {models[role]: backend_of(spec) for role, spec in parsed.items() if models[role] is not None}
     cpus = int(ray.available_resources().get("CPU", os.cpu_count() or 1))
     per_server = max(1, cpus // max(1, len(distinct)))
-    server_cls = ray.remote(num_cpus=per_server)(ModelServer)
+    # few malloc arenas: generation runs in worker threads, and glibc's per-thread arenas otherwise
+    # keep freed KV buffers resident
+    server_cls = ray.remote(num_cpus=per_server, runtime_env={"env_vars": {"MALLOC_ARENA_MAX": "2"}})(ModelServer)
     servers = {
         m: server_cls.remote(m, dtype=dtype, max_batch=max_batch, batch_wait_ms=batch_wait_ms,
                              num_threads=per_server, backend=backend[m],
