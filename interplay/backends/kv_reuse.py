@@ -106,6 +106,18 @@ def _preallocated_layer(shape: tuple[int, int, int, int], dtype: torch.dtype, de
     return layer
 
 
+def _entry_block(layers, row: int, start: int, end: int) -> KV:
+    """One row's keys/values over ``[start, end)`` copied into a single contiguous block (one
+    allocation per stored conversation instead of two per layer: less heap fragmentation), returned
+    as per-layer views."""
+    k0 = layers[0].keys
+    block = k0.new_empty((len(layers), 2, 1, k0.shape[1], end - start, k0.shape[3]))
+    for i, layer in enumerate(layers):
+        block[i, 0, 0].copy_(layer.keys[row, :, start:end])
+        block[i, 1, 0].copy_(layer.values[row, :, start:end])
+    return [(block[i, 0], block[i, 1]) for i in range(len(layers))]
+
+
 def _next_tokens(logits: torch.Tensor, params: GenerationParams, generators: list | None) -> torch.Tensor:
     """Greedy argmax, or temperature + top-p sampling, of the last-position logits ``[B, V]``; each
     row samples from its own generator, so a request's sample does not depend on its batch."""
@@ -189,9 +201,11 @@ def generate_reusing_prefix(model, tokenizer, prompts: list[str], params: Genera
         gens = [torch.Generator(device=device).manual_seed(s) for s in (seeds or [params.seed] * b)]
     nxt = _next_tokens(torch.cat(first_logits), params, gens)
     step = 0
+    finished: set[int] = set()  # rows done but still in the batch (dropping rows copies the whole cache)
     while True:
-        still = []
         for row, i in enumerate(active):
+            if row in finished:
+                continue
             tok = int(nxt[row])
             generated[i].append(tok)
             done = tok in eos or len(generated[i]) >= params.max_new_tokens
@@ -199,21 +213,19 @@ def generate_reusing_prefix(model, tokenizer, prompts: list[str], params: Genera
                 text = tokenizer.decode(generated[i][-tail:], skip_special_tokens=False)
                 done = any(s in text for s in stops)
             if done:  # its cache holds the prompt and all generated tokens but this last one
+                finished.add(row)
                 n = lengths[i] + len(generated[i]) - 1
                 end = width + step
-                kv = [(layer.keys[row:row + 1, :, end - n:end].clone(), layer.values[row:row + 1, :, end - n:end].clone())
-                      for layer in cache.layers]
                 if store is not None and keys[i] is not None:
-                    store.put(keys[i], prompt_ids[i] + generated[i][:-1], kv)
-            else:
-                still.append(row)
-        if not still:
+                    store.put(keys[i], prompt_ids[i] + generated[i][:-1], _entry_block(cache.layers, row, end - n, end))
+        if len(finished) == len(active):
             break
-        if len(still) < len(active):
-            index = torch.tensor(still, device=device)
+        if 4 * len(finished) >= len(active):  # compact once a quarter of the rows are done
+            keep = [r for r in range(len(active)) if r not in finished]
+            index = torch.tensor(keep, device=device)
             cache.batch_select_indices(index)
             mask, positions, nxt = mask[index], positions[index], nxt[index]
-            active = [active[r] for r in still]
+            active, finished = [active[r] for r in keep], set()
         step += 1
         mask[:, width + step - 1] = 1
         out = model(input_ids=nxt.unsqueeze(1), past_key_values=cache, use_cache=True,

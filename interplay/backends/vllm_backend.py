@@ -1,8 +1,8 @@
 """vLLM in-process backend (optional; GPU): ``LLM.generate`` on a whole batch of prompts.
 
 Imported lazily, so the project installs and runs without vLLM. vLLM schedules its own continuous
-batch: give its model server a large ``max_batch`` (e.g. ``--max-batch 256``) so the runtime hands
-it everything that is waiting instead of serialising small batches.
+batch: the runtime gives its model server ``max_batch >= 2 * concurrency`` (every request that is
+waiting, both roles) instead of serialising small batches.
 """
 
 from __future__ import annotations

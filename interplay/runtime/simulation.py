@@ -114,11 +114,15 @@ def start_agent_hosts(specs: dict[Role, str], catalogue, generation: GenerationP
     backend = {models[role]: backend_of(spec) for role, spec in parsed.items() if models[role] is not None}
     cpus = int(ray.available_resources().get("CPU", os.cpu_count() or 1))
     per_server = max(1, cpus // max(1, len(distinct)))
-    # few malloc arenas: generation runs in worker threads, and glibc's per-thread arenas otherwise
-    # keep freed KV buffers resident
-    server_cls = ray.remote(num_cpus=per_server, runtime_env={"env_vars": {"MALLOC_ARENA_MAX": "2"}})(ModelServer)
+    # glibc: few malloc arenas (generation runs in worker threads, whose arenas kept freed KV buffers
+    # resident). A fixed low mmap threshold cut RSS further but made every decode step page-fault
+    # its logits: batch-1 generation was 25% slower (measured), so it is not set.
+    malloc = {"MALLOC_ARENA_MAX": "2"}
+    server_cls = ray.remote(num_cpus=per_server, runtime_env={"env_vars": malloc})(ModelServer)
+    # vLLM schedules its own continuous batch: hand it everything that waits, never small slices
+    batch_of = {m: max(max_batch, 2 * concurrency) if backend[m] == "vllm" else max_batch for m in distinct}
     servers = {
-        m: server_cls.remote(m, dtype=dtype, max_batch=max_batch, batch_wait_ms=batch_wait_ms,
+        m: server_cls.remote(m, dtype=dtype, max_batch=batch_of[m], batch_wait_ms=batch_wait_ms,
                              num_threads=per_server, backend=backend[m],
                              prefix_cache_mb=prefix_cache_mb if backend[m] == "transformers" else 0.0)
         for m in distinct
