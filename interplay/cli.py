@@ -53,7 +53,7 @@ def simulate(
     seed: int = typer.Option(0, help="base seed; episode i uses seed+i"),
     first_speaker: Role = typer.Option(Role.USER, help="who opens the dialogue"),
     max_retries: int = typer.Option(2, min=0, help="retries of a malformed turn before protocol_error"),
-    concurrency: int = typer.Option(16, min=1, help="episodes in flight at once"),
+    concurrency: int = typer.Option(32, min=1, help="episodes in flight at once (default from benchmarks/sim_throughput.py)"),
     max_batch: int = typer.Option(16, min=1, help="largest generation batch of a model server"),
     max_new_tokens: int = typer.Option(96, min=1, help="generation cap per turn"),
     temperature: float = typer.Option(0.0, min=0.0, help="0 = greedy"),

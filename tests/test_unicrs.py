@@ -188,3 +188,24 @@ def test_unicrs_agent_in_the_env_ranks_and_recommends(unicrs_ckpt, unicrs_data, 
         assert ranked and set(ranked) <= titles and len(set(ranked)) == len(ranked)
         if t.action is Action.RECOMMEND:
             assert t.titles and t.titles[0] == ranked[0]
+
+
+def test_popularity_baseline_ranks_train_recommendations_not_yet_mentioned(unicrs_data, catalogue, tmp_path):
+    import shutil
+
+    from agents.unicrs import PopularityRecommender
+    from interplay.episode import HistoryTurn, Observation, RecommenderView
+
+    data = tmp_path / "data"
+    shutil.copytree(unicrs_data, data)
+
+    extra = DialogueRecord(id="train-x", source="test", split="train", persona=_records("train", 1)[0].persona,
+                           turns=[_turn(Role.RECOMMENDER, Action.RECOMMEND, f"Try {mark_title(ITEMS[5].title)}.")])
+    with (data / "train.jsonl").open("a") as fh:  # Armageddon now leads 13 to 12
+        fh.write(extra.model_dump_json() + "\n")
+    agent = PopularityRecommender(str(data), catalogue=catalogue)
+    agent.reset(RecommenderView(episode_id="e"))
+    first = agent.act(Observation(history=[], turn_index=0))
+    assert first.meta["ranked_items"] == [ITEMS[5].title, ITEMS[1].title] and first.titles == [ITEMS[5].title]
+    seen = [HistoryTurn(role=Role.USER, action=Action.FEEDBACK, text=f"I saw {mark_title(ITEMS[5].title)}.")]
+    assert agent.act(Observation(history=seen, turn_index=1)).meta["ranked_items"] == [ITEMS[1].title]

@@ -53,7 +53,7 @@ class SimulationConfig(BaseModel):
     first_speaker: Role = Role.USER
     max_retries: int = Field(2, ge=0)
     recommender_sees_persona: bool = False
-    concurrency: int = Field(16, ge=1)
+    concurrency: int = Field(32, ge=1)  # measured: docs/performance.md
     max_batch: int = Field(16, ge=1)
     batch_wait_ms: float = 20.0
     dtype: str = "auto"
