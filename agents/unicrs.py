@@ -151,8 +151,8 @@ def _popularity_ranking(data: str) -> list[str]:
     counts: Counter = Counter()
     for rec in read_records(data, "train"):
         for t in rec.turns:
-            if t.role is Role.RECOMMENDER:
-                counts.update(t.titles)
+            if t.role is Role.RECOMMENDER:  # titles as marked in the text (the record's own list may be empty)
+                counts.update(Turn(t.action, t.text).titles or t.titles)
     return [t for t, _ in counts.most_common()]
 
 

@@ -199,8 +199,7 @@ def test_popularity_baseline_ranks_train_recommendations_not_yet_mentioned(unicr
     data = tmp_path / "data"
     shutil.copytree(unicrs_data, data)
 
-    extra = DialogueRecord(id="train-x", source="test", split="train", persona=_records("train", 1)[0].persona,
-                           turns=[_turn(Role.RECOMMENDER, Action.RECOMMEND, f"Try {mark_title(ITEMS[5].title)}.")])
+    extra = _records("train", 2)[1].model_copy(update={"id": "train-x"})  # one more Armageddon
     with (data / "train.jsonl").open("a") as fh:  # Armageddon now leads 13 to 12
         fh.write(extra.model_dump_json() + "\n")
     agent = PopularityRecommender(str(data), catalogue=catalogue)
