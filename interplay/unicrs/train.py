@@ -20,13 +20,12 @@ from pathlib import Path
 import torch
 
 from interplay.data.build import read_catalogue, read_records
-from interplay.protocol import TITLE_CLOSE, TITLE_OPEN, Role
+from interplay.protocol import Role
 from interplay.unicrs.kg import RELATIONS, KnowledgeGraph, build_kg
-from interplay.unicrs.linking import EntityLinker, linking_coverage
+from interplay.unicrs.linking import _TITLE_RE, EntityLinker, linking_coverage
 from interplay.unicrs.model import UniCRS, UniCRSConfig
 
 PLACEHOLDER = "[ITEM]"
-_TITLE_RE = re.compile(re.escape(TITLE_OPEN) + r"(.*?)" + re.escape(TITLE_CLOSE), re.S)
 STAGES = ("pretrain", "conv", "rec")
 
 
