@@ -170,7 +170,7 @@ def main() -> None:
                                  turns=sum(e.num_turns for e in logs[mode]),
                                  peak_rss_mb=round(rss.peak_mb, 1), ray_daemons_peak_rss_mb=round(rss.peak_daemons_mb, 1),
                                  peak_rss_by_process=summary["peak_rss_mb"], mean_batch=server.get("mean_batch"),
-                                 prefix_cache=server.get("prefix_cache"), model_path=None)
+                                 prefix_cache=server.get("prefix_cache"))
             print(json.dumps({mode: results[mode]}, default=str))
     finally:
         ray.shutdown()
