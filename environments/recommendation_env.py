@@ -132,7 +132,8 @@ class RecommendationEnv:
             turn: Turn | None = None
             t0 = time.perf_counter()
             for attempt in range(cfg.max_retries + 1):
-                obs = Observation(history=list(history), turn_index=index, attempt=attempt)
+                obs = Observation(history=list(history), turn_index=index, attempt=attempt,
+                                  turns_left=cfg.max_turns - index - 1)
                 try:
                     out = await self.agents[role].act(obs)
                     turn = self._validate(out, role, recommended)

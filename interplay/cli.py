@@ -54,7 +54,7 @@ def simulate(
     first_speaker: Role = typer.Option(Role.USER, help="who opens the dialogue"),
     max_retries: int = typer.Option(2, min=0, help="retries of a malformed turn before protocol_error"),
     concurrency: int = typer.Option(32, min=1, help="episodes in flight at once (default from benchmarks/sim_throughput.py)"),
-    max_batch: int = typer.Option(16, min=1, help="largest generation batch of a model server"),
+    max_batch: int = typer.Option(32, min=1, help="largest generation batch of a model server"),
     max_new_tokens: int = typer.Option(96, min=1, help="generation cap per turn"),
     temperature: float = typer.Option(0.0, min=0.0, help="0 = greedy"),
     dtype: str = typer.Option("auto", help="auto (bf16 where the CPU/GPU supports it) | float32 | bfloat16 | float16"),

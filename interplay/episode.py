@@ -81,6 +81,8 @@ class Observation(_Model):
     history: list[HistoryTurn]
     turn_index: int
     attempt: int = 0
+    #: turns the episode may still have after this one under its max-turn cap (None: no cap known)
+    turns_left: int | None = None
 
     @property
     def last(self) -> HistoryTurn | None:

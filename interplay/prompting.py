@@ -62,6 +62,20 @@ def build_messages(role: Role, view: UserView | RecommenderView, history: list[H
     return messages
 
 
+def load_prompt_tokenizer(path: str):
+    """A tokenizer to render prompts with (chat template and special tokens), loaded as a fast
+    tokenizer so the process does not import torch (``AutoTokenizer`` does: ~370 MB of an agent
+    host's memory); models without a ``tokenizer.json`` fall back to ``AutoTokenizer``."""
+    from transformers import PreTrainedTokenizerFast
+
+    try:
+        return PreTrainedTokenizerFast.from_pretrained(path)
+    except (OSError, ValueError):
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(path)
+
+
 def render_prompt(tokenizer, messages: list[dict], prefill: str = ACTION_OPEN) -> str:
     """Render messages with the tokenizer's chat template (or plain delimiters), ready to generate."""
     if getattr(tokenizer, "chat_template", None):

@@ -64,6 +64,31 @@ def test_model_server_batches_concurrent_requests(tiny_backend):
     assert max(counting.batches) > 1 and sum(counting.batches) == 8
 
 
+def test_model_server_collects_a_trickle_into_one_batch(tiny_backend):
+    """Requests arriving one by one (the next turns of a wave of episodes) land in one batch while
+    the gaps stay under batch_wait_ms, however long the trickle; max_wait_ms bounds the wait."""
+    params = GenerationParams(max_new_tokens=2, stop=())
+
+    def batches(max_wait_ms: float) -> list[int]:
+        counting = CountingBackend(tiny_backend)
+        server = ModelServer(None, max_batch=16, batch_wait_ms=100, max_wait_ms=max_wait_ms,
+                             backend_factory=lambda: counting)
+
+        async def one(i):
+            await asyncio.sleep(0.025 * i)  # 8 requests over 175 ms: longer than batch_wait_ms
+            return await server.generate([f"Prompt {i}"], params)
+
+        async def trickle():
+            return await asyncio.gather(*(one(i) for i in range(8)))
+
+        asyncio.run(trickle())
+        return counting.batches
+
+    assert batches(max_wait_ms=5000) == [8]
+    split = batches(max_wait_ms=80)
+    assert len(split) >= 2 and sum(split) == 8
+
+
 def test_model_server_never_mixes_settings(tiny_backend):
     counting = CountingBackend(tiny_backend)
     server = ModelServer(None, max_batch=8, batch_wait_ms=50, backend_factory=lambda: counting)
@@ -108,3 +133,29 @@ def test_default_model_converts_and_generates():
         fluent = backend.model(ids, labels=ids).loss.item()
         shuffled = ids[:, torch.randperm(ids.shape[1], generator=torch.Generator().manual_seed(0))]
         assert fluent < backend.model(shuffled, labels=shuffled).loss.item() - 1.0
+
+
+def test_prompt_tokenizer_renders_like_auto_tokenizer_without_torch(tiny_model_dir):
+    """The agent host's tokenizer renders the same prompts and ids as AutoTokenizer, and loading
+    it does not import torch (what keeps the host small)."""
+    import subprocess
+    import sys
+
+    from transformers import AutoTokenizer
+
+    from interplay.episode import build_user_view
+    from interplay.prompting import build_messages, load_prompt_tokenizer, render_prompt
+    from interplay.protocol import Role
+    from interplay.simulation_data import load_demo
+
+    auto, light = AutoTokenizer.from_pretrained(tiny_model_dir), load_prompt_tokenizer(str(tiny_model_dir))
+    spec = load_demo().episodes[0]
+    msgs = build_messages(Role.USER, build_user_view("e0", spec), [])
+    prompt = render_prompt(light, msgs)
+    assert prompt == render_prompt(auto, msgs) and "<|im_start|>system" in prompt
+    assert light(prompt)["input_ids"] == auto(prompt)["input_ids"]
+    code = ("import sys; from interplay.prompting import load_prompt_tokenizer; "
+            f"t = load_prompt_tokenizer({str(tiny_model_dir)!r}); assert t.chat_template; "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -112,6 +112,19 @@ def test_reuse_generates_what_generate_does_turn_after_turn(backends):
     assert reusing.prefix_cache_stats()["entries"] == 2
 
 
+def test_a_last_turn_reuses_its_cache_but_does_not_keep_it(backends):
+    plain, reusing = backends
+    tok = plain.tokenizer
+    params = GenerationParams(max_new_tokens=6, stop=())
+    out = reusing.generate([_chat(tok, ["Any thrillers?"])], params, cache_keys=["last/user"])[0]
+    before = reusing.prefix_cache_stats()
+    prompt = _chat(tok, ["Any thrillers?", out, "Older ones."])
+    assert reusing.generate([prompt], params, cache_keys=["last/user"], keep_caches=[False]) == plain.generate([prompt], params)
+    after = reusing.prefix_cache_stats()
+    assert after["hits"] == before["hits"] + 1 and after["stored"] == before["stored"]
+    assert "last/user" not in reusing.prefix_store.entries
+
+
 def test_a_stale_entry_only_costs_its_reuse(backends):
     plain, reusing = backends
     tok = plain.tokenizer
@@ -140,6 +153,11 @@ def test_kv_reuse_leaves_episode_logs_unchanged(tmp_path, tiny_model_dir):
             cache = summary["model_servers"][str(tiny_model_dir)]["prefix_cache"]
             assert cache["hits"] > 0 and cache["reused_tokens"] > cache["prefilled_tokens"] / 2
             assert cache["entries"] == 0  # every finished episode released its caches
+            # 5 turns: the user speaks at 0, 2, 4 and the recommender at 1, 3. Every request of a
+            # turn (retries too) stores its cache, except on a role's last turn (never reused)
+            turns = [t for ep in read_episodes(out / "episodes.jsonl") for t in ep.turns]
+            assert cache["lookups"] == sum(1 + len(t.failed_attempts) for t in turns)
+            assert cache["stored"] == sum(1 + len(t.failed_attempts) for t in turns if t.index + 2 < 5)
     assert sum(len(ep["turns"]) for ep in logs["naive"]) == 20  # every episode ran its 5 turns
     for name in ("batched", "reuse"):
         for a, b in zip(logs["naive"], logs[name]):

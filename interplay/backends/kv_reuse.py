@@ -37,7 +37,8 @@ class PrefixKVStore:
     entries: OrderedDict = field(default_factory=OrderedDict)
     used_bytes: int = 0
     stats: dict = field(default_factory=lambda: {"lookups": 0, "hits": 0, "reused_tokens": 0,
-                                                 "prefilled_tokens": 0, "evictions": 0})
+                                                 "prefilled_tokens": 0, "stored": 0, "evictions": 0,
+                                                 "peak_mb": 0.0})
 
     def lookup(self, key: str | None, ids: list[int]) -> tuple[int, KV | None]:
         """Length of the reusable prefix of ``ids`` under ``key`` (always leaving one token to
@@ -59,11 +60,13 @@ class PrefixKVStore:
     def put(self, key: str, ids: list[int], kv: KV) -> None:
         """Store (replace) ``key``'s entry, then evict least recently used entries over budget."""
         self.drop(key)
+        self.stats["stored"] += 1
         nbytes = sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in kv)
         if nbytes > self.budget_bytes:
             return
         self.entries[key] = _Entry(ids, kv, nbytes)
         self.used_bytes += nbytes
+        self.stats["peak_mb"] = max(self.stats["peak_mb"], round(self.used_bytes / 2**20, 1))
         while self.used_bytes > self.budget_bytes:
             _, old = self.entries.popitem(last=False)
             self.used_bytes -= old.nbytes
@@ -149,11 +152,12 @@ def _prefill(model, ids: list[int], start: int, past: KV | None) -> tuple[torch.
 
 def generate_reusing_prefix(model, tokenizer, prompts: list[str], params: GenerationParams,
                             keys: list[str | None], store: PrefixKVStore | None,
-                            seeds: list[int] | None = None) -> list[list[int]]:
+                            seeds: list[int] | None = None, keep: list[bool] | None = None) -> list[list[int]]:
     """Generated token ids for each prompt (up to and including EOS or the token that completes a
     stop string), reusing and then updating ``store``'s entry under each prompt's key (no reuse
     when ``store`` is None). Sampled decoding draws each prompt's tokens from a generator seeded
-    with its own seed (``seeds``, default ``params.seed``)."""
+    with its own seed (``seeds``, default ``params.seed``). ``keep[i]`` false: prompt ``i`` reuses
+    its stored entry but is not stored back."""
     from transformers import DynamicCache
 
     device = model.device
@@ -216,7 +220,7 @@ def generate_reusing_prefix(model, tokenizer, prompts: list[str], params: Genera
                 finished.add(row)
                 n = lengths[i] + len(generated[i]) - 1
                 end = width + step
-                if store is not None and keys[i] is not None:
+                if store is not None and keys[i] is not None and (keep is None or keep[i]):
                     store.put(keys[i], prompt_ids[i] + generated[i][:-1], _entry_block(cache.layers, row, end - n, end))
         if len(finished) == len(active):
             break

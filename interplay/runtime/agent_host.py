@@ -3,8 +3,11 @@
 Each episode gets a fresh agent per role (built from that role's spec) at ``reset`` and drops it
 at ``close``. LLM agents generate through the run's shared model server, so many episodes' requests
 meet there in one batch; each (episode, role) passes its own cache key so the server can reuse that
-conversation's KV cache, and ``close`` releases it. Both roles live in one process (one copy of
-torch, transformers and the tokenizer instead of two: ~380 MB less). Protocol errors come back as
+conversation's KV cache, and ``close`` releases it. A role's last possible turn under the episode's
+max-turn cap asks the server not to keep its cache (it would never be reused: at the cap, those
+entries were the largest part of the server's memory). Both roles live in one process (one copy of
+transformers and the tokenizer instead of two), and the host never imports torch for its agents'
+prompts (:func:`~interplay.prompting.load_prompt_tokenizer`): it stays near 100 MB instead of 470. Protocol errors come back as
 values (not raised) so their kind and raw text survive.
 """
 
@@ -37,11 +40,12 @@ class AgentHost:
         loaded: dict[str, object] = {}
         for role, path in (model_paths or {}).items():
             if path not in loaded:
-                from transformers import AutoTokenizer
+                from interplay.prompting import load_prompt_tokenizer
 
-                loaded[path] = AutoTokenizer.from_pretrained(path)
+                loaded[path] = load_prompt_tokenizer(path)
             self.tokenizers[role] = loaded[path]
         self._agents: dict[tuple[Role, str], Agent] = {}
+        self._backends: dict[tuple[Role, str], object] = {}
         self._lock = threading.Lock()
 
     @staticmethod
@@ -60,9 +64,14 @@ class AgentHost:
         agent.reset(view)
         with self._lock:
             self._agents[(role, episode_id)] = agent
+            if backend is not None:
+                self._backends[(role, episode_id)] = backend
 
     def act(self, role: Role, episode_id: str, observation: Observation) -> Turn | ProtocolError:
         agent = self._agents[(role, episode_id)]
+        backend = self._backends.get((role, episode_id))
+        if backend is not None:  # turns alternate: a role speaks again two turns later, if at all
+            backend.keep_cache = observation.turns_left is None or observation.turns_left >= 2
         try:
             return agent.act(observation)
         except ProtocolError as exc:
@@ -71,6 +80,7 @@ class AgentHost:
     def close(self, role: Role, episode_id: str) -> None:
         with self._lock:
             self._agents.pop((role, episode_id), None)
+            self._backends.pop((role, episode_id), None)
         if role in self.servers:  # free the conversation's KV cache in the model server
             import ray
 

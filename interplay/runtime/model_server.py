@@ -1,8 +1,11 @@
 """One model actor serving every episode of a run, in micro-batches.
 
-Requests from many concurrent episodes queue up; the server takes up to ``max_batch`` of them
-(waiting at most ``batch_wait_ms`` for more once one has arrived), generates them in one batched
-call in a worker thread, and answers each. Requests with different generation settings are never
+Requests from many concurrent episodes queue up; the server takes up to ``max_batch`` of them,
+generates them in one batched call in a worker thread, and answers each. Once a request has
+arrived it keeps collecting while more keep coming: until ``max_batch``, until no new request has
+come for ``batch_wait_ms``, or until ``max_wait_ms`` have passed. Episodes answer in waves (a
+batch's replies come back as the next turn's requests, one by one, over some hundred ms), and a
+fixed deadline after the first arrival split each wave into a large and a small batch. Requests with different generation settings are never
 mixed in one call. A backend that accepts per-request keys (the transformers backend) samples each
 request from its own seed, so sampled runs do not depend on batching; for other backends the
 batch's random state comes from its first request's seed. Greedy runs are reproducible up to
@@ -28,7 +31,7 @@ class ModelServer:
 
     def __init__(self, model: str | None, dtype: str = "auto", max_batch: int = 16,
                  batch_wait_ms: float = 20.0, num_threads: int | None = None, backend_factory=None,
-                 backend: str = "transformers", prefix_cache_mb: float = 0.0):
+                 backend: str = "transformers", prefix_cache_mb: float = 0.0, max_wait_ms: float = 1000.0):
         if backend_factory is None:
             from interplay.backends.registry import create_backend
 
@@ -38,6 +41,7 @@ class ModelServer:
             self.backend = backend_factory()
         self.max_batch = max_batch
         self.batch_wait_s = batch_wait_ms / 1000
+        self.max_wait_s = max(max_wait_ms, batch_wait_ms) / 1000
         self._queue: asyncio.Queue | None = None
         self._pending: list = []
         self._worker: asyncio.Task | None = None
@@ -51,18 +55,21 @@ class ModelServer:
         return getattr(self.backend, "prefix_store", None) is not None
 
     async def generate(self, prompts: list[str], params: GenerationParams,
-                       cache_keys: list[str | None] | None = None) -> list[str]:
+                       cache_keys: list[str | None] | None = None,
+                       keep_caches: list[bool] | None = None) -> list[str]:
         """Completions of ``prompts``, batched with whatever else is queued; ``cache_keys`` name
-        each prompt's conversation for KV reuse."""
+        each prompt's conversation for KV reuse, ``keep_caches`` (default all true) says whether
+        its cache is worth keeping for a next turn."""
         if self._queue is None:
             self._queue = asyncio.Queue()
             self._worker = asyncio.get_running_loop().create_task(self._serve())
         loop = asyncio.get_running_loop()
         futures = []
         keys = cache_keys if cache_keys is not None else [None] * len(prompts)
-        for prompt, key in zip(prompts, keys):
+        keep = keep_caches if keep_caches is not None else [True] * len(prompts)
+        for prompt, key, k in zip(prompts, keys, keep):
             fut = loop.create_future()
-            self._queue.put_nowait((params, prompt, fut, key))
+            self._queue.put_nowait((params, prompt, fut, key, k))
             futures.append(fut)
         return list(await asyncio.gather(*futures))
 
@@ -72,14 +79,14 @@ class ModelServer:
         first = self._pending.pop(0) if self._pending else await self._queue.get()
         batch, skipped = [first], []
         key = first[0].batch_key()
-        deadline = loop.time() + self.batch_wait_s
+        started = loop.time()
         while len(batch) < self.max_batch:
             if self._pending:
                 req = self._pending.pop(0)
             elif not self._queue.empty():
                 req = self._queue.get_nowait()
-            else:
-                remaining = deadline - loop.time()
+            else:  # wait while requests keep arriving: a gap of batch_wait_s ends the batch
+                remaining = min(self.batch_wait_s, started + self.max_wait_s - loop.time())
                 if remaining <= 0:
                     break
                 try:
@@ -97,19 +104,20 @@ class ModelServer:
             prompts = [r[1] for r in batch]
             extra = {}
             if getattr(self.backend, "accepts_request_keys", False):
-                extra = {"cache_keys": [r[3] for r in batch], "seeds": [r[0].seed for r in batch]}
+                extra = {"cache_keys": [r[3] for r in batch], "seeds": [r[0].seed for r in batch],
+                         "keep_caches": [r[4] for r in batch]}
             t0 = time.perf_counter()
             try:
                 outputs = await asyncio.to_thread(self.backend.generate, prompts, first[0], **extra)
             except Exception as exc:  # every waiting episode learns of the failure
-                for _, _, fut, _ in batch:
+                for _, _, fut, _, _ in batch:
                     if not fut.done():
                         fut.set_exception(exc)
                 continue
             self._stats["busy_s"] += time.perf_counter() - t0
             self._stats["batches"] += 1
             self._stats["requests"] += len(batch)
-            for (_, _, fut, _), out in zip(batch, outputs):
+            for (_, _, fut, _, _), out in zip(batch, outputs):
                 if not fut.done():
                     fut.set_result(out)
 
@@ -141,9 +149,11 @@ class RemoteBackend:
     def __init__(self, server_handle, cache_key: str | None = None):
         self.server = server_handle
         self.cache_key = cache_key
+        self.keep_cache = True  # False on the conversation's last turn (set by the agent host)
 
     def generate(self, prompts: list[str], params: GenerationParams) -> list[str]:
         import ray
 
         keys = None if self.cache_key is None else [self.cache_key + (f"#{i}" if i else "") for i in range(len(prompts))]
-        return ray.get(self.server.generate.remote(prompts, params, cache_keys=keys))
+        keep = None if keys is None else [self.keep_cache] * len(prompts)
+        return ray.get(self.server.generate.remote(prompts, params, cache_keys=keys, keep_caches=keep))

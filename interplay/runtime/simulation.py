@@ -54,7 +54,7 @@ class SimulationConfig(BaseModel):
     max_retries: int = Field(2, ge=0)
     recommender_sees_persona: bool = False
     concurrency: int = Field(32, ge=1)  # measured: docs/performance.md
-    max_batch: int = Field(16, ge=1)
+    max_batch: int = Field(32, ge=1)  # measured: docs/performance.md
     batch_wait_ms: float = 20.0
     dtype: str = "auto"
     #: per-model budget for kept episode KV caches (MiB; 0 = no reuse, plain batched generate)
@@ -98,7 +98,7 @@ def _prepare_run_dir(cfg: SimulationConfig, resume: bool) -> None:
 
 
 def start_agent_hosts(specs: dict[Role, str], catalogue, generation: GenerationParams, dtype: str = "auto",
-                      max_batch: int = 16, batch_wait_ms: float = 20.0, concurrency: int = 16,
+                      max_batch: int = 32, batch_wait_ms: float = 20.0, concurrency: int = 16,
                       prefix_cache_mb: float = 0.0):
     """One :class:`ModelServer` actor per distinct model of ``specs`` (CPUs split between them) and
     one :class:`AgentHost` actor for all roles; returns ``(host refs by role, servers by model)``.
