@@ -123,6 +123,13 @@ def test_a_last_turn_reuses_its_cache_but_does_not_keep_it(backends):
     after = reusing.prefix_cache_stats()
     assert after["hits"] == before["hits"] + 1 and after["stored"] == before["stored"]
     assert "last/user" not in reusing.prefix_store.entries
+    # in a batch whose rows finish at different steps, only the rows asked to be kept are stored
+    prompts = ["Hello there, how are", "A much longer prompt about movies and the people who watch them", "Hi"]
+    stop = GenerationParams(max_new_tokens=30, stop=(" the",))
+    outs = reusing.generate(prompts, stop, cache_keys=["k0", "k1", "k2"], keep_caches=[True, False, True])
+    assert outs == [cut_at_stop(t, stop.stop) for t in plain.generate(prompts, stop)]
+    assert len({len(tok(o, add_special_tokens=False)["input_ids"]) for o in outs}) > 1
+    assert {"k0", "k2"} <= set(reusing.prefix_store.entries) and "k1" not in reusing.prefix_store.entries
 
 
 def test_a_stale_entry_only_costs_its_reuse(backends):
