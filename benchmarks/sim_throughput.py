@@ -3,9 +3,9 @@
     python benchmarks/sim_throughput.py [--episodes 32] [--max-turns 6] [--user zero-shot --recommender zero-shot]
 
 The same N episodes (same seeds, greedy decoding, same dtype) run through the real runtime (Ray,
-one model server shared by both roles, one agent host per role) three ways:
+one model server shared by both roles, one agent host for both roles) three ways:
 (a) naive: the model server generates one request at a time (``max_batch 1``), no KV reuse;
-(b) batched: micro-batches of up to ``--max-batch`` requests from concurrent episodes, ``model.generate``;
+(b) batched: batches of up to ``--max-batch`` requests from concurrent episodes, every prompt prefilled whole;
 (c) batched + KV reuse: as (b), each episode's KV cache kept between turns (prefill of new tokens only).
 The default agents are the zero-shot ones on the default model (SmolLM2-135M): with their fallback
 parser every turn lands, so episodes run their full length (the untrained ``llm`` agents mostly end
@@ -14,7 +14,7 @@ in protocol errors after a turn or two). For each mode it prints turns/s, genera
 sampled every 0.2 s, of the resident memory of the driver and every Ray worker process; Ray's own
 daemons are reported apart), the ratio to (a), and the fraction of (a)'s turns whose parsed action and text the
 mode reproduces exactly. Then the batch-saturated decode limit: tokens/s of pure decoding of one
-batch of ``--max-batch`` sequences, and each mode's share of it.
+batch of ``--max-batch`` sequences over the runtime's own cache layers, and each mode's share of it.
 """
 
 from __future__ import annotations
@@ -104,24 +104,35 @@ class RssSampler:
 
 
 def decode_limit(model_path: str, dtype: str, batch: int, context: int, steps: int, threads: int) -> float:
-    """Generated tokens/s of pure batched decoding (``batch`` sequences, ``context`` cached tokens)."""
+    """Generated tokens/s of pure batched decoding (``batch`` sequences, ``context`` cached tokens),
+    over the same preallocated cache layers the runtime's decode loop writes into."""
     import torch
     from transformers import AutoModelForCausalLM, DynamicCache
 
+    from interplay.backends.kv_reuse import _preallocated_layer
     from interplay.backends.transformers_backend import pick_dtype
 
     torch.set_num_threads(threads)
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=pick_dtype(dtype)).eval()
     with torch.inference_mode():
         ids = torch.randint(100, 1000, (batch, context))
-        out = model(input_ids=ids, past_key_values=DynamicCache(), use_cache=True)
-        cache, nxt = out.past_key_values, out.logits[:, -1].argmax(-1, keepdim=True)
-        out = model(input_ids=nxt, past_key_values=cache, use_cache=True)  # warm-up step
-        cache = out.past_key_values
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            out = model(input_ids=out.logits[:, -1].argmax(-1, keepdim=True), past_key_values=cache, use_cache=True)
-            cache = out.past_key_values
+        out = model(input_ids=ids, use_cache=True, logits_to_keep=1)
+        kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+        cache = DynamicCache()
+        cache.layers = []
+        for k, v in kv:
+            layer = _preallocated_layer((batch, k.shape[1], context + steps + 1, k.shape[3]), k.dtype, k.device, context)
+            layer.kbuf[:, :, :context], layer.vbuf[:, :, :context] = k, v
+            cache.layers.append(layer)
+        del out, kv
+        nxt = torch.randint(100, 1000, (batch, 1))
+        t0 = None
+        for step in range(steps + 1):  # the first step warms up
+            if step == 1:
+                t0 = time.perf_counter()
+            out = model(input_ids=nxt, past_key_values=cache, use_cache=True,
+                        position_ids=torch.full((batch, 1), context + step))
+            nxt = out.logits[:, -1].argmax(-1, keepdim=True)
         return batch * steps / (time.perf_counter() - t0)
 
 
