@@ -61,8 +61,6 @@ class UniCRSRuntime:
     @torch.no_grad()
     def respond(self, turns: list[tuple[Role, str]]) -> tuple[str, list[str]]:
         """(response template, item ids ranked best first) for the dialogue so far."""
-        from transformers import DynamicCache
-
         ctx, ents = self.enc.context(turns)
         prompt = ctx + self.enc.text("System:")
         with self.lock:

@@ -106,6 +106,10 @@ def test_reuse_generates_what_generate_does_turn_after_turn(backends):
             assert first["hits"] == 0 and first["reused_tokens"] == 0
     stats = reusing.prefix_cache_stats()
     assert stats["hits"] == 6 and stats["entries"] == 3
+    # a float32 model's kept KV is stored as float16 (half the bytes), and still reproduced generate
+    entries = reusing.prefix_store.entries.values()
+    assert all(k.dtype == torch.float16 and v.dtype == torch.float16 for e in entries for k, v in e.kv)
+    assert reusing.prefix_store.used_bytes == sum(2 * k.numel() * 2 for e in entries for k, _ in e.kv)
     # in turns 2 and 3 most of each prompt came from the store
     assert stats["reused_tokens"] > stats["prefilled_tokens"] - first["prefilled_tokens"]
     reusing.release(["e0/recommender"])
@@ -130,6 +134,13 @@ def test_a_last_turn_reuses_its_cache_but_does_not_keep_it(backends):
     assert outs == [cut_at_stop(t, stop.stop) for t in plain.generate(prompts, stop)]
     assert len({len(tok(o, add_special_tokens=False)["input_ids"]) for o in outs}) > 1
     assert {"k0", "k2"} <= set(reusing.prefix_store.entries) and "k1" not in reusing.prefix_store.entries
+
+
+def test_exact_storage_keeps_the_model_dtype(tiny_model_dir):
+    exact = TransformersBackend(str(tiny_model_dir), dtype="float32", prefix_cache_mb=8, prefix_cache_dtype="model")
+    exact.generate(["Hello there"], GenerationParams(max_new_tokens=3, stop=()), cache_keys=["e/user"])
+    assert exact.prefix_store.dtype is None
+    assert all(k.dtype == torch.float32 for k, _ in exact.prefix_store.entries["e/user"].kv)
 
 
 def test_a_stale_entry_only_costs_its_reuse(backends):

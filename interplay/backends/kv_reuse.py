@@ -34,6 +34,8 @@ class PrefixKVStore:
     """LRU store of processed token ids and their KV tensors, one entry per key, within ``budget_bytes``."""
 
     budget_bytes: int
+    #: storage dtype of kept entries (None: as computed); the decode buffers stay in the model's dtype
+    dtype: torch.dtype | None = None
     entries: OrderedDict = field(default_factory=OrderedDict)
     used_bytes: int = 0
     stats: dict = field(default_factory=lambda: {"lookups": 0, "hits": 0, "reused_tokens": 0,
@@ -109,15 +111,17 @@ def _preallocated_layer(shape: tuple[int, int, int, int], dtype: torch.dtype, de
     return layer
 
 
-def _entry_block(layers, row: int, start: int, end: int) -> KV:
+def _entry_block(layers, row: int, start: int, end: int, dtype: torch.dtype | None = None) -> KV:
     """One row's keys/values over ``[start, end)`` copied into a single contiguous block (one
     allocation per stored conversation instead of two per layer: less heap fragmentation), returned
-    as per-layer views."""
+    as per-layer views; stored as ``dtype`` when given, unless a value overflows it."""
     k0 = layers[0].keys
-    block = k0.new_empty((len(layers), 2, 1, k0.shape[1], end - start, k0.shape[3]))
+    block = k0.new_empty((len(layers), 2, 1, k0.shape[1], end - start, k0.shape[3]), dtype=dtype or k0.dtype)
     for i, layer in enumerate(layers):
         block[i, 0, 0].copy_(layer.keys[row, :, start:end])
         block[i, 1, 0].copy_(layer.values[row, :, start:end])
+    if block.dtype != k0.dtype and not torch.isfinite(block).all():
+        return _entry_block(layers, row, start, end)
     return [(block[i, 0], block[i, 1]) for i in range(len(layers))]
 
 
@@ -207,7 +211,7 @@ def generate_reusing_prefix(model, tokenizer, prompts: list[str], params: Genera
 
     def allocate(k0: torch.Tensor, n_layers: int) -> None:  # buffers for the whole batch and generation
         cache.layers = [_preallocated_layer((b, k0.shape[1], width + params.max_new_tokens, k0.shape[3]),
-                                            k0.dtype, device, width) for _ in range(n_layers)]
+                                            model.dtype, device, width) for _ in range(n_layers)]
 
     starts = [0] * b
     for i, (ids, key) in enumerate(zip(prompt_ids, keys)):
@@ -281,7 +285,8 @@ def generate_reusing_prefix(model, tokenizer, prompts: list[str], params: Genera
                 n = lengths[i] + len(generated[i]) - 1
                 end = width + step
                 if store is not None and keys[i] is not None and (keep is None or keep[i]):
-                    store.put(keys[i], prompt_ids[i] + generated[i][:-1], _entry_block(cache.layers, row, end - n, end))
+                    store.put(keys[i], prompt_ids[i] + generated[i][:-1], _entry_block(cache.layers, row, end - n, end,
+                                                                                              store.dtype))
         if len(finished) == len(active):
             break
         if finished:  # drop finished rows now: measured faster than computing them until a quarter is done

@@ -59,7 +59,8 @@ class TransformersBackend:
     """A causal LM from a HF id or local path (``None`` = the default model)."""
 
     def __init__(self, model: str | None = None, dtype: str = "auto", device: str | None = None,
-                 num_threads: int | None = None, prefix_cache_mb: float = 0.0):
+                 num_threads: int | None = None, prefix_cache_mb: float = 0.0,
+                 prefix_cache_dtype: str = "float16"):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if num_threads:
@@ -75,7 +76,12 @@ class TransformersBackend:
         self._strip = [t for t in self.tokenizer.all_special_tokens if t and t not in STRUCTURAL_TOKENS]
         self._lock = threading.Lock()
         self.accepts_request_keys = True  # the model server passes each request's cache key and seed
-        self.prefix_store = PrefixKVStore(int(prefix_cache_mb * 2**20)) if prefix_cache_mb > 0 else None
+        # kept KV of a float32 model is stored as float16 (half the memory; agreement measured in
+        # docs/performance.md); "model" keeps the model's dtype (exact reuse)
+        store_dtype = None
+        if prefix_cache_dtype != "model" and self.model.dtype == torch.float32:
+            store_dtype = _DTYPES[prefix_cache_dtype]
+        self.prefix_store = PrefixKVStore(int(prefix_cache_mb * 2**20), store_dtype) if prefix_cache_mb > 0 else None
 
     @property
     def has_chat_template(self) -> bool:

@@ -20,7 +20,7 @@ import torch
 
 from interplay.data.build import read_catalogue, read_records
 from interplay.protocol import Role
-from interplay.unicrs.kg import RELATIONS, KnowledgeGraph, build_kg
+from interplay.unicrs.kg import RELATIONS, build_kg
 from interplay.unicrs.linking import _TITLE_RE, EntityLinker, linking_coverage
 from interplay.unicrs.model import UniCRS, UniCRSConfig
 
