@@ -1,9 +1,10 @@
 """Local generation with transformers: batched, left-padded, stopping after ``</response>``.
 
-Generation runs :func:`interplay.backends.kv_reuse.generate_reusing_prefix`: each prompt is
-prefilled alone, then the batch decodes together (left-padded caches, finished rows dropped). With
-``prefix_cache_mb > 0`` and a cache key per prompt (one per episode and role), the prefill covers
-only the tokens that conversation's stored KV cache does not. Greedy results equal ``model.generate``.
+Generation runs :func:`interplay.backends.kv_reuse.generate_reusing_prefix`: prompts are
+prefilled a few at a time, then the batch decodes together (left-padded caches, finished rows
+dropped). With ``prefix_cache_mb > 0`` and a cache key per prompt (one per episode and role), the
+prefill covers only the tokens that conversation's stored KV cache does not (kept as float16 for a
+float32 model unless ``prefix_cache_dtype="model"``). Greedy results equal ``model.generate``.
 """
 
 from __future__ import annotations
