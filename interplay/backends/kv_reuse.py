@@ -269,32 +269,31 @@ def generate_reusing_prefix(model, tokenizer, prompts: list[str], params: Genera
         gens = [torch.Generator(device=device).manual_seed(s) for s in (seeds or [params.seed] * b)]
     nxt = _next_tokens(torch.cat(first_logits), params, gens)
     step = 0
-    finished: set[int] = set()  # rows done this step, dropped before the next one
     while True:
+        still = []  # rows not done after this step; finished rows leave the batch at once
         for row, i in enumerate(active):
-            if row in finished:
-                continue
             tok = int(nxt[row])
             generated[i].append(tok)
             done = tok in eos or len(generated[i]) >= params.max_new_tokens
             if not done and stops:
                 text = tokenizer.decode(generated[i][-tail:], skip_special_tokens=False)
                 done = any(s in text for s in stops)
-            if done:  # its cache holds the prompt and all generated tokens but this last one
-                finished.add(row)
-                n = lengths[i] + len(generated[i]) - 1
-                end = width + step
-                if store is not None and keys[i] is not None and (keep is None or keep[i]):
-                    store.put(keys[i], prompt_ids[i] + generated[i][:-1], _entry_block(cache.layers, row, end - n, end,
-                                                                                              store.dtype))
-        if len(finished) == len(active):
+            if not done:
+                still.append(row)
+                continue
+            # its cache holds the prompt and all generated tokens but this last one
+            n = lengths[i] + len(generated[i]) - 1
+            end = width + step
+            if store is not None and keys[i] is not None and (keep is None or keep[i]):
+                store.put(keys[i], prompt_ids[i] + generated[i][:-1],
+                          _entry_block(cache.layers, row, end - n, end, store.dtype))
+        if not still:
             break
-        if finished:  # drop finished rows now: measured faster than computing them until a quarter is done
-            kept = [r for r in range(len(active)) if r not in finished]
-            index = torch.tensor(kept, device=device)
+        if len(still) < len(active):
+            index = torch.tensor(still, device=device)
             cache.batch_select_indices(index)
             mask, positions, nxt = mask[index], positions[index], nxt[index]
-            active, finished = [active[r] for r in kept], set()
+            active = [active[r] for r in still]
         step += 1
         mask[:, width + step - 1] = 1
         out = model(input_ids=nxt.unsqueeze(1), past_key_values=cache, use_cache=True,

@@ -52,7 +52,7 @@ def _return_freed_memory() -> None:
 
     Each batch allocates and frees hundreds of MB of cache buffers; glibc keeps freed heap pages
     resident, so the server's RSS crept up by the fragmentation of every earlier batch."""
-    if _malloc_trim is not None and not torch.cuda.is_available():
+    if _malloc_trim is not None:
         _malloc_trim(0)
 
 
@@ -103,7 +103,8 @@ class TransformersBackend:
             ids = generate_reusing_prefix(self.model, self.tokenizer, prompts, params, keys, self.prefix_store, seeds,
                                           keep_caches)
         texts = [self.tokenizer.decode(t, skip_special_tokens=False) for t in ids]
-        _return_freed_memory()
+        if self.device == "cpu":
+            _return_freed_memory()
         return [cut_at_stop(self._clean(t), params.stop) for t in texts]
 
     def release(self, cache_keys: list[str]) -> None:
