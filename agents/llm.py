@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from interplay.agent import Agent
-from interplay.backends.base import GenerationBackend, GenerationParams
+from interplay.backends.base import GenerationBackend, GenerationParams, TurnConstraint
 from interplay.catalogue import Catalogue
 from interplay.episode import Observation
 from interplay.prompting import build_messages, render_prompt
 from interplay.protocol import ACTION_OPEN, ProtocolError, Role, Turn, parse_turn
+from interplay.turn_grammar import check_actions
 
 
 class LLMAgent(Agent):
@@ -17,6 +18,10 @@ class LLMAgent(Agent):
     ``tokenizer`` renders the prompt. The prompt ends with ``<action>`` so the model starts its
     turn in the protocol; the raw output logged is that prefix plus the completion. Retries after
     a malformed output sample at ``retry_temperature`` even under greedy decoding, so they can differ.
+
+    With ``params.decoding == "constrained"`` (the default) and a backend that accepts
+    constraints, every request carries the turn's :class:`TurnConstraint`, so the model can only
+    produce a legal turn (each turn's ``meta["decoding"]`` says how it was decoded).
     """
 
     def __init__(self, backend: GenerationBackend, tokenizer, params: GenerationParams | None = None,
@@ -28,6 +33,7 @@ class LLMAgent(Agent):
         self.params = params or GenerationParams()
         self.retry_temperature = retry_temperature
         self.prefill = prefill
+        self._registered = False
 
     def prompt(self, observation: Observation) -> str:
         """The full prompt for this observation (shown to the model verbatim)."""
@@ -40,19 +46,58 @@ class LLMAgent(Agent):
             temperature = self.retry_temperature
         return self.params.model_copy(update={"seed": seed, "temperature": temperature})
 
+    @property
+    def constrains(self) -> bool:
+        """Whether this agent's turns are generated under the turn grammar: constrained
+        decoding asked for and a backend that applies it."""
+        return self.params.decoding == "constrained" and getattr(self.backend, "accepts_constraints", False)
+
+    def constraint(self, observation: Observation) -> TurnConstraint:
+        """The legal turns of this observation: the role's legal actions (narrowed by
+        ``observation.allowed_actions``), titles from the agent's catalogue, after the prefill.
+        Raises :class:`~interplay.turn_grammar.GrammarError` when no legal turn exists."""
+        actions = observation.legal_actions(self.role)
+        titled = self.catalogue is not None and len(self.catalogue) > 0
+        check_actions(self.role, actions, titled)
+        return TurnConstraint(actions=tuple(sorted(actions, key=lambda a: a.value)), role=self.role,
+                              catalogue=self.catalogue.key if titled else None, prefill=self.prefill)
+
+    def decoding_mode(self) -> str:
+        """How this agent's last turns were decoded: ``constrained``, ``free``, or ``parse-after``
+        (constrained asked for, but the backend could not apply the grammar)."""
+        if self.params.decoding == "free":
+            return "free"
+        if not self.constrains or getattr(self.backend, "grammar_supported", True) is False:
+            return "parse-after"
+        return "constrained"
+
+    def _register_catalogue(self) -> None:
+        register = getattr(self.backend, "register_catalogue", None)
+        if register is not None and self.catalogue is not None and len(self.catalogue):
+            register(self.catalogue.key, self.catalogue.titles())
+
     def act_batch(self, observations: list[Observation]) -> list[Turn | ProtocolError]:
         groups: dict[GenerationParams, list[int]] = {}
         for i, obs in enumerate(observations):
             groups.setdefault(self._params(obs), []).append(i)
         results: list[Turn | ProtocolError | None] = [None] * len(observations)
+        if self.constrains and not self._registered:
+            self._register_catalogue()
+            self._registered = True
         for params, idx in groups.items():
+            extra = {}
+            if self.constrains:
+                extra["constraints"] = [self.constraint(observations[i]) for i in idx]
             if getattr(self.backend, "prefers_chat", False):  # a chat API applies its own template
-                outputs = self.backend.chat([self.messages(observations[i]) for i in idx], params)
+                outputs = self.backend.chat([self.messages(observations[i]) for i in idx], params, **extra)
             else:
-                outputs = self.backend.generate([self.prompt(observations[i]) for i in idx], params)
+                outputs = self.backend.generate([self.prompt(observations[i]) for i in idx], params, **extra)
+            mode = self.decoding_mode()
             for i, out in zip(idx, outputs):
                 try:
-                    results[i] = self.parse(self.prefill + out, observations[i])
+                    turn = self.parse(self.prefill + out, observations[i])
+                    turn.meta["decoding"] = mode
+                    results[i] = turn
                 except ProtocolError as exc:
                     results[i] = exc
         return results  # type: ignore[return-value]

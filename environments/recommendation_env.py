@@ -25,7 +25,16 @@ from interplay.episode import (
     build_user_view,
 )
 from interplay.episode_log import EpisodeLog, FailedAttempt, Termination, TurnLog
-from interplay.protocol import Action, ProtocolError, ProtocolErrorKind, Role, Turn, check_turn
+from interplay.protocol import (
+    TITLE_REQUIRED,
+    Action,
+    ProtocolError,
+    ProtocolErrorKind,
+    Role,
+    Turn,
+    check_turn,
+    legal_actions,
+)
 
 
 class AgentHandle(Protocol):
@@ -79,10 +88,12 @@ class RecommendationEnv:
         if not isinstance(turn, Turn):
             raise ProtocolError(ProtocolErrorKind.EMPTY, f"agent returned {type(turn).__name__}, not a Turn", None)
         checked = check_turn(turn, role)
-        if checked.action is Action.RECOMMEND and not checked.titles:
-            raise ProtocolError(ProtocolErrorKind.MISSING_RESPONSE, "recommend without a <movie_title>", turn.raw)
-        if checked.action is Action.ACCEPT and not recommended:
-            raise ProtocolError(ProtocolErrorKind.ROLE_ACTION, "accept before any recommendation", turn.raw)
+        if checked.action in TITLE_REQUIRED and not checked.titles:
+            raise ProtocolError(ProtocolErrorKind.MISSING_RESPONSE,
+                                f"{checked.action.value} without a <movie_title>", turn.raw)
+        if checked.action not in legal_actions(role, bool(recommended)):
+            raise ProtocolError(ProtocolErrorKind.ROLE_ACTION,
+                                f"{checked.action.value} before any recommendation", turn.raw)
         return Turn(checked.action, checked.text, raw=turn.raw, meta=turn.meta)
 
     async def run(

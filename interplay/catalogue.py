@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator
@@ -67,6 +68,7 @@ class Catalogue:
         self._by_name: dict[str, list[Item]] = {}
         self._fuzzy: dict[int | None, list[Item]] | None = None
         self._vocabulary: frozenset[str] | None = None
+        self._key: str | None = None
         for item in items:
             if item.item_id in self._items:
                 raise ValueError(f"duplicate item id {item.item_id!r}")
@@ -128,6 +130,21 @@ class Catalogue:
         if not best or (len(best) == 2 and best[1][1] == best[0][1]):
             return None  # nothing close, or a tie between two items: ambiguous
         return pool[best[0][2]]
+
+    def titles(self) -> list[str]:
+        """Every item's title, in catalogue order."""
+        return [item.title for item in self._items.values()]
+
+    @property
+    def key(self) -> str:
+        """A content hash naming this catalogue's titles (equal in every process): constrained
+        decoding registers the titles with a model server under it once."""
+        if self._key is None:
+            h = hashlib.sha1()
+            for title in self.titles():
+                h.update(title.encode("utf-8") + b"\x00")
+            self._key = f"cat-{len(self)}-{h.hexdigest()[:12]}"
+        return self._key
 
     def vocabulary(self) -> frozenset[str]:
         """Every attribute any item has, lower-cased (computed once)."""

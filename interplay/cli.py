@@ -57,6 +57,8 @@ def simulate(
     max_batch: int = typer.Option(32, min=1, help="largest generation batch of a model server"),
     max_new_tokens: int = typer.Option(96, min=1, help="generation cap per turn"),
     temperature: float = typer.Option(0.0, min=0.0, help="0 = greedy"),
+    decoding: str = typer.Option("constrained", help="constrained: LLM agents generate only legal turns (turn "
+                                 "grammar, catalogue titles); free: free text parsed afterwards"),
     dtype: str = typer.Option("auto", help="auto (bf16 where the CPU/GPU supports it) | float32 | bfloat16 | float16"),
     prefix_cache_mb: float = typer.Option(1024.0, min=0.0, help="MiB of episode KV caches kept per model for reuse "
                                           "across turns (0: off)"),
@@ -74,7 +76,7 @@ def simulate(
     flags = dict(user=user, recommender=recommender, data=data, split=split, episodes=episodes, max_turns=max_turns, out=out,
                  seed=seed, first_speaker=first_speaker, max_retries=max_retries, concurrency=concurrency,
                  max_batch=max_batch, dtype=dtype, prefix_cache_mb=prefix_cache_mb)
-    gen = dict(max_new_tokens=max_new_tokens, temperature=temperature)
+    gen = dict(max_new_tokens=max_new_tokens, temperature=temperature, decoding=decoding)
     try:
         if config is not None:
             base = load_config(config)
@@ -209,13 +211,14 @@ def evaluate_run_cmd(
 
 
 def _eval_config(kind: str, data: Path, out: Path, parts: str, max_new_tokens: int, temperature: float,
-                 matchscore_encoder: Optional[Path] = None, **settings):
+                 matchscore_encoder: Optional[Path] = None, decoding: str = "constrained", **settings):
     """An EvalConfig from command options (paths as strings, generation settings grouped)."""
     from interplay.backends.base import GenerationParams
     from interplay.evaluation.config import EvalConfig
 
     return EvalConfig(kind=kind, data=str(data), out=str(out), parts=[p.strip() for p in parts.split(",") if p.strip()],
-                      generation=GenerationParams(max_new_tokens=max_new_tokens, temperature=temperature),
+                      generation=GenerationParams(max_new_tokens=max_new_tokens, temperature=temperature,
+                                                  decoding=decoding),
                       matchscore_encoder=str(matchscore_encoder) if matchscore_encoder else None, **settings)
 
 
@@ -242,6 +245,7 @@ def evaluate_user_cmd(
     agent: str = _AGENT, data: Path = _DATA, split: str = _SPLIT, out: Path = _OUT, limit: Optional[int] = _LIMIT,
     parts: str = typer.Option("replay,single,human", help="replay (SR/ET/FR), single (BERTScore...), human (real-human view)"),
     max_new_tokens: int = typer.Option(96), temperature: float = typer.Option(0.0, help="0: greedy"),
+    decoding: str = typer.Option("constrained", help="constrained (legal turns only) | free (parsed afterwards)"),
     seed: int = typer.Option(0), concurrency: int = typer.Option(16, help="tasks in flight"),
     max_batch: int = typer.Option(16, help="largest generation batch"),
     bertscore_model: Optional[str] = typer.Option(None, help="local model folder for BERTScore (default: offline MiniLM)"),
@@ -255,7 +259,8 @@ def evaluate_user_cmd(
     from interplay.evaluation.compare import user_table
     from interplay.evaluation.evaluate import evaluate_user
 
-    cfg = _eval_config("user", data, out, parts, max_new_tokens, temperature, agent=agent, split=split, limit=limit,
+    cfg = _eval_config("user", data, out, parts, max_new_tokens, temperature, decoding=decoding, agent=agent,
+                       split=split, limit=limit,
                        seed=seed, concurrency=concurrency, max_batch=max_batch, dtype=dtype,
                        bertscore_model=bertscore_model, bertscore_layers=bertscore_layers)
     _run_evaluation(evaluate_user, user_table, cfg, resume, ray_address, progress)
@@ -265,6 +270,8 @@ def evaluate_user_cmd(
 def evaluate_recommender_cmd(
     agent: str = _AGENT, data: Path = _DATA, split: str = _SPLIT, out: Path = _OUT, limit: Optional[int] = _LIMIT,
     max_new_tokens: int = typer.Option(96), temperature: float = typer.Option(0.0, help="0: greedy"),
+    decoding: str = typer.Option("constrained", help="constrained (legal turns only) | free (parsed afterwards)"),
+    force_recommend: bool = typer.Option(True, help="narrow the scored turn to a recommendation (constrained decoding)"),
     seed: int = typer.Option(0), concurrency: int = typer.Option(16), max_batch: int = typer.Option(16),
     recommender_sees_persona: bool = typer.Option(False, help="give the recommender the persona (prompted baselines)"),
     matchscore_encoder: Optional[Path] = typer.Option(None, help="item encoder folder (default: the one 'interplay matchscore train' writes)"),
@@ -276,7 +283,7 @@ def evaluate_recommender_cmd(
     from interplay.evaluation.evaluate import evaluate_recommender
 
     cfg = _eval_config("recommender", data, out, "single", max_new_tokens, temperature, matchscore_encoder,
-                       agent=agent, split=split, limit=limit, seed=seed, concurrency=concurrency, max_batch=max_batch,
+                       decoding=decoding, force_recommend=force_recommend, agent=agent, split=split, limit=limit, seed=seed, concurrency=concurrency, max_batch=max_batch,
                        dtype=dtype, recommender_sees_persona=recommender_sees_persona)
     _run_evaluation(evaluate_recommender, recommender_table, cfg, resume, ray_address, progress)
 

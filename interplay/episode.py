@@ -12,7 +12,7 @@ import re
 from pydantic import BaseModel, ConfigDict, Field
 
 from interplay.catalogue import normalize_title, split_year
-from interplay.protocol import Action, Role
+from interplay.protocol import Action, Role, legal_actions
 
 
 class _Model(BaseModel):
@@ -83,10 +83,20 @@ class Observation(_Model):
     attempt: int = 0
     #: turns the episode may still have after this one under its max-turn cap (None: no cap known)
     turns_left: int | None = None
+    #: the caller narrows this turn to these actions (None: every legal action), e.g. an
+    #: evaluation asking for a recommendation at the turn it scores
+    allowed_actions: frozenset[Action] | None = None
 
     @property
     def last(self) -> HistoryTurn | None:
         return self.history[-1] if self.history else None
+
+    def legal_actions(self, role: Role) -> frozenset[Action]:
+        """The actions ``role`` may take at this turn: :func:`~interplay.protocol.legal_actions`
+        given the history, narrowed by ``allowed_actions``."""
+        recommended = any(t.action is Action.RECOMMEND for t in self.history)
+        legal = legal_actions(role, recommended)
+        return legal if self.allowed_actions is None else legal & self.allowed_actions
 
 
 class TargetLeakError(ValueError):

@@ -54,6 +54,20 @@ ROLE_ACTIONS: dict[Role, frozenset[Action]] = {
     ),
 }
 
+#: Actions whose response must name at least one item (``<movie_title>...</movie_title>``).
+TITLE_REQUIRED: frozenset[Action] = frozenset({Action.RECOMMEND})
+#: Actions that need an earlier recommendation in the dialogue.
+NEEDS_RECOMMENDATION: frozenset[Action] = frozenset({Action.ACCEPT})
+
+
+def legal_actions(role: Role, recommended_before: bool) -> frozenset[Action]:
+    """The actions ``role`` may take now: its own actions, ``accept`` only once something has
+    been recommended. The environment checks turns against this, and constrained decoding
+    (:mod:`interplay.turn_grammar`) generates only these."""
+    allowed = ROLE_ACTIONS[role]
+    return allowed if recommended_before else allowed - NEEDS_RECOMMENDATION
+
+
 ACTION_OPEN, ACTION_CLOSE = "<action>", "</action>"
 RESPONSE_OPEN, RESPONSE_CLOSE = "<response>", "</response>"
 TITLE_OPEN, TITLE_CLOSE = "<movie_title>", "</movie_title>"

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from interplay.protocol import RESPONSE_CLOSE
+from interplay.protocol import RESPONSE_CLOSE, Action, Role
 
 
 class GenerationParams(BaseModel):
@@ -19,10 +19,27 @@ class GenerationParams(BaseModel):
     top_p: float = 1.0
     stop: tuple[str, ...] = (RESPONSE_CLOSE,)
     seed: int = 0
+    #: ``constrained``: LLM agents generate only legal turns (token masks from the turn grammar,
+    #: :mod:`interplay.backends.constrained`); ``free``: free text, parsed afterwards
+    decoding: Literal["constrained", "free"] = "constrained"
 
     def batch_key(self) -> tuple:
-        """Requests with equal keys can share one generate call (seed aside)."""
+        """Requests with equal keys can share one generate call (seed and decoding mode aside:
+        each request carries its own constraint)."""
         return (self.max_new_tokens, self.temperature, self.top_p, self.stop)
+
+
+class TurnConstraint(BaseModel):
+    """What one generated turn may be: one of ``actions`` (for ``role``), naming titles of the
+    registered catalogue ``catalogue`` only; ``prefill`` is the part of the turn already at the
+    end of the prompt (e.g. ``<action>``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    actions: tuple[Action, ...]
+    role: Role | None = None
+    catalogue: str | None = None
+    prefill: str = ""
 
 
 class GenerationBackend(Protocol):

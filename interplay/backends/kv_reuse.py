@@ -193,12 +193,19 @@ def _prefill_group(model, seqs: list[list[int]], starts: list[int], pasts: list[
 
 def generate_reusing_prefix(model, tokenizer, prompts: list[str], params: GenerationParams,
                             keys: list[str | None], store: PrefixKVStore | None,
-                            seeds: list[int] | None = None, keep: list[bool] | None = None) -> list[list[int]]:
+                            seeds: list[int] | None = None, keep: list[bool] | None = None,
+                            constraints: list | None = None, constrainer=None) -> list[list[int]]:
     """Generated token ids for each prompt (up to and including EOS or the token that completes a
     stop string), reusing and then updating ``store``'s entry under each prompt's key (no reuse
     when ``store`` is None). Sampled decoding draws each prompt's tokens from a generator seeded
     with its own seed (``seeds``, default ``params.seed``). ``keep[i]`` false: prompt ``i`` reuses
-    its stored entry but is not stored back."""
+    its stored entry but is not stored back.
+
+    ``constraints[i]`` (a :class:`~interplay.backends.constrained.TurnConstraint`, or None for
+    free text) makes ``constrainer`` mask row ``i``'s logits before argmax / sampling, so it can
+    only produce a legal turn; its row ends when the turn is complete. A constrained row that
+    reaches ``max_new_tokens`` is closed (only turn-ending tokens) within the constrainer's
+    close budget. Unconstrained rows of the same batch are untouched."""
     from transformers import DynamicCache
 
     device = model.device
@@ -206,11 +213,16 @@ def generate_reusing_prefix(model, tokenizer, prompts: list[str], params: Genera
     b = len(prompts)
     lengths = [len(ids) for ids in prompt_ids]
     width = max(lengths)
+    matchers = [None] * b
+    if constraints is not None and any(c is not None for c in constraints):
+        matchers = [constrainer.matcher(c) if c is not None else None for c in constraints]
+    constrained = any(m is not None for m in matchers)
+    budget = params.max_new_tokens + (constrainer.close_budget(constraints) if constrained else 0)
     cache = DynamicCache()
     cache.layers = []
 
     def allocate(k0: torch.Tensor, n_layers: int) -> None:  # buffers for the whole batch and generation
-        cache.layers = [_preallocated_layer((b, k0.shape[1], width + params.max_new_tokens, k0.shape[3]),
+        cache.layers = [_preallocated_layer((b, k0.shape[1], width + budget, k0.shape[3]),
                                             model.dtype, device, width) for _ in range(n_layers)]
 
     starts = [0] * b
@@ -250,7 +262,7 @@ def generate_reusing_prefix(model, tokenizer, prompts: list[str], params: Genera
                 layer.kbuf[i, :, width - n:width] = k[r, :, width_past:width_past + n]
                 layer.vbuf[i, :, width - n:width] = v[r, :, width_past:width_past + n]
         del kv
-    mask = torch.zeros((b, width + params.max_new_tokens), dtype=torch.long, device=device)
+    mask = torch.zeros((b, width + budget), dtype=torch.long, device=device)
     for i, n in enumerate(lengths):
         mask[i, width - n:width] = 1
     positions = torch.tensor(lengths, device=device)
@@ -267,14 +279,36 @@ def generate_reusing_prefix(model, tokenizer, prompts: list[str], params: Genera
     gens = None
     if params.temperature > 0:
         gens = [torch.Generator(device=device).manual_seed(s) for s in (seeds or [params.seed] * b)]
-    nxt = _next_tokens(torch.cat(first_logits), params, gens)
+
+    def choose(logits: torch.Tensor, rows: list[int]) -> torch.Tensor:
+        """Next token of each active row, constrained rows masked to their legal tokens."""
+        if constrained:
+            picked = [r for r, i in enumerate(rows) if matchers[i] is not None]
+            if picked:
+                from interplay.backends.constrained import apply_mask
+
+                allowed = constrainer.mask([matchers[rows[r]] for r in picked],
+                                           [len(generated[rows[r]]) >= params.max_new_tokens for r in picked])
+                logits = logits.clone()
+                logits[picked] = apply_mask(logits[picked], allowed)
+        return _next_tokens(logits, params, gens and [gens[i] for i in rows])
+
+    nxt = choose(torch.cat(first_logits), active)
     step = 0
     while True:
         still = []  # rows not done after this step; finished rows leave the batch at once
         for row, i in enumerate(active):
             tok = int(nxt[row])
             generated[i].append(tok)
-            done = tok in eos or len(generated[i]) >= params.max_new_tokens
+            m = matchers[i]
+            if m is not None:
+                # a legal turn ends exactly when the grammar is complete; past max_new_tokens the
+                # row is being closed, within the close budget
+                if not m.consume_token(tok):
+                    raise RuntimeError(f"constrained decoding chose a token the grammar refuses: {m.get_error()}")
+                done = tok in eos or m.is_stopped() or len(generated[i]) >= budget
+            else:
+                done = tok in eos or len(generated[i]) >= params.max_new_tokens
             if not done and stops:
                 text = tokenizer.decode(generated[i][-tail:], skip_special_tokens=False)
                 done = any(s in text for s in stops)
@@ -300,5 +334,5 @@ def generate_reusing_prefix(model, tokenizer, prompts: list[str], params: Genera
                     attention_mask=mask[:, : width + step], position_ids=positions.unsqueeze(1))
         positions = positions + 1
         cache = out.past_key_values
-        nxt = _next_tokens(out.logits[:, -1, :], params, gens and [gens[i] for i in active])
+        nxt = choose(out.logits[:, -1, :], active)
     return generated

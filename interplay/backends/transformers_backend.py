@@ -76,6 +76,7 @@ class TransformersBackend:
         self.model.to(self.device).eval()
         self._strip = [t for t in self.tokenizer.all_special_tokens if t and t not in STRUCTURAL_TOKENS]
         self._lock = threading.Lock()
+        self._constrainer = None
         self.accepts_request_keys = True  # the model server passes each request's cache key and seed
         # kept KV of a float32 model is stored as float16 (half the memory; agreement measured in
         # docs/performance.md); "model" keeps the model's dtype (exact reuse)
@@ -88,20 +89,46 @@ class TransformersBackend:
     def has_chat_template(self) -> bool:
         return bool(getattr(self.tokenizer, "chat_template", None))
 
+    #: the model server passes each request's TurnConstraint (constrained decoding)
+    accepts_constraints = True
+
+    @property
+    def constrainer(self):
+        """The :class:`~interplay.backends.constrained.TurnConstrainer` of this model's tokenizer
+        (built on first use)."""
+        if self._constrainer is None:
+            from interplay.backends.constrained import TurnConstrainer
+
+            self._constrainer = TurnConstrainer(self.tokenizer, self.model.config.vocab_size)
+        return self._constrainer
+
+    def register_catalogue(self, key: str, titles: list[str]) -> None:
+        """Titles that constrained turns may name under ``TurnConstraint.catalogue == key``."""
+        with self._lock:
+            self.constrainer.register_catalogue(key, titles)
+
+    def validate_constraint(self, constraint) -> None:
+        """Raise :class:`~interplay.turn_grammar.GrammarError` if no legal turn satisfies it."""
+        with self._lock:
+            self.constrainer.validate(constraint)
+
     def generate(self, prompts: list[str], params: GenerationParams,
                  cache_keys: list[str | None] | None = None, seeds: list[int] | None = None,
-                 keep_caches: list[bool] | None = None) -> list[str]:
+                 keep_caches: list[bool] | None = None, constraints: list | None = None) -> list[str]:
         """Complete each prompt; greedy when ``params.temperature == 0``, else sampled from each
         prompt's own seed (``seeds``, default ``params.seed``), so a completion does not depend on
         the batch it ran in. ``cache_keys`` name each prompt's conversation for KV reuse (ignored
         when the prefix cache is off); ``keep_caches[i]`` false reuses prompt ``i``'s stored cache
-        but does not store it back (its conversation will not continue)."""
+        but does not store it back (its conversation will not continue). ``constraints[i]`` (a
+        :class:`~interplay.backends.constrained.TurnConstraint` or None) restricts prompt ``i``
+        to legal turns."""
         if not prompts:
             return []
         keys = list(cache_keys) if cache_keys is not None else [None] * len(prompts)
         with self._lock, torch.inference_mode():
+            constrainer = self.constrainer if constraints is not None and any(constraints) else None
             ids = generate_reusing_prefix(self.model, self.tokenizer, prompts, params, keys, self.prefix_store, seeds,
-                                          keep_caches)
+                                          keep_caches, constraints, constrainer)
         texts = [self.tokenizer.decode(t, skip_special_tokens=False) for t in ids]
         if self.device == "cpu":
             _return_freed_memory()

@@ -27,6 +27,8 @@ class EvalConfig(BaseModel):
     parts: list[UserPart] = Field(default_factory=lambda: ["replay", "single", "human"])
     max_retries: int = Field(2, ge=0)
     recommender_sees_persona: bool = False
+    #: recommender evaluation: narrow the scored turn to ``recommend`` (honoured under constrained decoding)
+    force_recommend: bool = True
     seed: int = 0
     concurrency: int = Field(16, ge=1)
     max_batch: int = Field(16, ge=1)

@@ -14,7 +14,8 @@ from interplay.evaluation.tasks import (
     replay_tasks,
     user_turn_tasks,
 )
-from interplay.protocol import Role
+from interplay.protocol import Action, Role
+from interplay.turn_grammar import check_actions
 
 REPLAY_DIR = "replay"
 SINGLE_FILE = "single_turn.jsonl"
@@ -112,7 +113,10 @@ def evaluate_recommender(cfg: EvalConfig, resume: bool = False, ray_address: str
     scorer = MatchScorer(matchscore_dir(cfg.matchscore_encoder), catalogue)  # fail early if missing
     from interplay.agent_specs import sees_persona
 
-    tasks, skipped = recommender_turn_tasks(records, sees_persona(cfg.agent, cfg.recommender_sees_persona))
+    if cfg.force_recommend and cfg.generation.decoding == "constrained":
+        check_actions(Role.RECOMMENDER, {Action.RECOMMEND}, len(catalogue) > 0)  # GrammarError before any work
+    tasks, skipped = recommender_turn_tasks(records, sees_persona(cfg.agent, cfg.recommender_sees_persona),
+                                            force_recommend=cfg.force_recommend)
     log = ResultLog(out / RECOMMEND_FILE)
 
     async def work(host):

@@ -134,6 +134,8 @@ def recommender_report(cfg: EvalConfig, out: Path, rows: list[dict], scorer, rec
         "dist4": dist_n(texts, 4), "words": summarize_values(words(t) for t in texts).as_dict(),
         "parse_rate": sum(r["parsed"] for r in rows) / len(rows) if rows else None,
         "fallback_rate": sum(bool(r.get("fallback")) for r in rows) / len(rows) if rows else None,
+        "decoding": _decoding_counts(rows),
+        "forced_recommend": cfg.force_recommend,
         "model_servers": model_servers,
     }
     write_json_atomic(out / METRICS_FILE, metrics)
@@ -141,6 +143,15 @@ def recommender_report(cfg: EvalConfig, out: Path, rows: list[dict], scorer, rec
     if plots and rows:
         plot_matchscores({cfg.agent: rows}, out / "matchscore.png")
     return metrics
+
+
+def _decoding_counts(rows: list[dict]) -> dict:
+    """How many answers were decoded constrained / free / parse-after (None: no parsed turn)."""
+    counts: dict[str, int] = {}
+    for r in rows:
+        key = r.get("decoding") or "unparsed"
+        counts[key] = counts.get(key, 0) + 1
+    return counts
 
 
 def scorer_path(cfg: EvalConfig) -> Path:

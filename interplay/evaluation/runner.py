@@ -64,7 +64,8 @@ async def answer(host, task: TurnTask, seed: int) -> dict:
         await handle.reset(task.view)
         turn = await handle.act(task.observation)
         row.update(parsed=True, action=turn.action.value, text=turn.text, titles=turn.titles, raw=turn.raw,
-                   fallback=turn.meta.get("fallback"), ranked_items=list(turn.meta.get("ranked_items", [])))
+                   fallback=turn.meta.get("fallback"), ranked_items=list(turn.meta.get("ranked_items", [])),
+                   decoding=turn.meta.get("decoding"))
     except ProtocolError as exc:
         raw = exc.raw or ""
         row.update(parsed=False, action=None, text=plain_text(raw), titles=[], raw=raw, error=str(exc),

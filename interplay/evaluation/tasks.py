@@ -21,7 +21,7 @@ from interplay.episode import (
     build_user_view,
 )
 from interplay.metrics.core import same_item
-from interplay.protocol import Role, Turn
+from interplay.protocol import Action, Role, Turn
 
 
 @dataclass
@@ -103,9 +103,12 @@ def user_turn_tasks(records: list[DialogueRecord]) -> tuple[list[TurnTask], Coun
     return tasks, skipped
 
 
-def recommender_turn_tasks(records: list[DialogueRecord], with_persona: bool = False) -> tuple[list[TurnTask], Counter]:
+def recommender_turn_tasks(records: list[DialogueRecord], with_persona: bool = False,
+                           force_recommend: bool = False) -> tuple[list[TurnTask], Counter]:
     """At the first recorded turn recommending the target, the recommender answers the gold history
-    before it (the turn Recall@1 and MatchScore are measured at)."""
+    before it (the turn Recall@1 and MatchScore are measured at). ``force_recommend`` narrows that
+    turn to ``recommend`` (as the paper generates a recommendation where the ground truth gave
+    one); agents decoding under the turn grammar honour it."""
     tasks, skipped = [], Counter()
     for r in records:
         if r.target is None:
@@ -118,7 +121,9 @@ def recommender_turn_tasks(records: list[DialogueRecord], with_persona: bool = F
             continue
         view = build_recommender_view(r.id, r.episode_spec(), with_persona=with_persona)
         tasks.append(TurnTask(f"rec-{r.id}-{k}", r.id, Role.RECOMMENDER, view,
-                              Observation(history=history(r)[:k], turn_index=k), r.turns[k].text,
+                              Observation(history=history(r)[:k], turn_index=k,
+                                          allowed_actions=frozenset({Action.RECOMMEND}) if force_recommend else None),
+                              r.turns[k].text,
                               r.turns[k].action.value, r.target.title, extra={"target_id": r.target.item_id}))
     return tasks, skipped
 

@@ -44,6 +44,18 @@ class AgentHost:
 
                 loaded[path] = load_prompt_tokenizer(path)
             self.tokenizers[role] = loaded[path]
+        # whether each role's server applies constraints, and the catalogue registered with it once
+        self.constrains: dict[Role, bool] = {}
+        if self.servers:
+            import ray
+
+            by_server = {id(s): s for s in self.servers.values()}
+            support = {k: ray.get(s.supports_constraints.remote()) for k, s in by_server.items()}
+            self.constrains = {role: support[id(s)] for role, s in self.servers.items()}
+            if len(catalogue) and any(support.values()):
+                titles = catalogue.titles()
+                ray.get([s.register_catalogue.remote(catalogue.key, titles)
+                         for k, s in by_server.items() if support[k]])
         self._agents: dict[tuple[Role, str], Agent] = {}
         self._backends: dict[tuple[Role, str], object] = {}
         self._lock = threading.Lock()
@@ -57,7 +69,8 @@ class AgentHost:
         if role in self.servers:
             from interplay.runtime.model_server import RemoteBackend
 
-            backend = RemoteBackend(self.servers[role], cache_key=self._cache_key(role, episode_id))
+            backend = RemoteBackend(self.servers[role], cache_key=self._cache_key(role, episode_id),
+                                    accepts_constraints=self.constrains.get(role, False))
         ctx = AgentContext(role=role, arg=self.specs[role].arg, catalogue=self.catalogue, seed=seed,
                            params=self.params, backend=backend, tokenizer=self.tokenizers.get(role))
         agent = build_agent(self.specs[role], ctx)

@@ -23,7 +23,7 @@ import asyncio
 import resource
 import time
 
-from interplay.backends.base import GenerationParams
+from interplay.backends.base import GenerationParams, TurnConstraint
 
 
 class ModelServer:
@@ -46,6 +46,8 @@ class ModelServer:
         self._pending: list = []
         self._worker: asyncio.Task | None = None
         self._stats = {"batches": 0, "requests": 0, "busy_s": 0.0}
+        self._catalogues: set[str] = set()
+        self._valid: set[TurnConstraint] = set()
 
     def model_path(self) -> str:
         return str(getattr(self.backend, "model_path", ""))
@@ -54,12 +56,31 @@ class ModelServer:
     def reuses_prefixes(self) -> bool:
         return getattr(self.backend, "prefix_store", None) is not None
 
+    def supports_constraints(self) -> bool:
+        """Whether the backend applies :class:`~interplay.backends.base.TurnConstraint` s."""
+        return bool(getattr(self.backend, "accepts_constraints", False))
+
+    async def register_catalogue(self, key: str, titles: list[str]) -> None:
+        """Titles that constrained requests may name under ``catalogue == key`` (idempotent)."""
+        if self.supports_constraints() and key not in self._catalogues:
+            await asyncio.to_thread(self.backend.register_catalogue, key, titles)
+            self._catalogues.add(key)
+
+    async def _check(self, constraint: TurnConstraint) -> None:
+        """Compile a constraint before it joins a batch, so a grammar no turn can satisfy fails
+        its own request (GrammarError) and never the batch it would have shared."""
+        if constraint not in self._valid:
+            await asyncio.to_thread(self.backend.validate_constraint, constraint)
+            self._valid.add(constraint)
+
     async def generate(self, prompts: list[str], params: GenerationParams,
                        cache_keys: list[str | None] | None = None,
-                       keep_caches: list[bool] | None = None) -> list[str]:
+                       keep_caches: list[bool] | None = None,
+                       constraints: list[TurnConstraint | None] | None = None) -> list[str]:
         """Completions of ``prompts``, batched with whatever else is queued; ``cache_keys`` name
         each prompt's conversation for KV reuse, ``keep_caches`` (default all true) says whether
-        its cache is worth keeping for a next turn."""
+        its cache is worth keeping for a next turn, ``constraints`` (for a backend that
+        :meth:`supports_constraints`) restrict each prompt to legal turns."""
         if self._queue is None:
             self._queue = asyncio.Queue()
             self._worker = asyncio.get_running_loop().create_task(self._serve())
@@ -67,9 +88,13 @@ class ModelServer:
         futures = []
         keys = cache_keys if cache_keys is not None else [None] * len(prompts)
         keep = keep_caches if keep_caches is not None else [True] * len(prompts)
-        for prompt, key, k in zip(prompts, keys, keep):
+        cons = constraints if constraints is not None and self.supports_constraints() else [None] * len(prompts)
+        for c in cons:
+            if c is not None:
+                await self._check(c)
+        for prompt, key, k, c in zip(prompts, keys, keep, cons):
             fut = loop.create_future()
-            self._queue.put_nowait((params, prompt, fut, key, k))
+            self._queue.put_nowait((params, prompt, fut, key, k, c))
             futures.append(fut)
         return list(await asyncio.gather(*futures))
 
@@ -106,18 +131,20 @@ class ModelServer:
             if getattr(self.backend, "accepts_request_keys", False):
                 extra = {"cache_keys": [r[3] for r in batch], "seeds": [r[0].seed for r in batch],
                          "keep_caches": [r[4] for r in batch]}
+            if any(r[5] is not None for r in batch):
+                extra["constraints"] = [r[5] for r in batch]
             t0 = time.perf_counter()
             try:
                 outputs = await asyncio.to_thread(self.backend.generate, prompts, first[0], **extra)
             except Exception as exc:  # every waiting episode learns of the failure
-                for _, _, fut, _, _ in batch:
+                for _, _, fut, *_ in batch:
                     if not fut.done():
                         fut.set_exception(exc)
                 continue
             self._stats["busy_s"] += time.perf_counter() - t0
             self._stats["batches"] += 1
             self._stats["requests"] += len(batch)
-            for (_, _, fut, _, _), out in zip(batch, outputs):
+            for (_, _, fut, *_), out in zip(batch, outputs):
                 if not fut.done():
                     fut.set_result(out)
 
@@ -146,14 +173,18 @@ class RemoteBackend:
     """A :class:`~interplay.backends.base.GenerationBackend` that forwards to a ModelServer actor;
     ``cache_key`` (one per episode and role) lets the server reuse that conversation's KV cache."""
 
-    def __init__(self, server_handle, cache_key: str | None = None):
+    def __init__(self, server_handle, cache_key: str | None = None, accepts_constraints: bool = False):
         self.server = server_handle
         self.cache_key = cache_key
         self.keep_cache = True  # False on the conversation's last turn (set by the agent host)
+        #: the server's backend applies TurnConstraints (asked once by the agent host)
+        self.accepts_constraints = accepts_constraints
 
-    def generate(self, prompts: list[str], params: GenerationParams) -> list[str]:
+    def generate(self, prompts: list[str], params: GenerationParams,
+                 constraints: list[TurnConstraint | None] | None = None) -> list[str]:
         import ray
 
         keys = None if self.cache_key is None else [self.cache_key + (f"#{i}" if i else "") for i in range(len(prompts))]
         keep = None if keys is None else [self.keep_cache] * len(prompts)
-        return ray.get(self.server.generate.remote(prompts, params, cache_keys=keys, keep_caches=keep))
+        return ray.get(self.server.generate.remote(prompts, params, cache_keys=keys, keep_caches=keep,
+                                                   constraints=constraints))

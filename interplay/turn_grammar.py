@@ -1,0 +1,107 @@
+"""The grammar of one legal turn, derived from :mod:`interplay.protocol`.
+
+Constrained decoding generates only strings of this grammar: the canonical wire form
+
+    <action><A></action><response>TEXT</response>
+
+where ``A`` is one of the actions allowed for this turn (:func:`interplay.protocol.legal_actions`,
+possibly narrowed by the caller), ``TEXT`` is free text in which ``<movie_title>`` can only be
+followed by a title of the run's catalogue and ``</movie_title>``, and an action in
+:data:`~interplay.protocol.TITLE_REQUIRED` names at least one title. Free text never contains
+``<``: every ``<`` starts a protocol tag (so a text chunk ends unambiguously where a tag starts).
+Every string of the grammar parses with :func:`~interplay.protocol.parse_turn` to an allowed
+action whose titles are catalogue items; the tests check this property on random catalogues.
+
+The grammar is written in llguidance's Lark dialect. Structural tags are rendered by a
+``literal`` function: a quoted string for plain tokenizers (any tokenization of the tag's bytes
+matches), or ``<[ID]>`` for tokenizers where the tag is one added special token (trained
+checkpoints), whose bytes no text token can spell.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+
+from interplay.protocol import (
+    ACTION_CLOSE,
+    ACTION_OPEN,
+    RESPONSE_CLOSE,
+    RESPONSE_OPEN,
+    ROLE_ACTIONS,
+    TITLE_CLOSE,
+    TITLE_OPEN,
+    TITLE_REQUIRED,
+    Action,
+    Role,
+)
+
+#: A text chunk of a response: anything but ``<`` (which always starts a tag).
+TEXT_REGEX = r"/[^<]+/"
+
+
+class GrammarError(ValueError):
+    """No legal turn satisfies the request (no allowed action, a title needed from an empty
+    catalogue, an action the role may not take)."""
+
+
+def quoted(text: str) -> str:
+    """A Lark string literal for ``text``."""
+    return json.dumps(text)
+
+
+def check_actions(role: Role | None, actions: Iterable[Action], has_titles: bool) -> tuple[Action, ...]:
+    """The actions as a sorted tuple, or :class:`GrammarError` when no legal turn could be
+    generated: none given, one the role may not take, or only title-requiring actions with no
+    catalogue titles to name."""
+    acts = tuple(sorted(set(actions), key=lambda a: a.value))
+    if not acts:
+        raise GrammarError("no action is allowed for this turn")
+    if role is not None:
+        bad = [a.value for a in acts if a not in ROLE_ACTIONS[role]]
+        if bad:
+            raise GrammarError(f"the {role.value} may not take the action(s) {', '.join(bad)}; "
+                               f"allowed: {', '.join(sorted(a.value for a in ROLE_ACTIONS[role]))}")
+    if not has_titles and all(a in TITLE_REQUIRED for a in acts):
+        raise GrammarError(f"a {'/'.join(a.value for a in acts)} turn must name a catalogue title, "
+                           "and the catalogue is empty")
+    return acts
+
+
+def turn_grammar(actions: Iterable[Action], titles: Sequence[str], role: Role | None = None,
+                 literal: Callable[[str], str] = quoted) -> str:
+    """A Lark grammar (llguidance dialect) of the legal turns taking one of ``actions`` and
+    naming only ``titles``; ``literal`` renders a structural tag (see the module docstring)."""
+    titles = [t for t in dict.fromkeys(titles) if t]
+    acts = check_actions(role, actions, bool(titles))
+    titled = [a for a in acts if a in TITLE_REQUIRED]
+    free = [a for a in acts if a not in TITLE_REQUIRED]
+    head, mid, tail = literal(ACTION_OPEN), f"{literal(ACTION_CLOSE)} {literal(RESPONSE_OPEN)}", literal(RESPONSE_CLOSE)
+    branches, rules = [], []
+    if titled and titles:
+        branches.append(f"{head} act_titled {mid} titled {tail}")
+        rules.append("act_titled: " + " | ".join(literal(a.token) for a in titled))
+        rules.append("titled: TEXT? (title TEXT?)+")
+    if free:
+        branches.append(f"{head} act_free {mid} free {tail}")
+        rules.append("act_free: " + " | ".join(literal(a.token) for a in free))
+        rules.append("free: TEXT? (title TEXT?)*" if titles else "free: TEXT?")
+    if titles:
+        rules.append(f"title: {literal(TITLE_OPEN)} TITLE {literal(TITLE_CLOSE)}")
+        rules.append("TITLE: " + " | ".join(quoted(t) for t in titles))
+    rules.append(f"TEXT: {TEXT_REGEX}")
+    return "start: " + " | ".join(branches) + "\n" + "\n".join(rules) + "\n"
+
+
+def token_literal(tokenizer) -> Callable[[str], str]:
+    """The ``literal`` for ``tokenizer``: ``<[ID]>`` for a tag that is one added special token
+    of it, a quoted string otherwise."""
+    special = set(getattr(tokenizer, "all_special_tokens", []) or [])
+    added = tokenizer.get_added_vocab() if hasattr(tokenizer, "get_added_vocab") else {}
+
+    def literal(tag: str) -> str:
+        if tag in special and tag in added:
+            return f"<[{added[tag]}]>"
+        return quoted(tag)
+
+    return literal
