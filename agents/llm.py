@@ -8,7 +8,7 @@ from interplay.catalogue import Catalogue
 from interplay.episode import Observation
 from interplay.prompting import build_messages, render_prompt
 from interplay.protocol import ACTION_OPEN, ProtocolError, Role, Turn, parse_turn
-from interplay.turn_grammar import check_actions
+from interplay.turn_grammar import GrammarError, check_actions
 
 
 class LLMAgent(Agent):
@@ -56,8 +56,13 @@ class LLMAgent(Agent):
         """The legal turns of this observation: the role's legal actions (narrowed by
         ``observation.allowed_actions``), titles from the agent's catalogue, after the prefill.
         Raises :class:`~interplay.turn_grammar.GrammarError` when no legal turn exists."""
-        actions = observation.legal_actions(self.role)
         titled = self.catalogue is not None and len(self.catalogue) > 0
+        if observation.allowed_actions is not None:  # the caller's narrowing: actions of this role?
+            check_actions(self.role, observation.allowed_actions, titled)
+        actions = observation.legal_actions(self.role)
+        if not actions:
+            raise GrammarError(f"none of {sorted(a.value for a in observation.allowed_actions or ())} is legal at "
+                               "this turn (accept needs an earlier recommendation)")
         check_actions(self.role, actions, titled)
         return TurnConstraint(actions=tuple(sorted(actions, key=lambda a: a.value)), role=self.role,
                               catalogue=self.catalogue.key if titled else None, prefill=self.prefill)

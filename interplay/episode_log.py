@@ -185,4 +185,15 @@ def summarize(episodes: list[EpisodeLog]) -> dict:
         # attempts that followed the protocol as written / that were read by the fallback rules
         "protocol_clean_rate": (parsed - fallback) / attempts if attempts else 0.0,
         "fallback_rate": fallback / attempts if attempts else 0.0,
+        # how the parsed turns were decoded: constrained / free / parse-after (a backend that could
+        # not apply the turn grammar); turns of agents without a model have no such note
+        "decoding": _count(t.meta.get("decoding") for ep in episodes for t in ep.turns
+                           if t.action is not None and t.meta.get("decoding")),
     }
+
+
+def _count(values) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for v in values:
+        out[v] = out.get(v, 0) + 1
+    return out

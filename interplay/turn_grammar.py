@@ -46,8 +46,9 @@ class GrammarError(ValueError):
 
 
 def quoted(text: str) -> str:
-    """A Lark string literal for ``text``."""
-    return json.dumps(text)
+    """A Lark string literal for ``text`` (non-ASCII characters kept as they are: llguidance
+    misreads JSON surrogate-pair escapes of characters beyond the BMP)."""
+    return json.dumps(text, ensure_ascii=False)
 
 
 def check_actions(role: Role | None, actions: Iterable[Action], has_titles: bool) -> tuple[Action, ...]:
@@ -105,3 +106,24 @@ def token_literal(tokenizer) -> Callable[[str], str]:
         return quoted(tag)
 
     return literal
+
+
+def conforms(raw: str, actions: Iterable[Action], titles: Iterable[str], role: Role | None = None) -> bool:
+    """Whether ``raw`` is a string of :func:`turn_grammar` for these actions and titles: the
+    canonical wire form of a legal turn (a server that claims to apply the grammar is checked
+    with it)."""
+    from interplay.protocol import ProtocolError, format_turn, parse_turn
+
+    try:
+        turn = parse_turn(raw, role=role)
+    except ProtocolError:
+        return False
+    titles = set(titles)
+    if turn.action not in set(actions) or format_turn(turn) != raw:
+        return False
+    if any(t not in titles for t in turn.titles) or (turn.action in TITLE_REQUIRED and not turn.titles):
+        return False
+    stripped = turn.text
+    for t in turn.titles:
+        stripped = stripped.replace(f"{TITLE_OPEN}{t}{TITLE_CLOSE}", "", 1)
+    return "<" not in stripped

@@ -87,7 +87,7 @@ def test_same_turns_as_the_local_backend(server):
 
     local = TransformersBackend(server.model, dtype="float32")
     remote = http_backend(server.url, server.model)
-    params = GenerationParams(max_new_tokens=40)
+    params = GenerationParams(max_new_tokens=40, decoding="free")  # the same free text both ways
     catalogue, cases = _observations()
     for role, view, obs in cases:
         cls = ZeroShotUser if role == "user" else ZeroShotRecommender

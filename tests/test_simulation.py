@@ -84,7 +84,7 @@ def test_llm_agents_share_one_batched_server_and_log_protocol_errors(tmp_path, t
     out = tmp_path / "llm"
     spec = f"llm:{tiny_model_dir}"
     simulate("--user", spec, "--recommender", spec, "--episodes", 6, "--max-turns", 4, "--max-new-tokens", 12,
-             "--concurrency", 6, "--max-retries", 1, "--out", out)
+             "--concurrency", 6, "--max-retries", 1, "--decoding", "free", "--out", out)
     episodes = list(read_episodes(out / "episodes.jsonl"))
     assert len(episodes) == 6
     for ep in episodes:
@@ -106,11 +106,14 @@ def test_default_llm_agents_run_without_crashing(tmp_path):
     simulate("--user", "llm", "--recommender", "llm", "--episodes", 2, "--max-turns", 4, "--max-new-tokens", 32,
              "--max-retries", 1, "--out", out)
     episodes = list(read_episodes(out / "episodes.jsonl"))
+    titles = {it.title for it in load_demo().catalogue}
     assert len(episodes) == 2
     for ep in episodes:
-        assert ep.termination in {Termination.ACCEPTED, Termination.MAX_TURNS, Termination.PROTOCOL_ERROR}
-        assert all((t.action is not None) or t.parse_error for t in ep.turns)
+        # constrained decoding (the default): legal turns only, titles from the catalogue
+        assert ep.termination in {Termination.ACCEPTED, Termination.MAX_TURNS}
+        assert all(t.action is not None and not t.failed_attempts for t in ep.turns)
         assert all(t.raw for t in ep.turns)  # raw model output is logged for every turn
+        assert set(ep.recommended_items) <= titles
 
 
 def test_docs_example_runs_as_py_spec(tmp_path):

@@ -54,6 +54,8 @@ class TurnConstrainer:
         self.llt = llguidance.hf.from_tokenizer(tokenizer, n_vocab=self.vocab_size)
         self.literal = token_literal(tokenizer)
         self.catalogues: dict[str, list[str]] = {}
+        #: per catalogue, the titles this tokenizer cannot spell (left out of the grammar)
+        self.unspellable: dict[str, list[str]] = {}
         self._title_tokens: dict[str, int] = {}
         self._compiled: dict[TurnConstraint, object] = {}
         self._lock = threading.Lock()
@@ -67,13 +69,24 @@ class TurnConstrainer:
         self._closing, self._opening = closing, opening
 
     def register_catalogue(self, key: str, titles: Sequence[str]) -> None:
-        """Make the titles usable as ``TurnConstraint.catalogue == key``."""
+        """Make the titles usable as ``TurnConstraint.catalogue == key``. A title the tokenizer
+        cannot spell (its ids do not decode back to it, e.g. a character whose bytes have no
+        token) could never be generated: it is left out and listed in :attr:`unspellable`."""
         with self._lock:
             if key in self.catalogues:
                 return
-            titles = [t for t in dict.fromkeys(titles) if t]
-            self.catalogues[key] = titles
-            longest = max((len(self.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in titles), default=0)
+            kept, longest, bad = [], 0, []
+            for t in dict.fromkeys(titles):
+                if not t:
+                    continue
+                ids = self.tokenizer(t, add_special_tokens=False)["input_ids"]
+                if self.tokenizer.decode(ids) != t:
+                    bad.append(t)
+                    continue
+                kept.append(t)
+                longest = max(longest, len(ids))
+            self.catalogues[key] = kept
+            self.unspellable[key] = bad
             self._title_tokens[key] = longest
 
     def close_budget(self, constraints: Sequence[TurnConstraint | None]) -> int:

@@ -15,7 +15,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from interplay.backends.base import GenerationParams, cut_at_stop
+from interplay.backends.base import GenerationParams, TurnConstraint, cut_at_stop
+from interplay.turn_grammar import conforms, turn_grammar
 
 _LIMITS: dict[str, threading.BoundedSemaphore] = {}
 _LIMITS_LOCK = threading.Lock()
@@ -34,6 +35,9 @@ class OpenAIChatBackend:
     """
 
     prefers_chat = True
+    #: requests may carry a TurnConstraint: its grammar is sent to the server (vLLM's
+    #: ``structured_outputs.grammar``, llguidance's Lark dialect) until the server shows it ignores it
+    accepts_constraints = True
 
     def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY", timeout_s: float = 120.0,
                  max_retries: int = 3, max_concurrency: int = 8):
@@ -47,17 +51,56 @@ class OpenAIChatBackend:
         self.requests = 0
         self.failures = 0
         self.seconds = 0.0
+        #: None: not known yet; True: the server applied every grammar sent; False: it refused or
+        #: ignored one, so turns are parsed afterwards ("parse-after") from then on
+        self.grammar_supported: bool | None = None
+        self.grammar_field = os.environ.get("INTERPLAY_HTTP_GRAMMAR_FIELD", "structured_outputs")
+        self.catalogues: dict[str, list[str]] = {}
+        self._grammars: dict[TurnConstraint, str] = {}
 
-    def chat(self, conversations: list[list[dict]], params: GenerationParams) -> list[str]:
-        """One completion per conversation (concurrently, within the concurrency cap)."""
-        futures = [self._pool.submit(self._one, messages, params) for messages in conversations]
+    def register_catalogue(self, key: str, titles: list[str]) -> None:
+        """Titles that constrained turns may name under ``TurnConstraint.catalogue == key``."""
+        self.catalogues.setdefault(key, list(titles))
+
+    def _grammar(self, c: TurnConstraint) -> tuple[str, list[str]]:
+        titles = self.catalogues.get(c.catalogue, []) if c.catalogue else []
+        if c not in self._grammars:
+            self._grammars[c] = turn_grammar(c.actions, titles, c.role)
+        return self._grammars[c], titles
+
+    def chat(self, conversations: list[list[dict]], params: GenerationParams,
+             constraints: list[TurnConstraint | None] | None = None) -> list[str]:
+        """One completion per conversation (concurrently, within the concurrency cap); a
+        constraint sends its turn grammar while the server is not known to ignore grammars."""
+        cons = constraints or [None] * len(conversations)
+        futures = [self._pool.submit(self._one, messages, params, c) for messages, c in zip(conversations, cons)]
         return [f.result() for f in futures]
 
-    def _one(self, messages: list[dict], params: GenerationParams) -> str:
+    def _one(self, messages: list[dict], params: GenerationParams, constraint: TurnConstraint | None = None) -> str:
         kwargs: dict = dict(model=self.model, messages=messages, max_tokens=params.max_new_tokens,
                             temperature=params.temperature, seed=params.seed)
         if params.temperature > 0:
             kwargs["top_p"] = params.top_p
+        if constraint is not None and self.grammar_supported is not False and not constraint.prefill:
+            import openai
+
+            grammar, titles = self._grammar(constraint)
+            field = {"structured_outputs": {"grammar": grammar}} if self.grammar_field == "structured_outputs" \
+                else {self.grammar_field: grammar}
+            try:
+                text, finish = self._create({**kwargs, "extra_body": field}, params)
+            except (openai.BadRequestError, openai.UnprocessableEntityError):
+                self.grammar_supported = False  # the server refuses the field: parse afterwards
+                return self._create(kwargs, params)[0]
+            if conforms(text, constraint.actions, titles, constraint.role):
+                self.grammar_supported = self.grammar_supported if self.grammar_supported is not None else True
+            elif finish != "length":  # a turn cut by max_tokens says nothing about the grammar
+                self.grammar_supported = False  # it took the field but did not apply it
+            return text
+        return self._create(kwargs, params)[0]
+
+    def _create(self, kwargs: dict, params: GenerationParams) -> tuple[str, str | None]:
+        """The completion's text (cut after a stop string) and its finish reason."""
         # stop strings are applied here, not sent: servers drop a matched stop string and report
         # the same finish_reason as for end-of-sequence, so "</response>" could not be restored
         # faithfully (measured: a reply ending at EOS without the tag would then parse as clean)
@@ -71,12 +114,15 @@ class OpenAIChatBackend:
             finally:
                 self.requests += 1
                 self.seconds += time.perf_counter() - t0
-        return cut_at_stop(resp.choices[0].message.content or "", params.stop)
+        choice = resp.choices[0]
+        return cut_at_stop(choice.message.content or "", params.stop), choice.finish_reason
 
-    def generate(self, prompts: list[str], params: GenerationParams) -> list[str]:
+    def generate(self, prompts: list[str], params: GenerationParams,
+                 constraints: list[TurnConstraint | None] | None = None) -> list[str]:
         """Plain prompts go as one user message each (agents send chat messages instead)."""
-        return self.chat([[{"role": "user", "content": p}] for p in prompts], params)
+        return self.chat([[{"role": "user", "content": p}] for p in prompts], params, constraints)
 
     def stats(self) -> dict:
         return {"base_url": self.base_url, "model": self.model, "requests": self.requests,
-                "failures": self.failures, "request_seconds": round(self.seconds, 3)}
+                "failures": self.failures, "request_seconds": round(self.seconds, 3),
+                "grammar_supported": self.grammar_supported}

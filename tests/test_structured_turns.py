@@ -1,0 +1,355 @@
+"""Structured turns: the turn grammar, constrained decoding in the batched loop, and its guarantees.
+
+Properties checked on tiny random-weight models (plain tokenizer, and the same tokenizer with the
+structural tokens added as special tokens, as in trained checkpoints):
+- every constrained output parses with ``parse_turn``, takes an allowed action and names only
+  catalogue titles (random action sets, random catalogues: unicode, parentheses, prefixes);
+- at every step before the token cap where the free greedy token is legal, the constrained
+  greedy token is that token, so a legal free greedy output is reproduced token for token
+  (shown directly on a tiny model trained to write one legal turn).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from interplay.backends.base import GenerationParams, TurnConstraint
+from interplay.backends.kv_reuse import generate_reusing_prefix
+from interplay.backends.transformers_backend import TransformersBackend
+from interplay.catalogue import Catalogue, Item
+from interplay.protocol import ROLE_ACTIONS, TITLE_REQUIRED, Action, ProtocolError, Role, legal_actions, parse_turn
+from interplay.turn_grammar import GrammarError, turn_grammar
+
+PROMPT = "<|im_start|>user\nRecommend a movie, please.<|im_end|>\n<|im_start|>assistant\n"
+
+
+@pytest.fixture(scope="module")
+def plain(tiny_model_dir):
+    return TransformersBackend(str(tiny_model_dir), dtype="float32")
+
+
+@pytest.fixture(scope="module")
+def special_dir(tiny_model_dir, tmp_path_factory):
+    """The tiny model with the protocol's tags added as special tokens (as ``interplay train`` does)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from interplay.training.tokenize import add_special_tokens
+
+    out = tmp_path_factory.mktemp("tiny-special")
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    add_special_tokens(tok, model)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def special(special_dir):
+    return TransformersBackend(str(special_dir), dtype="float32")
+
+
+def constrain(backend, actions, titles, role=Role.RECOMMENDER, prefill=""):
+    key = Catalogue([Item(item_id=str(i), title=t) for i, t in enumerate(titles)]).key if titles else None
+    if titles:
+        backend.register_catalogue(key, list(titles))
+    return TurnConstraint(actions=tuple(actions), role=role, catalogue=key, prefill=prefill)
+
+
+def check_legal(raw: str, actions, titles, role=Role.RECOMMENDER):
+    turn = parse_turn(raw, role=role)
+    assert turn.action in set(actions)
+    assert all(t in titles for t in turn.titles), (turn.titles, titles)
+    if turn.action in TITLE_REQUIRED:
+        assert turn.titles
+    return turn
+
+
+# -- the grammar ----------------------------------------------------------------------------------
+
+def test_grammar_is_derived_from_the_protocol():
+    g = turn_grammar([Action.RECOMMEND, Action.INQUIRE], ["Heat (1995)", 'Say "Hi" (2000)'], Role.RECOMMENDER)
+    assert '"<action>"' in g and '"<recommend>"' in g and '"<inquire>"' in g and '"<movie_title>"' in g
+    assert "titled: TEXT? (title TEXT?)+" in g  # a recommendation names at least one title
+    assert '"Say \\"Hi\\" (2000)"' in g  # titles are quoted literals
+    # no catalogue: a turn may not name titles, and only non-recommending actions remain
+    g = turn_grammar([Action.INQUIRE], [], Role.RECOMMENDER)
+    assert "title" not in g and "free: TEXT?" in g
+
+
+@pytest.mark.parametrize("actions,titles,role,message", [
+    ([Action.RECOMMEND], [], Role.RECOMMENDER, "catalogue is empty"),
+    ([Action.ACCEPT], ["Heat (1995)"], Role.RECOMMENDER, "may not take"),
+    ([Action.RECOMMEND], ["Heat (1995)"], Role.USER, "may not take"),
+    ([], ["Heat (1995)"], Role.USER, "no action"),
+])
+def test_unsatisfiable_requests_are_clear_errors(actions, titles, role, message):
+    with pytest.raises(GrammarError, match=message):
+        turn_grammar(actions, titles, role)
+
+
+def test_legal_actions_follow_the_protocol():
+    assert Action.ACCEPT not in legal_actions(Role.USER, recommended_before=False)
+    assert Action.ACCEPT in legal_actions(Role.USER, recommended_before=True)
+    assert legal_actions(Role.RECOMMENDER, False) == ROLE_ACTIONS[Role.RECOMMENDER]
+
+
+def test_structural_tags_are_single_tokens_for_trained_tokenizers(special, plain):
+    assert "<[" in special.constrainer.literal("<action>") and plain.constrainer.literal("<action>") == '"<action>"'
+
+
+# -- property tests on tiny models ----------------------------------------------------------------
+
+_TITLE_CHARS = st.characters(codec="utf-8", exclude_characters="<\x00", exclude_categories=("Cs", "Cc"))
+
+
+@st.composite
+def catalogues(draw):
+    """Titles with unicode, parentheses and years, some a prefix of another."""
+    base = draw(st.lists(st.text(_TITLE_CHARS, min_size=1, max_size=14).map(str.strip).filter(bool),
+                         min_size=1, max_size=6, unique=True))
+    titles = []
+    for b in base:
+        titles.append(b)
+        if draw(st.booleans()):
+            titles.append(f"{b} ({draw(st.integers(1900, 2030))})")  # "X" and "X (1999)": a prefix
+        if draw(st.booleans()):
+            titles.append(f"{b} (a.k.a. {draw(st.sampled_from(['Léon', 'Amélie', '東京', 'Ça']))})")
+    return list(dict.fromkeys(titles))
+
+
+@st.composite
+def requests(draw):
+    role = draw(st.sampled_from([Role.USER, Role.RECOMMENDER]))
+    actions = draw(st.sets(st.sampled_from(sorted(ROLE_ACTIONS[role], key=lambda a: a.value)), min_size=1))
+    return role, sorted(actions, key=lambda a: a.value), draw(catalogues()), draw(st.integers(0, 2**16))
+
+
+@pytest.mark.parametrize("which", ["plain", "special"])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(req=requests())
+def test_every_constrained_output_is_a_legal_turn(request, which, req):
+    backend = request.getfixturevalue(which)
+    role, actions, titles, seed = req
+    c = constrain(backend, actions, titles, role)
+    spellable = backend.constrainer.catalogues[c.catalogue]
+    # a title whose characters this tokenizer has no tokens for can never be generated
+    assert set(spellable) == {t for t in titles if backend.tokenizer.decode(backend.tokenizer.encode(t)) == t}
+    params = GenerationParams(max_new_tokens=16, temperature=1.0, seed=seed)  # sampled: varied paths
+    if not spellable and all(a in TITLE_REQUIRED for a in actions):
+        with pytest.raises(GrammarError, match="catalogue is empty"):
+            backend.generate([PROMPT], params, constraints=[c])
+        return
+    for out in backend.generate([PROMPT, PROMPT + "Hi"], params, constraints=[c, c]):
+        check_legal(out, actions, spellable, role)
+
+
+def _replay_allowed(backend, constraint, ids):
+    """For each generated position: (allowed mask, free logits) of the constrained matcher and the
+    model, by teacher forcing the prompt + generated ids in one forward pass."""
+    con = backend.constrainer
+    m = con.matcher(constraint)
+    prompt_ids = backend.tokenizer(PROMPT + constraint.prefill, add_special_tokens=False)["input_ids"]
+    with torch.inference_mode():
+        logits = backend.model(torch.tensor([prompt_ids + ids])).logits[0]
+    steps = []
+    for k, tok in enumerate(ids):
+        allowed = con.mask([m], [False])[0]
+        steps.append((allowed, logits[len(prompt_ids) + k - 1]))
+        assert m.consume_token(tok)
+    return steps
+
+
+@pytest.mark.parametrize("which", ["plain", "special"])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(req=requests())
+def test_constrained_greedy_takes_the_free_greedy_token_whenever_it_is_legal(request, which, req):
+    backend = request.getfixturevalue(which)
+    role, actions, titles, _ = req
+    c = constrain(backend, actions, titles, role)
+    titles = backend.constrainer.catalogues[c.catalogue]
+    if not titles and all(a in TITLE_REQUIRED for a in actions):
+        return  # unsatisfiable: the previous test checks the error
+    params = GenerationParams(max_new_tokens=20)
+    with torch.inference_mode():  # the generated ids themselves (re-tokenizing the text may differ)
+        ids = generate_reusing_prefix(backend.model, backend.tokenizer, [PROMPT], params, [None], None,
+                                      constraints=[c], constrainer=backend.constrainer)[0]
+    check_legal(backend.tokenizer.decode(ids), actions, titles, role)
+    steps = _replay_allowed(backend, c, ids)
+    for k, ((allowed, logits), tok) in enumerate(zip(steps, ids)):
+        if k >= params.max_new_tokens:
+            break  # past the cap the row is being closed
+        assert allowed[tok]
+        best = int(logits.masked_fill(~allowed, float("-inf")).argmax())  # the free argmax when it is legal
+        # equal, up to a float tie between one full forward pass and the incremental decode
+        assert tok == best or abs(float(logits[tok] - logits[best])) < 1e-4, f"step {k}: {tok} chosen, {best} best"
+        if allowed[int(logits.argmax())]:
+            assert best == int(logits.argmax())
+
+
+@pytest.fixture(scope="module")
+def fluent_dir(tiny_model_dir, tmp_path_factory):
+    """The tiny model trained for a few seconds to write one legal turn after PROMPT."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = tmp_path_factory.mktemp("tiny-fluent")
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    turn = "<action><recommend></action><response>Try <movie_title>Léon (1994)</movie_title> tonight.</response>"
+    ids = torch.tensor([tok(PROMPT + turn, add_special_tokens=False)["input_ids"]])
+    torch.manual_seed(0)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(150):
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out, turn
+
+
+def test_a_legal_free_greedy_turn_is_reproduced_token_for_token(fluent_dir):
+    path, turn = fluent_dir
+    backend = TransformersBackend(str(path), dtype="float32", prefix_cache_mb=64)
+    params = GenerationParams(max_new_tokens=40)
+    free = backend.generate([PROMPT], params)[0]
+    assert free == turn  # the model writes the legal turn by itself
+    titles = ["Léon (1994)", "Léon", "Heat (1995)"]
+    c = constrain(backend, [Action.RECOMMEND, Action.INQUIRE], titles)
+    assert backend.generate([PROMPT], params, constraints=[c])[0] == free
+    # and token for token, with the KV store on and a free request in the same batch
+    both = backend.generate([PROMPT, PROMPT], params, cache_keys=["a", "b"], constraints=[c, None])
+    assert both == [free, free]
+    # narrowed to inquire, the same model must leave its favourite turn
+    c2 = constrain(backend, [Action.INQUIRE], titles)
+    forced = backend.generate([PROMPT], params, constraints=[c2])[0]
+    assert check_legal(forced, [Action.INQUIRE], titles).action is Action.INQUIRE
+
+
+# -- the decode loop: batching, reuse, seeding, the token cap --------------------------------------
+
+def test_constrained_batches_equal_one_by_one_and_reuse_equals_no_reuse(tiny_model_dir):
+    titles = ["Heat (1995)", "Heat", "Amélie (2001)", "Ronin (1998)"]
+    prompts = [PROMPT, PROMPT + "I like crime.", "Hi", PROMPT]
+    params = GenerationParams(max_new_tokens=14)
+    plain_b = TransformersBackend(str(tiny_model_dir), dtype="float32")
+    reuse_b = TransformersBackend(str(tiny_model_dir), dtype="float32", prefix_cache_mb=64,
+                                  prefix_cache_dtype="model")
+    cons = constrain(plain_b, [Action.RECOMMEND], titles)
+    constrain(reuse_b, [Action.RECOMMEND], titles)  # the same catalogue, registered with both
+    mixed = [cons, cons, None, constrain(plain_b, [Action.INQUIRE, Action.FEEDBACK], titles)]
+    batched = plain_b.generate(prompts, params, constraints=mixed)
+    single = [plain_b.generate([p], params, constraints=[c])[0] for p, c in zip(prompts, mixed)]
+    assert batched == single
+    for out, c in zip(batched, mixed):
+        if c is not None:
+            check_legal(out, c.actions, titles)
+    # second turn of each conversation: the stored prefix is reused, the outputs do not change
+    keys = ["e1", "e2", "e3", "e4"]
+    first = reuse_b.generate(prompts, params, cache_keys=keys, constraints=mixed)
+    assert first == batched
+    nxt = [p + o + "<|im_end|>\n<|im_start|>user\nAnd another?<|im_end|>\n<|im_start|>assistant\n"
+           for p, o in zip(prompts, first)]
+    again = reuse_b.generate(nxt, params, cache_keys=keys, constraints=mixed)
+    assert reuse_b.prefix_store.stats["reused_tokens"] > 0
+    assert again == plain_b.generate(nxt, params, constraints=mixed)
+
+
+def test_constrained_sampling_does_not_depend_on_the_batch(plain):
+    titles = ["Heat (1995)", "Amélie (2001)"]
+    c = constrain(plain, [Action.RECOMMEND, Action.INQUIRE], titles)
+    params = GenerationParams(max_new_tokens=12, temperature=1.0)
+    alone = plain.generate([PROMPT], params, seeds=[7], constraints=[c])
+    batched = plain.generate(["Hi", PROMPT, PROMPT], params, seeds=[3, 7, 9], constraints=[c, c, c])
+    assert batched[1] == alone[0]
+
+
+def test_a_turn_at_the_token_cap_is_closed_legally(plain):
+    titles = ["The Lord of the Rings: The Fellowship of the Ring (2001)", "Heat (1995)"]
+    c = constrain(plain, [Action.RECOMMEND], titles)
+    for cap in (1, 3, 6):
+        out = plain.generate([PROMPT], GenerationParams(max_new_tokens=cap), constraints=[c])[0]
+        check_legal(out, [Action.RECOMMEND], titles)
+        n = len(plain.tokenizer(out, add_special_tokens=False)["input_ids"])
+        assert n <= cap + plain.constrainer.close_budget([c])
+
+
+def test_a_prefill_that_cannot_start_a_legal_turn_is_refused(plain):
+    c = constrain(plain, [Action.INQUIRE], ["Heat (1995)"], prefill="Sure! ")
+    with pytest.raises(GrammarError, match="prefill"):
+        plain.validate_constraint(c)
+
+
+def test_a_bad_constraint_fails_its_own_request_not_the_batch(plain):
+    from interplay.runtime.model_server import ModelServer
+
+    server = ModelServer(None, backend_factory=lambda: plain, max_batch=8)
+    good = constrain(plain, [Action.INQUIRE], ["Heat (1995)"])
+    bad = TurnConstraint(actions=(Action.RECOMMEND,), role=Role.RECOMMENDER, catalogue=None)
+
+    async def go():
+        params = GenerationParams(max_new_tokens=8)
+        return await asyncio.gather(server.generate([PROMPT], params, constraints=[good]),
+                                    server.generate([PROMPT], params, constraints=[bad]), return_exceptions=True)
+
+    ok, err = asyncio.run(go())
+    assert isinstance(err, GrammarError) and "catalogue is empty" in str(err)
+    check_legal(ok[0], [Action.INQUIRE], ["Heat (1995)"])
+
+
+# -- agents -----------------------------------------------------------------------------------------
+
+def test_agents_narrow_one_turn_and_log_how_it_was_decoded(plain):
+    from agents.llm import RecommenderSimulator
+    from interplay.episode import Observation, RecommenderView
+    from interplay.prompting import load_prompt_tokenizer
+
+    cat = Catalogue([Item(item_id="1", title="Heat (1995)"), Item(item_id="2", title="Ronin (1998)")])
+    tok = load_prompt_tokenizer(plain.model_path)
+    agent = RecommenderSimulator(plain, tok, GenerationParams(max_new_tokens=12), catalogue=cat)
+    agent.reset(RecommenderView(episode_id="e"))
+    turn = agent.act(Observation(history=[], turn_index=0, allowed_actions=frozenset({Action.RECOMMEND})))
+    assert turn.action is Action.RECOMMEND and turn.titles and set(turn.titles) <= {"Heat (1995)", "Ronin (1998)"}
+    assert turn.meta["decoding"] == "constrained"
+    with pytest.raises(GrammarError, match="may not take"):
+        agent.act(Observation(history=[], turn_index=0, allowed_actions=frozenset({Action.ACCEPT})))
+    free = RecommenderSimulator(plain, tok, GenerationParams(max_new_tokens=12, decoding="free"), catalogue=cat)
+    free.reset(RecommenderView(episode_id="e"))
+    try:
+        assert free.act(Observation(history=[], turn_index=0)).meta["decoding"] == "free"
+    except ProtocolError:
+        pass  # a random model's free text rarely parses; that is what constrained decoding is for
+
+
+def test_the_constrained_default_gives_legal_turns_in_a_real_run(tmp_path, tiny_model_dir):
+    import json
+
+    from test_simulation import simulate
+
+    from interplay.episode_log import read_episodes
+    from interplay.simulation_data import load_demo
+
+    out = tmp_path / "llm"
+    spec = f"llm:{tiny_model_dir}"
+    simulate("--user", spec, "--recommender", spec, "--episodes", 4, "--max-turns", 4, "--max-new-tokens", 12,
+             "--concurrency", 4, "--out", out)
+    episodes = list(read_episodes(out / "episodes.jsonl"))
+    titles = {it.title for it in load_demo().catalogue}
+    assert len(episodes) == 4
+    for ep in episodes:
+        assert ep.termination.value in {"accepted", "max_turns"}
+        for t in ep.turns:
+            assert t.action is not None and not t.failed_attempts and t.meta["decoding"] == "constrained"
+            assert set(t.titles) <= titles
+        assert set(ep.recommended_items) <= titles
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["parsed_turn_rate"] == 1.0 and summary["termination"].get("protocol_error", 0) == 0
+    assert json.loads((out / "config.json").read_text())["generation"]["decoding"] == "constrained"
+    shutil.rmtree(out)
