@@ -7,7 +7,7 @@ from interplay.backends.base import GenerationBackend, GenerationParams, TurnCon
 from interplay.catalogue import Catalogue
 from interplay.episode import Observation
 from interplay.prompting import build_messages, render_prompt
-from interplay.protocol import ACTION_OPEN, ProtocolError, Role, Turn, parse_turn
+from interplay.protocol import ACTION_OPEN, TITLE_OPEN, ProtocolError, Role, Turn, parse_turn
 from interplay.turn_grammar import GrammarError, check_actions
 
 
@@ -56,7 +56,8 @@ class LLMAgent(Agent):
         """The legal turns of this observation: the role's legal actions (narrowed by
         ``observation.allowed_actions``), titles from the agent's catalogue, after the prefill.
         Raises :class:`~interplay.turn_grammar.GrammarError` when no legal turn exists."""
-        titled = self.catalogue is not None and len(self.catalogue) > 0
+        # no catalogue at all: titles are free text; a catalogue (even an empty one): its titles only
+        titled = self.catalogue is None or len(self.catalogue) > 0
         if observation.allowed_actions is not None:  # the caller's narrowing: actions of this role?
             check_actions(self.role, observation.allowed_actions, titled)
         actions = observation.legal_actions(self.role)
@@ -65,20 +66,21 @@ class LLMAgent(Agent):
                                "this turn (accept needs an earlier recommendation)")
         check_actions(self.role, actions, titled)
         return TurnConstraint(actions=tuple(sorted(actions, key=lambda a: a.value)), role=self.role,
-                              catalogue=self.catalogue.key if titled else None, prefill=self.prefill)
+                              catalogue=self.catalogue.key if self.catalogue is not None else None,
+                              prefill=self.prefill)
 
     def decoding_mode(self) -> str:
         """How this agent's last turns were decoded: ``constrained``, ``free``, or ``parse-after``
         (constrained asked for, but the backend could not apply the grammar)."""
         if self.params.decoding == "free":
             return "free"
-        if not self.constrains or getattr(self.backend, "grammar_supported", True) is False:
-            return "parse-after"
+        if not self.constrains or getattr(self.backend, "grammar_supported", True) is not True:
+            return "parse-after"  # (an HTTP server not yet seen to apply a grammar counts as not applying it)
         return "constrained"
 
     def _register_catalogue(self) -> None:
         register = getattr(self.backend, "register_catalogue", None)
-        if register is not None and self.catalogue is not None and len(self.catalogue):
+        if register is not None and self.catalogue is not None:
             register(self.catalogue.key, self.catalogue.titles())
 
     def act_batch(self, observations: list[Observation]) -> list[Turn | ProtocolError]:
@@ -105,7 +107,20 @@ class LLMAgent(Agent):
                     results[i] = turn
                 except ProtocolError as exc:
                     results[i] = exc
+                    continue
+                if observations[i].rank_items and TITLE_OPEN in out:
+                    turn.meta["ranked_items"] = self.rank(observations[i], out, observations[i].rank_items)
         return results  # type: ignore[return-value]
+
+    def rank(self, observation: Observation, output: str, k: int) -> list[str]:
+        """The ``k`` catalogue titles the model finds most likely at the first ``<movie_title>`` of
+        its ``output`` for this observation, best first (empty when the backend cannot rank)."""
+        if not getattr(self.backend, "accepts_ranking", False) or self.catalogue is None or not len(self.catalogue):
+            return []
+        if getattr(self.backend, "prefers_chat", False):
+            return []
+        prompt = self.prompt(observation) + output[: output.index(TITLE_OPEN) + len(TITLE_OPEN)]
+        return self.backend.rank_titles([prompt], self.catalogue.key, k)[0]
 
     def messages(self, observation: Observation) -> list[dict]:
         """The chat messages of this observation (what a chat API receives)."""

@@ -6,7 +6,10 @@ The same N episodes (same seeds, greedy decoding, same dtype) run through the re
 one model server shared by both roles, one agent host for both roles) three ways:
 (a) naive: the model server generates one request at a time (``max_batch 1``), no KV reuse;
 (b) batched: batches of up to ``--max-batch`` requests from concurrent episodes, every prompt prefilled whole;
-(c) batched + KV reuse: as (b), each episode's KV cache kept between turns (prefill of new tokens only).
+(c) batched + KV reuse: as (b), each episode's KV cache kept between turns (prefill of new tokens only);
+(d) constrained: as (c), every turn decoded under the turn grammar (legal turns, catalogue titles).
+(a)-(c) decode free text (parsed afterwards), so their agreement with (a) is exact; (d) writes other
+turns by design: compare its tokens/s and turns/s with (c), and the mask time the server reports.
 The default agents are the zero-shot ones on the default model (SmolLM2-135M): with their fallback
 parser every turn lands, so episodes run their full length (the untrained ``llm`` agents mostly end
 in protocol errors after a turn or two). For each mode it prints turns/s, generated tokens/s
@@ -30,6 +33,7 @@ MODES = {
     "a": dict(label="(a) naive, batch 1", max_batch=1, prefix_cache_mb=0.0),
     "b": dict(label="(b) batched", prefix_cache_mb=0.0),
     "c": dict(label="(c) batched + KV reuse"),
+    "d": dict(label="(d) (c) + constrained", decoding="constrained"),
 }
 
 
@@ -149,7 +153,7 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--dtype", default="auto")
     ap.add_argument("--prefix-cache-mb", type=float, default=1024.0)
-    ap.add_argument("--modes", default="abc", help="which of a, b, c to run (a is the reference)")
+    ap.add_argument("--modes", default="abcd", help="which of a, b, c, d to run (a is the reference)")
     ap.add_argument("--keep", default=None, help="keep the run folders here")
     ap.add_argument("--json", default=None, help="also write the results as JSON")
     args = ap.parse_args()
@@ -172,7 +176,8 @@ def main() -> None:
                                    episodes=args.episodes, max_turns=args.max_turns, out=str(out),
                                    concurrency=args.concurrency, max_batch=spec["max_batch"], dtype=args.dtype,
                                    prefix_cache_mb=spec["prefix_cache_mb"],
-                                   generation=GenerationParams(max_new_tokens=args.max_new_tokens))
+                                   generation=GenerationParams(max_new_tokens=args.max_new_tokens,
+                                                               decoding=spec.get("decoding", "free")))
             with RssSampler() as rss:
                 summary = run_simulation(cfg, progress=True)
             logs[mode] = latest_episodes(out / EPISODES_FILE)
@@ -181,7 +186,9 @@ def main() -> None:
                                  turns=sum(e.num_turns for e in logs[mode]),
                                  peak_rss_mb=round(rss.peak_mb, 1), ray_daemons_peak_rss_mb=round(rss.peak_daemons_mb, 1),
                                  peak_rss_by_process=summary["peak_rss_mb"], mean_batch=server.get("mean_batch"),
-                                 prefix_cache=server.get("prefix_cache"))
+                                 prefix_cache=server.get("prefix_cache"), constrained=server.get("constrained"),
+                                 parsed_turn_rate=summary["parsed_turn_rate"], fallback_rate=summary["fallback_rate"],
+                                 protocol_errors=summary["termination"]["protocol_error"])
             print(json.dumps({mode: results[mode]}, default=str))
     finally:
         ray.shutdown()
@@ -217,8 +224,16 @@ def main() -> None:
               f"{r['share_of_decode_limit']:>9.2f}")
     print(f"batch-saturated decode limit (batch {args.max_batch}, 512 cached tokens): {limit:.1f} tok/s")
     for mode, r in results.items():
+        print(f"{mode}: parsed turn rate {r['parsed_turn_rate']:.3f}, fallback rate {r['fallback_rate']:.3f}, "
+              f"protocol errors {r['protocol_errors']}")
         if r.get("prefix_cache"):
             print(f"{mode}: prefix cache {r['prefix_cache']}")
+        if r.get("constrained"):
+            print(f"{mode}: constrained decoding {r['constrained']}")
+    if "c" in results and "d" in results:
+        c, d = results["c"], results["d"]
+        print(f"(d) vs (c): turns/s x{d['turns_per_s'] / c['turns_per_s']:.3f}, "
+              f"tok/s x{d['tokens_per_s'] / c['tokens_per_s']:.3f}")
     if args.json:
         Path(args.json).write_text(json.dumps(dict(args=vars(args), decode_limit_tok_s=limit, modes=results), indent=2,
                                               default=str))

@@ -86,6 +86,10 @@ class Observation(_Model):
     #: the caller narrows this turn to these actions (None: every legal action), e.g. an
     #: evaluation asking for a recommendation at the turn it scores
     allowed_actions: frozenset[Action] | None = None
+    #: the caller asks for the agent's top-k catalogue items at this turn in
+    #: ``turn.meta["ranked_items"]`` (0: none); LLM recommenders rank every catalogue title by its
+    #: likelihood at the turn's first ``<movie_title>``
+    rank_items: int = Field(0, ge=0)
 
     @property
     def last(self) -> HistoryTurn | None:

@@ -69,27 +69,32 @@ def check_actions(role: Role | None, actions: Iterable[Action], has_titles: bool
     return acts
 
 
-def turn_grammar(actions: Iterable[Action], titles: Sequence[str], role: Role | None = None,
-                 literal: Callable[[str], str] = quoted) -> str:
+def turn_grammar(actions: Iterable[Action], titles: Sequence[str] | None, role: Role | None = None,
+                 literal: Callable[[str], str] = quoted, after_action_open: bool = False) -> str:
     """A Lark grammar (llguidance dialect) of the legal turns taking one of ``actions`` and
-    naming only ``titles``; ``literal`` renders a structural tag (see the module docstring)."""
-    titles = [t for t in dict.fromkeys(titles) if t]
-    acts = check_actions(role, actions, bool(titles))
+    naming only ``titles`` (``None``: no catalogue, any title text without ``<``); ``literal``
+    renders a structural tag (see the module docstring).
+    ``after_action_open``: the grammar of the rest of the turn when ``<action>`` is already
+    written (a prompt prefilled with it, for engines that take a grammar and not a prefix)."""
+    free_titles = titles is None
+    titles = [t for t in dict.fromkeys(titles or []) if t]
+    acts = check_actions(role, actions, free_titles or bool(titles))
     titled = [a for a in acts if a in TITLE_REQUIRED]
     free = [a for a in acts if a not in TITLE_REQUIRED]
-    head, mid, tail = literal(ACTION_OPEN), f"{literal(ACTION_CLOSE)} {literal(RESPONSE_OPEN)}", literal(RESPONSE_CLOSE)
+    head = "" if after_action_open else literal(ACTION_OPEN)
+    mid, tail = f"{literal(ACTION_CLOSE)} {literal(RESPONSE_OPEN)}", literal(RESPONSE_CLOSE)
     branches, rules = [], []
-    if titled and titles:
-        branches.append(f"{head} act_titled {mid} titled {tail}")
+    if titled and (titles or free_titles):
+        branches.append(f"{head} act_titled {mid} titled {tail}".strip())
         rules.append("act_titled: " + " | ".join(literal(a.token) for a in titled))
         rules.append("titled: TEXT? (title TEXT?)+")
     if free:
-        branches.append(f"{head} act_free {mid} free {tail}")
+        branches.append(f"{head} act_free {mid} free {tail}".strip())
         rules.append("act_free: " + " | ".join(literal(a.token) for a in free))
-        rules.append("free: TEXT? (title TEXT?)*" if titles else "free: TEXT?")
-    if titles:
+        rules.append("free: TEXT? (title TEXT?)*" if titles or free_titles else "free: TEXT?")
+    if titles or free_titles:
         rules.append(f"title: {literal(TITLE_OPEN)} TITLE {literal(TITLE_CLOSE)}")
-        rules.append("TITLE: " + " | ".join(quoted(t) for t in titles))
+        rules.append("TITLE: " + (TEXT_REGEX if free_titles else " | ".join(quoted(t) for t in titles)))
     rules.append(f"TEXT: {TEXT_REGEX}")
     return "start: " + " | ".join(branches) + "\n" + "\n".join(rules) + "\n"
 
@@ -108,7 +113,7 @@ def token_literal(tokenizer) -> Callable[[str], str]:
     return literal
 
 
-def conforms(raw: str, actions: Iterable[Action], titles: Iterable[str], role: Role | None = None) -> bool:
+def conforms(raw: str, actions: Iterable[Action], titles: Iterable[str] | None, role: Role | None = None) -> bool:
     """Whether ``raw`` is a string of :func:`turn_grammar` for these actions and titles: the
     canonical wire form of a legal turn (a server that claims to apply the grammar is checked
     with it)."""
@@ -118,10 +123,11 @@ def conforms(raw: str, actions: Iterable[Action], titles: Iterable[str], role: R
         turn = parse_turn(raw, role=role)
     except ProtocolError:
         return False
-    titles = set(titles)
     if turn.action not in set(actions) or format_turn(turn) != raw:
         return False
-    if any(t not in titles for t in turn.titles) or (turn.action in TITLE_REQUIRED and not turn.titles):
+    if titles is not None and any(t not in set(titles) for t in turn.titles):
+        return False
+    if turn.action in TITLE_REQUIRED and not turn.titles:
         return False
     stripped = turn.text
     for t in turn.titles:

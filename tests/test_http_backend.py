@@ -20,6 +20,7 @@ from conftest import ROOT, subprocess_env
 from interplay.backends.base import GenerationParams
 from interplay.episode import Observation, build_recommender_view, build_user_view
 from interplay.episode_log import Termination, latest_episodes, read_episodes
+from interplay.protocol import ProtocolError
 from interplay.simulation_data import load_demo
 
 INTERPLAY = [sys.executable, "-m", "interplay.cli"]
@@ -98,6 +99,28 @@ def test_same_turns_as_the_local_backend(server):
         ta, tb = a.act(obs), b.act(obs)
         assert (ta.action, ta.text, ta.meta["fallback"]) == (tb.action, tb.text, tb.meta["fallback"]), (ta.raw, tb.raw)
     assert remote.stats()["requests"] >= 4 and remote.stats()["failures"] == 0
+
+
+def test_a_server_that_ignores_the_grammar_is_detected(server):
+    from agents.zero_shot import ZeroShotRecommender
+    from interplay.backends.openai_http import OpenAIChatBackend
+
+    remote = OpenAIChatBackend(server.url, server.model)
+    catalogue, cases = _observations()
+    _, view, obs = cases[1]
+    agent = ZeroShotRecommender(remote, None, GenerationParams(max_new_tokens=48), catalogue=catalogue)
+    agent.reset(view)
+    for i in range(3):
+        try:
+            turn = agent.act(obs.model_copy(update={"turn_index": i}))
+            assert turn.meta["decoding"] in {"parse-after", "constrained"}
+        except ProtocolError:
+            pass
+        if remote.grammar_supported is False:
+            break
+    # transformers serve takes the field and does not apply it: detected, answers parsed afterwards
+    assert remote.grammar_supported is False and remote.stats()["grammar_supported"] is False
+    assert agent.decoding_mode() == "parse-after"
 
 
 def test_server_stopped_mid_run_then_resume(server, tmp_path):

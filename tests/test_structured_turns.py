@@ -56,9 +56,8 @@ def special(special_dir):
 
 
 def constrain(backend, actions, titles, role=Role.RECOMMENDER, prefill=""):
-    key = Catalogue([Item(item_id=str(i), title=t) for i, t in enumerate(titles)]).key if titles else None
-    if titles:
-        backend.register_catalogue(key, list(titles))
+    key = Catalogue([Item(item_id=str(i), title=t) for i, t in enumerate(titles)]).key
+    backend.register_catalogue(key, list(titles))
     return TurnConstraint(actions=tuple(actions), role=role, catalogue=key, prefill=prefill)
 
 
@@ -78,9 +77,12 @@ def test_grammar_is_derived_from_the_protocol():
     assert '"<action>"' in g and '"<recommend>"' in g and '"<inquire>"' in g and '"<movie_title>"' in g
     assert "titled: TEXT? (title TEXT?)+" in g  # a recommendation names at least one title
     assert '"Say \\"Hi\\" (2000)"' in g  # titles are quoted literals
-    # no catalogue: a turn may not name titles, and only non-recommending actions remain
-    g = turn_grammar([Action.INQUIRE], [], Role.RECOMMENDER)
-    assert "title" not in g and "free: TEXT?" in g
+    # an empty catalogue: a turn may not name titles, and only non-recommending actions remain
+    g = turn_grammar([Action.INQUIRE, Action.RECOMMEND], [], Role.RECOMMENDER)
+    assert "title" not in g and "free: TEXT?" in g and "recommend" not in g
+    # no catalogue at all: a title is any text without "<"
+    g = turn_grammar([Action.RECOMMEND], None, Role.RECOMMENDER)
+    assert "TITLE: /[^<]+/" in g
 
 
 @pytest.mark.parametrize("actions,titles,role,message", [
@@ -292,7 +294,7 @@ def test_a_bad_constraint_fails_its_own_request_not_the_batch(plain):
 
     server = ModelServer(None, backend_factory=lambda: plain, max_batch=8)
     good = constrain(plain, [Action.INQUIRE], ["Heat (1995)"])
-    bad = TurnConstraint(actions=(Action.RECOMMEND,), role=Role.RECOMMENDER, catalogue=None)
+    bad = constrain(plain, [Action.RECOMMEND], [])  # a recommendation from an empty catalogue
 
     async def go():
         params = GenerationParams(max_new_tokens=8)
@@ -353,3 +355,111 @@ def test_the_constrained_default_gives_legal_turns_in_a_real_run(tmp_path, tiny_
     assert summary["parsed_turn_rate"] == 1.0 and summary["termination"].get("protocol_error", 0) == 0
     assert json.loads((out / "config.json").read_text())["generation"]["decoding"] == "constrained"
     shutil.rmtree(out)
+
+
+def test_the_rest_of_a_turn_after_a_prefilled_action_tag(plain):
+    """The grammar engines get when the prompt already ends with ``<action>`` (vLLM)."""
+    import llguidance
+
+    g = turn_grammar([Action.RECOMMEND, Action.INQUIRE], ["Heat (1995)"], after_action_open=True)
+    m = llguidance.LLMatcher(plain.constrainer.llt, g, log_level=0)
+    rest = "<recommend></action><response>Try <movie_title>Heat (1995)</movie_title>.</response>"
+    assert m.consume_tokens(plain.tokenizer(rest, add_special_tokens=False)["input_ids"]) and m.is_accepting()
+    m = llguidance.LLMatcher(plain.constrainer.llt, g, log_level=0)
+    ids = plain.tokenizer("<action>", add_special_tokens=False)["input_ids"]
+    assert m.try_consume_tokens(ids) < len(ids)  # "<" may start "<recommend>", "<action>" may not
+
+
+# -- OpenAI-compatible servers: the grammar is sent, and servers that ignore it are detected --------
+
+class _Recorder:
+    """A loopback OpenAI-compatible endpoint standing in for a vLLM server (none runs here): it
+    records each request body and answers with the next canned reply, or an HTTP error code."""
+
+    def __init__(self, replies):
+        import http.server
+        import json
+        import threading
+
+        self.bodies, self.replies = [], list(replies)
+        rec = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                rec.bodies.append(body)
+                reply = rec.replies.pop(0)
+                if isinstance(reply, int):
+                    self.send_response(reply)
+                    self.send_header("Content-Type", "application/json")
+                    self.end_headers()
+                    self.wfile.write(json.dumps({"error": {"message": "unknown field"}}).encode())
+                    return
+                out = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+                       "choices": [{"index": 0, "finish_reason": "stop",
+                                    "message": {"role": "assistant", "content": reply}}]}
+                data = json.dumps(out).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+
+
+def _zero_shot_on(url):
+    from agents.zero_shot import ZeroShotRecommender
+    from interplay.backends.openai_http import OpenAIChatBackend
+    from interplay.episode import RecommenderView
+
+    cat = Catalogue([Item(item_id="1", title="Heat (1995)")])
+    backend = OpenAIChatBackend(url, "m", max_retries=0)
+    agent = ZeroShotRecommender(backend, None, GenerationParams(max_new_tokens=30), catalogue=cat)
+    agent.reset(RecommenderView(episode_id="e"))
+    return agent, backend
+
+
+def test_http_sends_the_grammar_and_trusts_a_server_that_applies_it():
+    from interplay.episode import Observation
+
+    legal = "<action><recommend></action><response>Try <movie_title>Heat (1995)</movie_title>.</response>"
+    srv = _Recorder([legal, legal])
+    try:
+        agent, backend = _zero_shot_on(srv.url)
+        obs = Observation(history=[], turn_index=0, allowed_actions=frozenset({Action.RECOMMEND}))
+        for _ in range(2):
+            turn = agent.act(obs)
+            assert turn.action is Action.RECOMMEND and turn.meta["decoding"] == "constrained"
+        grammar = srv.bodies[0]["structured_outputs"]["grammar"]
+        assert '"<recommend>"' in grammar and '"Heat (1995)"' in grammar and '"<inquire>"' not in grammar
+        assert backend.grammar_supported is True
+    finally:
+        srv.close()
+
+
+@pytest.mark.parametrize("first", [400, "Sure! Try Heat (1995), it is great."])
+def test_http_falls_back_to_parse_after_when_a_server_refuses_or_ignores_the_grammar(first):
+    from interplay.episode import Observation
+
+    srv = _Recorder([first, "Sure! Try Heat (1995), it is great."] if first == 400 else [first, "Hello?"])
+    try:
+        agent, backend = _zero_shot_on(srv.url)
+        turn = agent.act(Observation(history=[], turn_index=0))
+        assert backend.grammar_supported is False
+        assert turn.meta["decoding"] == "parse-after" and turn.meta["fallback"]  # read by the fallback rules
+        if first == 400:  # refused: the same request again without the field
+            assert "structured_outputs" in srv.bodies[0] and "structured_outputs" not in srv.bodies[1]
+        else:  # ignored: the grammar is not sent again
+            agent.act(Observation(history=[], turn_index=1))
+            assert "structured_outputs" not in srv.bodies[1]
+    finally:
+        srv.close()

@@ -22,6 +22,7 @@ for at most :meth:`TurnConstrainer.close_budget` more tokens.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -58,6 +59,8 @@ class TurnConstrainer:
         self.unspellable: dict[str, list[str]] = {}
         self._title_tokens: dict[str, int] = {}
         self._compiled: dict[TurnConstraint, object] = {}
+        #: seconds computing masks, rows masked, grammars compiled and their seconds
+        self.stats = {"mask_s": 0.0, "masked_tokens": 0, "grammars": 0, "compile_s": 0.0}
         self._lock = threading.Lock()
         pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
         closing = torch.zeros(self.vocab_size, dtype=torch.bool)
@@ -107,10 +110,13 @@ class TurnConstrainer:
                 return hit
             if constraint.catalogue is not None and constraint.catalogue not in self.catalogues:
                 raise GrammarError(f"catalogue {constraint.catalogue!r} was never registered with this backend")
-            titles = self.catalogues.get(constraint.catalogue, []) if constraint.catalogue else []
-            check_actions(constraint.role, constraint.actions, bool(titles))
+            titles = self.catalogues[constraint.catalogue] if constraint.catalogue else None  # None: any title
+            check_actions(constraint.role, constraint.actions, titles is None or bool(titles))
+            t0 = time.perf_counter()
             grammar = turn_grammar(constraint.actions, titles, constraint.role, self.literal)
-            matcher = llguidance.LLMatcher(self.llt, grammar, log_level=0, limits=_limits(len(titles)))
+            matcher = llguidance.LLMatcher(self.llt, grammar, log_level=0, limits=_limits(len(titles or [])))
+            self.stats["grammars"] += 1
+            self.stats["compile_s"] += time.perf_counter() - t0
             if matcher.is_error():
                 raise GrammarError(f"turn grammar rejected by llguidance: {matcher.get_error()}")
             if constraint.prefill:
@@ -130,6 +136,7 @@ class TurnConstrainer:
         allowed); a ``closing`` row is further restricted to tokens that end the turn."""
         import llguidance.torch as lgt
 
+        t0 = time.perf_counter()
         rows = len(matchers)
         bits = lgt.allocate_token_bitmask(rows, self.vocab_size)
         for r, m in enumerate(matchers):
@@ -144,6 +151,8 @@ class TurnConstrainer:
                     if sub.any():
                         allowed[r] = sub
                         break
+        self.stats["mask_s"] += time.perf_counter() - t0
+        self.stats["masked_tokens"] += sum(m is not None for m in matchers)
         return allowed
 
 

@@ -62,8 +62,8 @@ class OpenAIChatBackend:
         """Titles that constrained turns may name under ``TurnConstraint.catalogue == key``."""
         self.catalogues.setdefault(key, list(titles))
 
-    def _grammar(self, c: TurnConstraint) -> tuple[str, list[str]]:
-        titles = self.catalogues.get(c.catalogue, []) if c.catalogue else []
+    def _grammar(self, c: TurnConstraint) -> tuple[str, list[str] | None]:
+        titles = self.catalogues.get(c.catalogue, []) if c.catalogue else None  # None: any title
         if c not in self._grammars:
             self._grammars[c] = turn_grammar(c.actions, titles, c.role)
         return self._grammars[c], titles

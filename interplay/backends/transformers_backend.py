@@ -77,6 +77,7 @@ class TransformersBackend:
         self._strip = [t for t in self.tokenizer.all_special_tokens if t and t not in STRUCTURAL_TOKENS]
         self._lock = threading.Lock()
         self._constrainer = None
+        self._tries: dict = {}  # catalogue key -> TitleTrie (ranking)
         self.accepts_request_keys = True  # the model server passes each request's cache key and seed
         # kept KV of a float32 model is stored as float16 (half the memory; agreement measured in
         # docs/performance.md); "model" keeps the model's dtype (exact reuse)
@@ -91,6 +92,8 @@ class TransformersBackend:
 
     #: the model server passes each request's TurnConstraint (constrained decoding)
     accepts_constraints = True
+    #: ranks a registered catalogue's titles by likelihood (``rank_titles``)
+    accepts_ranking = True
 
     @property
     def constrainer(self):
@@ -141,6 +144,36 @@ class TransformersBackend:
                 for key in cache_keys:
                     for stored in [k for k in self.prefix_store.entries if k == key or k.startswith(key + "#")]:
                         self.prefix_store.drop(stored)
+
+    def rank_titles(self, prompts: list[str], catalogue: str, k: int) -> list[list[str]]:
+        """For each prompt (ending just after ``<movie_title>``), the ``k`` titles of the
+        registered catalogue with the highest log-likelihood there (title and ``</movie_title>``),
+        best first: exact, by best-first search over the catalogue's token trie
+        (:mod:`interplay.backends.title_ranking`)."""
+        from interplay.backends.title_ranking import TitleTrie, rank_titles
+
+        with self._lock, torch.inference_mode():
+            if catalogue not in self._tries:
+                if catalogue not in self.constrainer.catalogues:
+                    raise ValueError(f"catalogue {catalogue!r} was never registered with this backend")
+                self._tries[catalogue] = TitleTrie(self.tokenizer, self.constrainer.catalogues[catalogue])
+            trie = self._tries[catalogue]
+            out = []
+            for prompt in prompts:
+                ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+                out.append(rank_titles(self.model, ids, trie, k=k).titles)
+        if self.device == "cpu":
+            _return_freed_memory()
+        return out
+
+    def constraint_stats(self) -> dict:
+        """Constrained decoding: seconds spent computing token masks, rows masked, grammars
+        compiled and seconds compiling (empty before the first constrained request)."""
+        if self._constrainer is None:
+            return {}
+        st = dict(self._constrainer.stats)
+        st["mask_ms_per_token"] = round(1000 * st["mask_s"] / st["masked_tokens"], 4) if st["masked_tokens"] else None
+        return st
 
     def prefix_cache_stats(self) -> dict:
         """Lookups, hits, reused and prefilled prompt tokens, evictions, bytes held."""

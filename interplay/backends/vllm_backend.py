@@ -27,17 +27,61 @@ class VLLMBackend:
             raise RuntimeError("the vLLM backend needs a CUDA GPU and none is visible; "
                                "use 'zero-shot:MODEL' (transformers) on this machine")
         self.model_path = resolve_model_path(model)
-        self.llm = LLM(model=self.model_path, dtype="auto" if dtype in ("auto", None) else dtype,
-                       gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len)
+        kwargs = dict(model=self.model_path, dtype="auto" if dtype in ("auto", None) else dtype,
+                      gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len)
+        try:  # the turn grammar is llguidance Lark: vLLM's "guidance" structured-output backend
+            self.llm = LLM(**kwargs, structured_outputs_config={"backend": "guidance"})
+        except TypeError:  # vLLM before structured_outputs_config
+            self.llm = LLM(**kwargs, guided_decoding_backend="guidance")
         self.tokenizer = self.llm.get_tokenizer()
+        self.catalogues: dict[str, list[str]] = {}
+        self._grammars: dict = {}
 
-    def generate(self, prompts: list[str], params: GenerationParams) -> list[str]:
+    #: requests may carry a TurnConstraint, applied through vLLM structured outputs
+    accepts_constraints = True
+
+    def register_catalogue(self, key: str, titles: list[str]) -> None:
+        """Titles that constrained turns may name under ``TurnConstraint.catalogue == key``."""
+        self.catalogues.setdefault(key, list(titles))
+
+    def validate_constraint(self, constraint) -> None:
+        """Raise :class:`~interplay.turn_grammar.GrammarError` if no legal turn satisfies it."""
+        self._grammar(constraint)
+
+    def _grammar(self, c) -> str:
+        """The turn grammar after the prompt's prefill (the same grammar as the transformers
+        backend; tags that are one special token of this tokenizer are written ``<[ID]>``)."""
+        from interplay.protocol import ACTION_OPEN
+        from interplay.turn_grammar import GrammarError, token_literal, turn_grammar
+
+        if c not in self._grammars:
+            if c.prefill not in ("", ACTION_OPEN):
+                raise GrammarError(f"the vLLM backend takes the prefill {ACTION_OPEN!r} or none, not {c.prefill!r}")
+            titles = self.catalogues.get(c.catalogue, []) if c.catalogue else None  # None: any title
+            self._grammars[c] = turn_grammar(c.actions, titles, c.role, token_literal(self.tokenizer),
+                                             after_action_open=bool(c.prefill))
+        return self._grammars[c]
+
+    def _structured(self, grammar: str) -> dict:
+        try:
+            from vllm.sampling_params import StructuredOutputsParams
+
+            return {"structured_outputs": StructuredOutputsParams(grammar=grammar)}
+        except ImportError:  # older vLLM
+            from vllm.sampling_params import GuidedDecodingParams
+
+            return {"guided_decoding": GuidedDecodingParams(grammar=grammar)}
+
+    def generate(self, prompts: list[str], params: GenerationParams, constraints: list | None = None) -> list[str]:
         from vllm import SamplingParams
 
         if not prompts:
             return []
-        sp = SamplingParams(max_tokens=params.max_new_tokens, temperature=params.temperature,
-                            top_p=params.top_p if params.temperature > 0 else 1.0, stop=list(params.stop) or None,
-                            include_stop_str_in_output=True, seed=params.seed if params.temperature > 0 else None)
-        outputs = self.llm.generate(prompts, sp, use_tqdm=False)
+        base = dict(max_tokens=params.max_new_tokens, temperature=params.temperature,
+                    top_p=params.top_p if params.temperature > 0 else 1.0, stop=list(params.stop) or None,
+                    include_stop_str_in_output=True, seed=params.seed if params.temperature > 0 else None)
+        cons = constraints or [None] * len(prompts)
+        sps = [SamplingParams(**base, **(self._structured(self._grammar(c)) if c is not None else {})) for c in cons]
+        outputs = self.llm.generate(prompts, sps, use_tqdm=False)
         return [o.outputs[0].text for o in outputs]
+

@@ -104,11 +104,12 @@ def user_turn_tasks(records: list[DialogueRecord]) -> tuple[list[TurnTask], Coun
 
 
 def recommender_turn_tasks(records: list[DialogueRecord], with_persona: bool = False,
-                           force_recommend: bool = False) -> tuple[list[TurnTask], Counter]:
+                           force_recommend: bool = False, rank_items: int = 50) -> tuple[list[TurnTask], Counter]:
     """At the first recorded turn recommending the target, the recommender answers the gold history
     before it (the turn Recall@1 and MatchScore are measured at). ``force_recommend`` narrows that
     turn to ``recommend`` (as the paper generates a recommendation where the ground truth gave
-    one); agents decoding under the turn grammar honour it."""
+    one); agents decoding under the turn grammar honour it. Each task asks for the agent's top
+    ``rank_items`` items (Recall@10/50)."""
     tasks, skipped = [], Counter()
     for r in records:
         if r.target is None:
@@ -121,7 +122,7 @@ def recommender_turn_tasks(records: list[DialogueRecord], with_persona: bool = F
             continue
         view = build_recommender_view(r.id, r.episode_spec(), with_persona=with_persona)
         tasks.append(TurnTask(f"rec-{r.id}-{k}", r.id, Role.RECOMMENDER, view,
-                              Observation(history=history(r)[:k], turn_index=k,
+                              Observation(history=history(r)[:k], turn_index=k, rank_items=rank_items,
                                           allowed_actions=frozenset({Action.RECOMMEND}) if force_recommend else None),
                               r.turns[k].text,
                               r.turns[k].action.value, r.target.title, extra={"target_id": r.target.item_id}))

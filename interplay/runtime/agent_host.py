@@ -46,13 +46,16 @@ class AgentHost:
             self.tokenizers[role] = loaded[path]
         # whether each role's server applies constraints, and the catalogue registered with it once
         self.constrains: dict[Role, bool] = {}
+        self.ranks: dict[Role, bool] = {}
         if self.servers:
             import ray
 
             by_server = {id(s): s for s in self.servers.values()}
             support = {k: ray.get(s.supports_constraints.remote()) for k, s in by_server.items()}
+            ranks = {k: ray.get(s.supports_ranking.remote()) for k, s in by_server.items()}
             self.constrains = {role: support[id(s)] for role, s in self.servers.items()}
-            if len(catalogue) and any(support.values()):
+            self.ranks = {role: ranks[id(s)] for role, s in self.servers.items()}
+            if any(support.values()):
                 titles = catalogue.titles()
                 ray.get([s.register_catalogue.remote(catalogue.key, titles)
                          for k, s in by_server.items() if support[k]])
@@ -70,7 +73,8 @@ class AgentHost:
             from interplay.runtime.model_server import RemoteBackend
 
             backend = RemoteBackend(self.servers[role], cache_key=self._cache_key(role, episode_id),
-                                    accepts_constraints=self.constrains.get(role, False))
+                                    accepts_constraints=self.constrains.get(role, False),
+                                    accepts_ranking=self.ranks.get(role, False))
         ctx = AgentContext(role=role, arg=self.specs[role].arg, catalogue=self.catalogue, seed=seed,
                            params=self.params, backend=backend, tokenizer=self.tokenizers.get(role))
         agent = build_agent(self.specs[role], ctx)

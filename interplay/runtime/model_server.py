@@ -148,6 +148,15 @@ class ModelServer:
                 if not fut.done():
                     fut.set_result(out)
 
+    def supports_ranking(self) -> bool:
+        """Whether the backend ranks catalogue titles by likelihood (``rank_titles``)."""
+        return getattr(self.backend, "rank_titles", None) is not None and self.supports_constraints()
+
+    async def rank_titles(self, prompts: list[str], catalogue: str, k: int) -> list[list[str]]:
+        """The backend's top-``k`` titles of ``catalogue`` after each prompt (see
+        :meth:`TransformersBackend.rank_titles`); runs beside generation batches, in a thread."""
+        return await asyncio.to_thread(self.backend.rank_titles, prompts, catalogue, k)
+
     async def release(self, cache_keys: list[str]) -> None:
         """Forget the stored KV of finished conversations."""
         if self.reuses_prefixes:
@@ -160,6 +169,8 @@ class ModelServer:
         s["mean_batch"] = s["requests"] / s["batches"] if s["batches"] else 0.0
         if self.reuses_prefixes:
             s["prefix_cache"] = self.backend.prefix_cache_stats()
+        if getattr(self.backend, "constraint_stats", None) is not None and self.backend.constraint_stats():
+            s["constrained"] = self.backend.constraint_stats()
         s["peak_rss_mb"] = peak_rss_mb()
         return s
 
@@ -173,12 +184,20 @@ class RemoteBackend:
     """A :class:`~interplay.backends.base.GenerationBackend` that forwards to a ModelServer actor;
     ``cache_key`` (one per episode and role) lets the server reuse that conversation's KV cache."""
 
-    def __init__(self, server_handle, cache_key: str | None = None, accepts_constraints: bool = False):
+    def __init__(self, server_handle, cache_key: str | None = None, accepts_constraints: bool = False,
+                 accepts_ranking: bool = False):
         self.server = server_handle
         self.cache_key = cache_key
         self.keep_cache = True  # False on the conversation's last turn (set by the agent host)
-        #: the server's backend applies TurnConstraints (asked once by the agent host)
+        #: the server's backend applies TurnConstraints / ranks titles (asked once by the agent host)
         self.accepts_constraints = accepts_constraints
+        self.accepts_ranking = accepts_ranking
+
+    def rank_titles(self, prompts: list[str], catalogue: str, k: int) -> list[list[str]]:
+        """The server's top-``k`` titles after each prompt (only when ``accepts_ranking``)."""
+        import ray
+
+        return ray.get(self.server.rank_titles.remote(prompts, catalogue, k))
 
     def generate(self, prompts: list[str], params: GenerationParams,
                  constraints: list[TurnConstraint | None] | None = None) -> list[str]:
