@@ -12,6 +12,7 @@ structural tokens added as special tokens, as in trained checkpoints):
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 
 import pytest
@@ -463,3 +464,40 @@ def test_http_falls_back_to_parse_after_when_a_server_refuses_or_ignores_the_gra
             assert "structured_outputs" not in srv.bodies[1]
     finally:
         srv.close()
+
+
+# -- the recommender evaluation: a forced recommendation, a ranking from any LLM recommender --------
+
+def test_evaluate_recommender_forces_a_catalogue_recommendation_and_ranks_the_catalogue(
+        tiny_model_dir, tmp_path, ray_session, tiny_encoder):
+    from test_evaluation import ITEMS, records
+
+    from interplay.evaluation.config import EvalConfig
+    from interplay.evaluation.evaluate import evaluate_recommender
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "test.jsonl").write_text("".join(r.model_dump_json() + "\n" for r in records()))
+    (data / "catalogue.jsonl").write_text("".join(i.model_dump_json() + "\n" for i in ITEMS))
+    titles = {i.title for i in ITEMS}
+    common = dict(kind="recommender", agent=f"llm:{tiny_model_dir}", data=str(data), matchscore_encoder=str(tiny_encoder),
+                  concurrency=2)
+    m = evaluate_recommender(EvalConfig(**common, out=str(tmp_path / "forced"),
+                                        generation=GenerationParams(max_new_tokens=16)), progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "forced" / "recommendations.jsonl").read_text().splitlines()]
+    assert m["n"] == 2 and m["parse_rate"] == 1.0 and m["fallback_rate"] == 0.0
+    assert m["no_recommendation"] == 0 and m["unmatched_titles"] == 0 and m["decoding"] == {"constrained": 2}
+    for r in rows:
+        assert r["action"] == "recommend" and r["titles"] and set(r["titles"]) <= titles
+        assert sorted(r["ranked_items"]) == sorted(titles)  # the whole 4-title catalogue, ranked
+    assert m["recall@10"] == 1.0 and m["recall@50"] == 1.0  # so every target is in the top 10
+    # free decoding: the same random model rarely writes a legal turn, and nothing is forced
+    free = evaluate_recommender(EvalConfig(**common, out=str(tmp_path / "free"), force_recommend=False,
+                                           generation=GenerationParams(max_new_tokens=16, decoding="free")),
+                                progress=False)
+    assert free["n"] == 2 and free["forced_recommend"] is False and free["no_recommendation"] >= 1
+    # a forced recommendation from an empty catalogue: a clear error before any work
+    (data / "catalogue.jsonl").write_text("")
+    with pytest.raises(GrammarError, match="catalogue is empty"):
+        evaluate_recommender(EvalConfig(**common, out=str(tmp_path / "empty")), progress=False)
+    assert not (tmp_path / "empty" / "recommendations.jsonl").exists()

@@ -108,13 +108,13 @@ def evaluate_recommender(cfg: EvalConfig, resume: bool = False, ray_address: str
     from interplay.evaluation.report import recommender_report
     from interplay.matchscore.scorer import MatchScorer
 
-    out = prepare_eval_dir(cfg, resume)
     records, catalogue = _records(cfg)
+    if cfg.force_recommend and cfg.generation.decoding == "constrained":
+        check_actions(Role.RECOMMENDER, {Action.RECOMMEND}, len(catalogue) > 0)  # GrammarError before any work
+    out = prepare_eval_dir(cfg, resume)
     scorer = MatchScorer(matchscore_dir(cfg.matchscore_encoder), catalogue)  # fail early if missing
     from interplay.agent_specs import sees_persona
 
-    if cfg.force_recommend and cfg.generation.decoding == "constrained":
-        check_actions(Role.RECOMMENDER, {Action.RECOMMEND}, len(catalogue) > 0)  # GrammarError before any work
     tasks, skipped = recommender_turn_tasks(records, sees_persona(cfg.agent, cfg.recommender_sees_persona),
                                             force_recommend=cfg.force_recommend)
     log = ResultLog(out / RECOMMEND_FILE)
