@@ -272,6 +272,8 @@ def evaluate_recommender_cmd(
     max_new_tokens: int = typer.Option(96), temperature: float = typer.Option(0.0, help="0: greedy"),
     decoding: str = typer.Option("constrained", help="constrained (legal turns only) | free (parsed afterwards)"),
     force_recommend: bool = typer.Option(True, help="narrow the scored turn to a recommendation (constrained decoding)"),
+    rank_items: int = typer.Option(0, min=0, help="LLM recommenders: rank the catalogue by likelihood, top N "
+                                   "(Recall@10/50; exact, minutes per record on a CPU)"),
     seed: int = typer.Option(0), concurrency: int = typer.Option(16), max_batch: int = typer.Option(16),
     recommender_sees_persona: bool = typer.Option(False, help="give the recommender the persona (prompted baselines)"),
     matchscore_encoder: Optional[Path] = typer.Option(None, help="item encoder folder (default: the one 'interplay matchscore train' writes)"),
@@ -283,7 +285,7 @@ def evaluate_recommender_cmd(
     from interplay.evaluation.evaluate import evaluate_recommender
 
     cfg = _eval_config("recommender", data, out, "single", max_new_tokens, temperature, matchscore_encoder,
-                       decoding=decoding, force_recommend=force_recommend, agent=agent, split=split, limit=limit, seed=seed, concurrency=concurrency, max_batch=max_batch,
+                       decoding=decoding, force_recommend=force_recommend, rank_items=rank_items, agent=agent, split=split, limit=limit, seed=seed, concurrency=concurrency, max_batch=max_batch,
                        dtype=dtype, recommender_sees_persona=recommender_sees_persona)
     _run_evaluation(evaluate_recommender, recommender_table, cfg, resume, ray_address, progress)
 

@@ -481,7 +481,7 @@ def test_evaluate_recommender_forces_a_catalogue_recommendation_and_ranks_the_ca
     (data / "catalogue.jsonl").write_text("".join(i.model_dump_json() + "\n" for i in ITEMS))
     titles = {i.title for i in ITEMS}
     common = dict(kind="recommender", agent=f"llm:{tiny_model_dir}", data=str(data), matchscore_encoder=str(tiny_encoder),
-                  concurrency=2)
+                  concurrency=2, rank_items=50)
     m = evaluate_recommender(EvalConfig(**common, out=str(tmp_path / "forced"),
                                         generation=GenerationParams(max_new_tokens=16)), progress=False)
     rows = [json.loads(line) for line in (tmp_path / "forced" / "recommendations.jsonl").read_text().splitlines()]

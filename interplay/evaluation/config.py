@@ -29,6 +29,10 @@ class EvalConfig(BaseModel):
     recommender_sees_persona: bool = False
     #: recommender evaluation: narrow the scored turn to ``recommend`` (honoured under constrained decoding)
     force_recommend: bool = True
+    #: recommender evaluation: ask LLM recommenders for their top-k catalogue titles by likelihood
+    #: (Recall@10/50); 0 = off. Exact but costly on a CPU: 531 s for one ReDial record with the
+    #: 135M model and 14.6k titles (docs/structured_turns.md)
+    rank_items: int = Field(0, ge=0)
     seed: int = 0
     concurrency: int = Field(16, ge=1)
     max_batch: int = Field(16, ge=1)

@@ -116,7 +116,7 @@ def evaluate_recommender(cfg: EvalConfig, resume: bool = False, ray_address: str
     from interplay.agent_specs import sees_persona
 
     tasks, skipped = recommender_turn_tasks(records, sees_persona(cfg.agent, cfg.recommender_sees_persona),
-                                            force_recommend=cfg.force_recommend)
+                                            force_recommend=cfg.force_recommend, rank_items=cfg.rank_items)
     log = ResultLog(out / RECOMMEND_FILE)
 
     async def work(host):

@@ -104,7 +104,7 @@ def user_turn_tasks(records: list[DialogueRecord]) -> tuple[list[TurnTask], Coun
 
 
 def recommender_turn_tasks(records: list[DialogueRecord], with_persona: bool = False,
-                           force_recommend: bool = False, rank_items: int = 50) -> tuple[list[TurnTask], Counter]:
+                           force_recommend: bool = False, rank_items: int = 0) -> tuple[list[TurnTask], Counter]:
     """At the first recorded turn recommending the target, the recommender answers the gold history
     before it (the turn Recall@1 and MatchScore are measured at). ``force_recommend`` narrows that
     turn to ``recommend`` (as the paper generates a recommendation where the ground truth gave
