@@ -115,9 +115,8 @@ class LLMAgent(Agent):
     def rank(self, observation: Observation, output: str, k: int) -> list[str]:
         """The ``k`` catalogue titles the model finds most likely at the first ``<movie_title>`` of
         its ``output`` for this observation, best first (empty when the backend cannot rank)."""
-        if not getattr(self.backend, "accepts_ranking", False) or self.catalogue is None or not len(self.catalogue):
-            return []
-        if getattr(self.backend, "prefers_chat", False):
+        if (not getattr(self.backend, "accepts_ranking", False) or getattr(self.backend, "prefers_chat", False)
+                or self.catalogue is None or not len(self.catalogue)):
             return []
         prompt = self.prompt(observation) + output[: output.index(TITLE_OPEN) + len(TITLE_OPEN)]
         return self.backend.rank_titles([prompt], self.catalogue.key, k)[0]
