@@ -372,7 +372,8 @@ def train_cmd(
     max_steps: int = typer.Option(-1, help="stop after N optimizer steps (-1: by epochs)"),
     eval_steps: int = typer.Option(0, help="evaluate on valid every N steps (0: once per epoch)"),
     logging_steps: int = typer.Option(10, help="log the training loss every N steps"),
-    resume: bool = typer.Option(False, help="continue from the last checkpoint in OUT"),
+    save_steps: int = typer.Option(0, help="save a resumable checkpoint every N steps (0: once per epoch)"),
+    resume: bool = typer.Option(False, help="continue from the last checkpoint in OUT (start afresh when none)"),
     report_to: str = typer.Option("auto", help="auto (tensorboard when installed) | none | tensorboard | wandb"),
     seed: int = typer.Option(0),
 ) -> None:
@@ -384,7 +385,7 @@ def train_cmd(
                       lora_rank=lora_rank, lora_alpha=lora_alpha, lora_targets=lora_targets.split(","),
                       padding_free=padding_free, recommender_sees_persona=recommender_sees_persona,
                       max_steps=max_steps, eval_steps=eval_steps, logging_steps=logging_steps,
-                      report_to=report_to, seed=seed)
+                      save_steps=save_steps, report_to=report_to, seed=seed)
     try:
         metrics = train(cfg, resume=resume)
     except (ValueError, OSError) as exc:

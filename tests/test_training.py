@@ -237,3 +237,37 @@ def test_new_token_embeddings_start_from_their_spelling(tiny_model_dir):
     # distinct spellings, distinct starting rows (the vocabulary mean would make them all equal)
     other = model.get_input_embeddings().weight[tok.convert_tokens_to_ids("<recommend>")]
     assert not torch.allclose(row, other)
+
+
+def test_resume_mid_epoch_continues_to_the_same_weights(overfit_checkpoint, tmp_path):
+    """A run stopped after a step checkpoint and resumed ends where the uninterrupted run ends."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from interplay.training.train import TrainConfig, train
+
+    base_ckpt, _ = overfit_checkpoint
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "train.jsonl").write_text("".join(r.model_dump_json() + "\n" for r in RECORDS[:2]))
+
+    def cfg(out):
+        return TrainConfig(role=Role.USER, data=str(data), out=str(out), model=str(base_ckpt), max_steps=6,
+                           save_steps=3, learning_rate=1e-3, batch_size=1, grad_accum=1, report_to="none")
+
+    whole = tmp_path / "whole"
+    train(cfg(whole), resume=True)  # --resume on an empty folder starts afresh
+    assert sorted(p.name for p in whole.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-6"]
+    a = load_file(whole / "model.safetensors")
+    for name, shift in (("cut", 0.0), ("shifted", 0.01)):
+        cut = tmp_path / name
+        shutil.copytree(whole / "checkpoint-3", cut / "checkpoint-3")  # as if stopped during steps 4-6
+        if shift:  # proves the resumed run starts from checkpoint-3's weights, not from the base model
+            weights = {k: v + shift for k, v in load_file(cut / "checkpoint-3" / "model.safetensors").items()}
+            save_file(weights, cut / "checkpoint-3" / "model.safetensors", metadata={"format": "pt"})
+        train(cfg(cut), resume=True)
+        b = load_file(cut / "model.safetensors")
+        assert a.keys() == b.keys()
+        same = all(torch.allclose(a[k], b[k], rtol=1e-5, atol=1e-6) for k in a)
+        assert same is (not shift), name

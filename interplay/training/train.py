@@ -37,6 +37,7 @@ class TrainConfig:
     report_to: str = "auto"  # auto: tensorboard when installed, else none
     logging_steps: int = 10
     eval_steps: int = 0  # 0: evaluate on valid once per epoch
+    save_steps: int = 0  # 0: a resumable checkpoint once per epoch; N: every N optimizer steps
 
     @property
     def lr(self) -> float:
@@ -76,9 +77,14 @@ def load_model_and_tokenizer(model: str | None, bf16_weights: bool):
 
 
 def train(cfg: TrainConfig, resume: bool = False) -> dict:
-    """Train, save the checkpoint (model, tokenizer with the added tokens, config), return metrics."""
+    """Train, save the checkpoint (model, tokenizer with the added tokens, config), return metrics.
+
+    ``resume``: continue from the newest ``checkpoint-N`` in ``cfg.out`` (model, optimizer,
+    scheduler, data order), or start afresh when there is none yet, so one command both starts
+    and continues a long run."""
     import importlib.util
 
+    from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTConfig, SFTTrainer
 
     from interplay.data.build import read_records
@@ -105,7 +111,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         bf16=cfg.bf16, fp16=False, gradient_checkpointing=False, max_length=None, seed=cfg.seed,
         dataset_kwargs={"skip_prepare_dataset": True}, remove_unused_columns=False,
         eval_strategy="no" if valid_ds is None else ("steps" if cfg.eval_steps else "epoch"),
-        eval_steps=cfg.eval_steps or None, save_strategy="epoch", save_total_limit=2,
+        eval_steps=cfg.eval_steps or None, save_strategy="steps" if cfg.save_steps else "epoch", save_steps=cfg.save_steps or None,
+        save_total_limit=2,
         logging_steps=cfg.logging_steps, report_to=report_to, use_cpu=not _cuda(), disable_tqdm=False,
         lr_scheduler_type="cosine", warmup_steps=0.03,
     )
@@ -113,7 +120,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     collator = RoleMaskCollator(cfg.role, tok.pad_token_id, padding_free=cfg.padding_free)
     trainer = SFTTrainer(model=lm, args=args, train_dataset=train_ds, eval_dataset=valid_ds,
                          processing_class=tok, data_collator=collator, peft_config=peft_config)
-    result = trainer.train(resume_from_checkpoint=True if resume else None)
+    last = get_last_checkpoint(cfg.out) if resume and Path(cfg.out).is_dir() else None
+    result = trainer.train(resume_from_checkpoint=last)
     model = trainer.model
     if cfg.lora:
         model = model.merge_and_unload()
