@@ -6,6 +6,7 @@ from interplay.agent import Agent
 from interplay.backends.base import GenerationBackend, GenerationParams, TurnConstraint
 from interplay.catalogue import Catalogue
 from interplay.episode import Observation
+from interplay.grounding import strip_grounding
 from interplay.prompting import build_messages, render_prompt
 from interplay.protocol import ACTION_OPEN, TITLE_OPEN, ProtocolError, Role, Turn, parse_turn
 from interplay.turn_grammar import GrammarError, check_actions
@@ -151,11 +152,14 @@ class RecommenderSimulator(LLMAgent):
 class FineTunedAgent(LLMAgent):
     """An LLM agent on a checkpoint from ``interplay train``: its prompt is the training
     serialisation itself (``interplay.training.serialize.inference_prompt``), so the model sees at
-    inference exactly the token layout it was trained on, and it writes ``<action>`` itself."""
+    inference exactly the token layout it was trained on, and it writes ``<action>`` itself.
+    ``grounded``: the checkpoint was trained on grounded observations; one that was not gets
+    them stripped, so it never sees a layout it was not trained on."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, grounded: bool = False, **kwargs):
         kwargs.setdefault("prefill", "")
         super().__init__(*args, **kwargs)
+        self.grounded = grounded
         from interplay.training.serialize import END
 
         self.params = self.params.model_copy(update={"stop": (*self.params.stop, END)})
@@ -163,7 +167,8 @@ class FineTunedAgent(LLMAgent):
     def prompt(self, observation: Observation) -> str:
         from interplay.training.serialize import inference_prompt
 
-        return inference_prompt(self.role, self.view, observation.history)
+        history = observation.history if self.grounded else strip_grounding(observation.history)
+        return inference_prompt(self.role, self.view, history)
 
 
 class FineTunedUserSimulator(FineTunedAgent):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from interplay.agent import Agent
+from interplay.catalogue import Catalogue
 from interplay.episode import (
     EpisodeSpec,
     HistoryTurn,
@@ -24,6 +25,7 @@ from interplay.episode import (
     build_recommender_view,
     build_user_view,
 )
+from interplay.grounding import strip_grounding, turn_facts
 from interplay.episode_log import EpisodeLog, FailedAttempt, Termination, TurnLog
 from interplay.protocol import (
     TITLE_REQUIRED,
@@ -66,6 +68,9 @@ class EnvConfig:
     first_speaker: Role = Role.USER
     max_retries: int = 2
     recommender_sees_persona: bool = False
+    #: grounded observations: the user sees the catalogue facts of each item a recommender turn
+    #: names (interplay.grounding); None: titles only
+    grounding: Catalogue | None = None
 
 
 class RecommendationEnv:
@@ -76,7 +81,9 @@ class RecommendationEnv:
       ``accept`` only after a recommendation); a bad turn is retried up to ``max_retries`` times,
       then the episode ends with ``protocol_error``;
     - the user's ``accept`` ends it with ``accepted``; ``max_turns`` turns end it with ``max_turns``;
-    - an exception inside an agent ends it with ``agent_error`` (logged, never raised).
+    - an exception inside an agent ends it with ``agent_error`` (logged, never raised);
+    - with ``grounding``, the user's observations carry the facts of the items each recommender
+      turn names (logged in that turn's ``meta["about"]``); the recommender's never do.
     """
 
     def __init__(self, user: AgentHandle, recommender: AgentHandle, config: EnvConfig | None = None):
@@ -142,8 +149,9 @@ class RecommendationEnv:
             failed: list[FailedAttempt] = []
             turn: Turn | None = None
             t0 = time.perf_counter()
+            seen = list(history) if role is Role.USER else strip_grounding(history)
             for attempt in range(cfg.max_retries + 1):
-                obs = Observation(history=list(history), turn_index=index, attempt=attempt,
+                obs = Observation(history=seen, turn_index=index, attempt=attempt,
                                   turns_left=cfg.max_turns - index - 1)
                 try:
                     out = await self.agents[role].act(obs)
@@ -167,11 +175,17 @@ class RecommendationEnv:
                 )
                 termination, error = Termination.PROTOCOL_ERROR, last.error
                 return finish()
+            said = HistoryTurn(role=role, action=turn.action, text=turn.text)
+            meta = dict(turn.meta)
+            if cfg.grounding is not None and role is Role.RECOMMENDER:
+                said.about = turn_facts(said, cfg.grounding, spec.target)
+                if said.about:  # what the user was shown, in the log
+                    meta["about"] = [f.model_dump() for f in said.about]
             turns.append(
                 TurnLog(index=index, role=role, action=turn.action, text=turn.text, titles=turn.titles,
-                        raw=turn.raw, latency_s=latency, failed_attempts=failed, meta=dict(turn.meta))
+                        raw=turn.raw, latency_s=latency, failed_attempts=failed, meta=meta)
             )
-            history.append(HistoryTurn(role=role, action=turn.action, text=turn.text))
+            history.append(said)
             if turn.action is Action.RECOMMEND:
                 recommended.extend(t for t in turn.titles if t not in recommended)
             if turn.action is Action.ACCEPT:

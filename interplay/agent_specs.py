@@ -134,9 +134,23 @@ def _fine_tuned(role: Role):
         if ctx.role is not role:
             raise ValueError(f"a {role.value} simulator checkpoint cannot play the {ctx.role.value}")
         cls = FineTunedUserSimulator if role is Role.USER else FineTunedRecommenderSimulator
-        return cls(ctx.backend, ctx.tokenizer, ctx.params, catalogue=ctx.catalogue, seed=ctx.seed)
+        return cls(ctx.backend, ctx.tokenizer, ctx.params, catalogue=ctx.catalogue, seed=ctx.seed,
+                   grounded=trained_grounded(ctx.arg))
 
     return build
+
+
+def trained_grounded(checkpoint: str | None) -> bool:
+    """Whether a checkpoint of ``interplay train`` was trained on grounded user observations
+    (its ``interplay_training.json``; checkpoints from before grounding existed were not)."""
+    import json
+    from pathlib import Path
+
+    path = Path(checkpoint or "") / "interplay_training.json"
+    if not path.is_file():
+        return False
+    config = json.loads(path.read_text()).get("config", {})
+    return bool(config.get("grounded", False)) and config.get("role") == Role.USER.value
 
 
 def _checkpoint(arg: str | None) -> str:

@@ -62,6 +62,8 @@ def simulate(
     dtype: str = typer.Option("auto", help="auto (bf16 where the CPU/GPU supports it) | float32 | bfloat16 | float16"),
     prefix_cache_mb: float = typer.Option(1024.0, min=0.0, help="MiB of episode KV caches kept per model for reuse "
                                           "across turns (0: off)"),
+    grounded: bool = typer.Option(True, help="the user sees the catalogue facts (genres, keywords, year) of each "
+                                  "recommended item, never the target's identity"),
     ray_address: Optional[str] = typer.Option(None, help="Ray cluster address (default: RAY_ADDRESS or local)"),
     progress: bool = typer.Option(True, help="show a progress bar"),
 ) -> None:
@@ -75,7 +77,7 @@ def simulate(
     given = {n for n in ctx.params if getattr(ctx.get_parameter_source(n), "name", "") == "COMMANDLINE"}
     flags = dict(user=user, recommender=recommender, data=data, split=split, episodes=episodes, max_turns=max_turns, out=out,
                  seed=seed, first_speaker=first_speaker, max_retries=max_retries, concurrency=concurrency,
-                 max_batch=max_batch, dtype=dtype, prefix_cache_mb=prefix_cache_mb)
+                 max_batch=max_batch, dtype=dtype, prefix_cache_mb=prefix_cache_mb, grounded=grounded)
     gen = dict(max_new_tokens=max_new_tokens, temperature=temperature, decoding=decoding)
     try:
         if config is not None:
@@ -107,7 +109,8 @@ app.add_typer(data_app, name="data")
 @data_app.command("build")
 def data_build(
     source: str = typer.Option(..., help="redial | inspired | iard | pearl"),
-    path: str = typer.Option(..., help="the source's file or folder ('hub' for PEARL from the Hugging Face hub)"),
+    path: list[str] = typer.Option(..., help="the source's file or folder ('hub' for PEARL from the Hugging Face "
+                                   "hub); repeat to combine several: duplicate record ids are kept once"),
     out: Path = typer.Option(..., help="output folder (replaced only when the build succeeds)"),
     catalogue: Optional[Path] = typer.Option(None, help="folder with movielens-small/ and movielens-keywords/ "
                                              "(default: $INTERPLAY_DATA or ../shared/data)"),
@@ -120,13 +123,20 @@ def data_build(
     from interplay.data.build import build_dataset
     from interplay.data.errors import DataFormatError
 
-    fmap = dict(kv.split("=", 1) for kv in field_map.split(",")) if field_map else None
     try:
+        fmap = dict(_key_value(kv) for kv in field_map.split(",")) if field_map else None
         report = build_dataset(source, path, out, catalogue, skip_invalid=skip_invalid, progress=progress,
                                field_map=fmap, annotator=annotator)
     except (DataFormatError, ValueError, OSError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        from rich.markup import escape
+
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2)
+    if len(path) > 1:
+        for src, per_split in report["read"].items():
+            console.print(f"read {per_split} from {src}", markup=False)
+    console.print(f"duplicates dropped: {report['duplicates_dropped']} (record ids read more than once; "
+                  "the first path's copy is kept, a test/valid copy before a train copy)", markup=False)
     console.print(f"records per split: {report['records']}; skipped: {report['skipped']}; "
                   f"target match rate: {report['target_match_rate']}")
     for reason in report["skipped_reasons"][:10]:
@@ -134,6 +144,14 @@ def data_build(
     if "pearl_filter" in report:
         console.print(f"PEARL filter: {report['pearl_filter']}", markup=False)
     console.print(f"wrote {out}")
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    """``"KEY=FIELD"`` -> ``("KEY", "FIELD")``."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip() or not value.strip():
+        raise ValueError(f"--field-map: expected KEY=FIELD, got {text!r}")
+    return key.strip(), value.strip()
 
 
 @data_app.command("stats")
@@ -246,6 +264,7 @@ def evaluate_user_cmd(
     parts: str = typer.Option("replay,single,human", help="replay (SR/ET/FR), single (BERTScore...), human (real-human view)"),
     max_new_tokens: int = typer.Option(96), temperature: float = typer.Option(0.0, help="0: greedy"),
     decoding: str = typer.Option("constrained", help="constrained (legal turns only) | free (parsed afterwards)"),
+    grounded: bool = typer.Option(True, help="the user sees the catalogue facts of each recommended item"),
     seed: int = typer.Option(0), concurrency: int = typer.Option(16, help="tasks in flight"),
     max_batch: int = typer.Option(16, help="largest generation batch"),
     bertscore_model: Optional[str] = typer.Option(None, help="local model folder for BERTScore (default: offline MiniLM)"),
@@ -260,7 +279,7 @@ def evaluate_user_cmd(
     from interplay.evaluation.evaluate import evaluate_user
 
     cfg = _eval_config("user", data, out, parts, max_new_tokens, temperature, decoding=decoding, agent=agent,
-                       split=split, limit=limit,
+                       split=split, limit=limit, grounded=grounded,
                        seed=seed, concurrency=concurrency, max_batch=max_batch, dtype=dtype,
                        bertscore_model=bertscore_model, bertscore_layers=bertscore_layers)
     _run_evaluation(evaluate_user, user_table, cfg, resume, ray_address, progress)
@@ -369,6 +388,7 @@ def train_cmd(
     lora_targets: str = typer.Option("q_proj,k_proj,v_proj,o_proj", help="comma-separated module names"),
     padding_free: bool = typer.Option(True, help="flattened batches with position_ids (faster) vs padded"),
     recommender_sees_persona: bool = typer.Option(False, help="RecSim header includes the persona"),
+    grounded: bool = typer.Option(True, help="UserSim reads the catalogue facts of each recommended item (DATA/catalogue.jsonl)"),
     max_steps: int = typer.Option(-1, help="stop after N optimizer steps (-1: by epochs)"),
     eval_steps: int = typer.Option(0, help="evaluate on valid every N steps (0: once per epoch)"),
     logging_steps: int = typer.Option(10, help="log the training loss every N steps"),
@@ -384,7 +404,7 @@ def train_cmd(
                       batch_size=batch_size, grad_accum=grad_accum, max_length=max_length, bf16=bf16, lora=lora,
                       lora_rank=lora_rank, lora_alpha=lora_alpha, lora_targets=lora_targets.split(","),
                       padding_free=padding_free, recommender_sees_persona=recommender_sees_persona,
-                      max_steps=max_steps, eval_steps=eval_steps, logging_steps=logging_steps,
+                      grounded=grounded, max_steps=max_steps, eval_steps=eval_steps, logging_steps=logging_steps,
                       save_steps=save_steps, report_to=report_to, seed=seed)
     try:
         metrics = train(cfg, resume=resume)

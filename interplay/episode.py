@@ -67,12 +67,22 @@ class RecommenderView(_Model):
     persona: Persona | None = None
 
 
+class ItemFacts(_Model):
+    """What a person knows, or would look up, about a catalogue item named in the dialogue: its
+    title (with the year) and public attributes (genres, keywords, tags). Never an item id."""
+
+    title: str
+    attributes: list[str] = Field(default_factory=list)
+
+
 class HistoryTurn(_Model):
-    """A turn as the agents see it in the history."""
+    """A turn as the agents see it in the history. ``about``: in a grounded user's observation, the
+    facts of the catalogue items this turn names (see :mod:`interplay.grounding`)."""
 
     role: Role
     action: Action
     text: str
+    about: list[ItemFacts] = Field(default_factory=list)
 
 
 class Observation(_Model):

@@ -8,6 +8,7 @@ the model has none (base models). Each turn of the dialogue appears in the proto
 from __future__ import annotations
 
 from interplay.episode import HistoryTurn, Persona, RecommenderView, UserView
+from interplay.grounding import facts_text
 from interplay.protocol import ACTION_OPEN, ROLE_ACTIONS, Action, Role, Turn, format_turn, mark_title
 
 #: Delimiters used when a tokenizer has no chat template.
@@ -51,11 +52,15 @@ def system_text(role: Role, view: UserView | RecommenderView) -> str:
 
 
 def build_messages(role: Role, view: UserView | RecommenderView, history: list[HistoryTurn]) -> list[dict]:
-    """Chat messages for ``role``'s next turn: its own turns are ``assistant``, the other's ``user``."""
+    """Chat messages for ``role``'s next turn: its own turns are ``assistant``, the other's ``user``
+    (for a grounded user, followed by the facts of the films they name)."""
     messages = [{"role": "system", "content": system_text(role, view)}]
     for turn in history:
         speaker = "assistant" if turn.role is role else "user"
-        messages.append({"role": speaker, "content": format_turn(Turn(turn.action, turn.text))})
+        content = format_turn(Turn(turn.action, turn.text))
+        if role is Role.USER and turn.about:  # a grounded user: what the named films are
+            content += "\n" + facts_text(turn.about)
+        messages.append({"role": speaker, "content": content})
     if len(messages) == 1 or messages[-1]["role"] == "assistant":
         # chat templates expect a user message before the reply; an opening turn gets a cue
         messages.append({"role": "user", "content": "(The conversation starts. Your turn.)"})

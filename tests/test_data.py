@@ -4,6 +4,7 @@ import json
 import re
 import subprocess
 import sys
+from collections import Counter
 
 import pytest
 from conftest import ROOT, subprocess_env
@@ -65,43 +66,94 @@ def test_record_rules():
 
 
 def test_pearl_loader_on_fixture():
+    """The fixture is in PEARL's real shape (docs/data.md); the defaults read it without a field map."""
     report, errors = PearlReport(), []
     records = list(load_pearl(FIXTURE, load_demo().catalogue, on_error=errors.append, report=report))
     assert [r.id for r in records] == ["pearl-fx1", "pearl-fx2", "pearl-fx3"]
-    assert [r.split for r in records] == ["train", "valid", "test"]
-    assert report.read == 8 and report.kept == 3 and report.empty_turns_removed == 2
-    assert report.dropped == {"target not in catalogue": 1, "watched movie not in catalogue": 1, "invalid": 3}
-    assert report.dropped_fraction == 5 / 8
+    assert [r.split for r in records] == ["train"] * 3  # no split field: the file's name decides
+    assert report.read == 9 and report.kept == 3 and report.empty_turns_removed == 3  # '', 'Recommender: ', 'Seeker:   '
+    assert report.dropped == {"target not in catalogue": 1, "watched movie not in catalogue": 1, "no target title": 1,
+                              "invalid": 3}
+    assert report.dropped_fraction == 6 / 9
     assert [str(e) for e in errors] == [
-        f"{FIXTURE}:6: field 'dialogue': expected a list of 'Seeker: ...' strings",
-        f"{FIXTURE}:7: field 'dialogue[1]': must start with 'Seeker:' or 'Recommender:'",
-        f"{FIXTURE}:8: field 'user_persona': missing",
+        f"{FIXTURE}:7: field 'dialogue': expected a list of 'Seeker: ...' strings",
+        f"{FIXTURE}:8: field 'dialogue[1]': must start with 'Seeker:' or 'Recommender:'",
+        f"{FIXTURE}:9: field 'user_persona': missing",
     ]
     r = records[0]
-    assert r.provenance == {"persona": "review", "target_attributes": "source"}
-    assert r.persona.summary.startswith("I enjoy slow-burning crime")
+    assert r.provenance == {"persona": "review", "target_attributes": "source"} and r.meta["user_id"] == "u1"
+    assert r.persona.summary.startswith("Heat is a tense duel") and r.persona.summary.count("\n\n") == 2
     assert [w.title for w in r.persona.watched] == ["Heat (1995)", "Se7en (1995)", "Zodiac (2007)"]
-    assert r.persona.watched[0].text == "A tense duel between a thief and a cop."
+    assert [w.text for w in r.persona.watched] == ["", "", ""]  # PEARL has no per-title review field
     assert r.target.item_id == "demo:inside-man-2006"
-    assert r.target.attributes == ["crime", "thriller", "spike lee", "denzel washington", "clive owen"]
-    # the abstract's sentence naming the title is dropped, the others kept
+    assert r.target.attributes == ["crime", "thriller", "spike lee", "denzel washington", "clive owen", "jodie foster"]
+    # gt_abstract: only the review part, and its sentence naming the title is dropped
     assert r.target.attribute_text == "A clever bank robbery turns into a hostage standoff. Smart and stylish."
+    assert "Inside Man" not in r.persona.model_dump_json() + r.target.attribute_text + " ".join(r.target.attributes)
     assert [t.action for t in r.turns][-2:] == [Action.RECOMMEND, Action.ACCEPT]
+    assert r.turns[-1].text == "That sounds great, I'll watch it tonight!"  # [EOD] removed
     assert r.outcome.accepted_item == "Inside Man (2006)"
     assert records[2].turns[1].titles == ["Ronin (1998)"]  # a catalogue title is marked too
-    with pytest.raises(DataFormatError, match=r"pearl_sample.jsonl:6: field 'dialogue'"):
+    with pytest.raises(DataFormatError, match=r"pearl_sample.jsonl:7: field 'dialogue'"):
         list(load_pearl(FIXTURE, load_demo().catalogue))
 
 
-def test_pearl_field_map_renames_fields(tmp_path):
-    rows = [json.loads(line) for line in FIXTURE.read_text().splitlines()[:1]]
-    rows[0]["persona_text"] = rows[0].pop("user_persona")
-    f = tmp_path / "train.jsonl"
-    f.write_text(json.dumps(rows[0]) + "\n")
-    with pytest.raises(DataFormatError, match="'user_persona': missing"):
+def test_pearl_hub_files_give_splits(tmp_path):
+    """The hub's shape: train.json / valid.json / test.json, each a JSON list (errors name the record's index)."""
+    rows = [json.loads(line) for line in FIXTURE.read_text().splitlines()]
+    for name, row in zip(("train", "valid", "test"), rows):
+        (tmp_path / f"{name}.json").write_text(json.dumps([row, rows[6]]))
+    errors = []
+    records = list(load_pearl(tmp_path, load_demo().catalogue, on_error=errors.append))
+    assert sorted((r.id, r.split) for r in records) == [("pearl-fx1", "train"), ("pearl-fx2", "valid"),
+                                                        ("pearl-fx3", "test")]
+    assert f"{tmp_path / 'valid.json'}:2: field 'dialogue'" in str(errors[2])
+    (tmp_path / "test.json").write_text(json.dumps({"rows": rows}))
+    with pytest.raises(DataFormatError, match=r"test.json: field '<json>': expected a list of records"):
+        list(load_pearl(tmp_path, load_demo().catalogue))
+
+
+OTHER_NAMES = {"id": "id", "persona": "persona_text", "watched_titles": "seen", "watched_reviews": "seen_reviews",
+               "target_title": "target_movie_title", "target_abstract": "target_movie_abstract",
+               "target_genres": "target_movie_genres", "target_director": "target_movie_director",
+               "target_cast": "target_movie_cast", "dialogue": "turns"}
+
+
+def test_pearl_field_map_reads_an_export_with_other_names(tmp_path):
+    real = json.loads(FIXTURE.read_text().splitlines()[0])
+    other = {"id": "x1", "turns": real["dialogue"], "persona_text": "I enjoy slow-burning crime stories.",
+             "seen": real["seen_movie_titles"], "seen_reviews": ["A tense duel.", "Grim.", "Obsessive."],
+             "target_movie_title": "Inside Man (2006)", "target_movie_abstract": "A heist. Inside Man keeps you guessing.",
+             "target_movie_genres": ["Crime", "Thriller"], "target_movie_director": "Spike Lee",
+             "target_movie_cast": ["Denzel Washington", "Clive Owen"], "split": "valid"}
+    f = tmp_path / "export.jsonl"
+    f.write_text(json.dumps(other) + "\n")
+    with pytest.raises(DataFormatError, match=r"export.jsonl:1: field 'dialogue': missing"):
         list(load_pearl(f, load_demo().catalogue))
-    recs = list(load_pearl(f, load_demo().catalogue, field_map={"persona": "persona_text"}))
-    assert len(recs) == 1 and recs[0].persona.summary.startswith("I enjoy")
+    [rec] = load_pearl(f, load_demo().catalogue, field_map=OTHER_NAMES)
+    assert rec.id == "pearl-x1" and rec.split == "valid" and rec.persona.summary == "I enjoy slow-burning crime stories."
+    assert [(w.title, w.text) for w in rec.persona.watched] == [("Heat (1995)", "A tense duel."), ("Se7en (1995)", "Grim."),
+                                                                ("Zodiac (2007)", "Obsessive.")]
+    assert rec.target.attributes == ["crime", "thriller", "spike lee", "denzel washington", "clive owen"]
+    assert rec.target.attribute_text == "A heist." and rec.outcome.accepted_item == "Inside Man (2006)"
+    with pytest.raises(ValueError, match="unknown PEARL field-map key 'persona_field'"):
+        list(load_pearl(f, load_demo().catalogue, field_map={"persona_field": "p"}))
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"gt_cast": 3}, "field 'gt_cast': expected a list of strings, got int"),
+    ({"seen_movie_titles": ["Heat (1995)", None]}, "field 'seen_movie_titles[1]': expected a string, got NoneType"),
+    ({"gt_movie_title": ["Inside Man (2006)"]}, "field 'gt_movie_title': expected a string, got list"),
+    ({"user_persona": "  "}, "field 'user_persona': empty"),
+    ({"dialogue": ["Seeker: hi", 7]}, "field 'dialogue[1]': expected a string, got int"),
+])
+def test_pearl_bad_fields_are_named(tmp_path, change, message):
+    row = {**json.loads(FIXTURE.read_text().splitlines()[0]), **change}
+    f = tmp_path / "train.jsonl"
+    f.write_text("not json\n" + json.dumps(row) + "\n")
+    errors = []
+    assert list(load_pearl(f, load_demo().catalogue, on_error=errors.append)) == []
+    assert [str(e) for e in errors] == [f"{f}:1: field '<json>': Expecting value", f"{f}:2: {message}"]
 
 
 @pytest.fixture(scope="module")
@@ -233,6 +285,110 @@ def test_cli_build_stats_and_simulate_on_records(shared_data, tmp_path):
     missing = run("data", "build", "--source", "redial", "--path", tmp_path / "nope", "--out", tmp_path / "x",
                   "--catalogue", shared_data, "--no-progress")
     assert missing.returncode == 2 and "nope" in missing.stdout
+
+
+def redial_line(conv_id: str, greeting: str = "hi") -> str:
+    """A minimal conversation in ReDial's original schema: the seeker likes Heat, accepts Ronin."""
+    return json.dumps({
+        "conversationId": conv_id, "initiatorWorkerId": 1, "respondentWorkerId": 2,
+        "messages": [{"text": f"{greeting}, I liked @111", "senderWorkerId": 1, "messageId": 1},
+                     {"text": "then try @222", "senderWorkerId": 2, "messageId": 2, "turn_id": 1},
+                     {"text": "great, thanks", "senderWorkerId": 1, "messageId": 3}],
+        "movieMentions": {"111": "Heat (1995)", "222": "Ronin  (1998)"},
+        "initiatorQuestions": {"111": {"suggested": 0, "seen": 1, "liked": 1},
+                               "222": {"suggested": 1, "seen": 0, "liked": 1}},
+        "respondentQuestions": {}}) + "\n"
+
+
+@pytest.fixture
+def two_redial_sources(tmp_path):
+    """Two ReDial folders and a three-movie catalogue: A has train/valid/test, B (later) train/test."""
+    (tmp_path / "ml" / "movielens-small").mkdir(parents=True)
+    (tmp_path / "ml" / "movielens-small" / "movies.csv").write_text(
+        "movieId,title,genres\n1,Heat (1995),Action|Crime\n2,Ronin (1998),Action|Crime\n3,Se7en (1995),Thriller\n")
+    files = {"a/train_data.jsonl": ["1", "2", "3"], "a/valid_data.jsonl": ["6"], "a/test_data.jsonl": ["4"],
+             "b/train_data.jsonl": ["2", "4", "5", "6", "5"], "b/test_data.jsonl": ["3"]}
+    for name, ids in files.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        greeting = "hello" if name.startswith("b/") else "hi"
+        (tmp_path / name).write_text("".join(redial_line(i, greeting) for i in ids))
+    return tmp_path
+
+
+def test_build_combines_sources_and_drops_duplicate_ids(two_redial_sources):
+    """First source's copy kept; a copy held out (test, valid) anywhere wins over a train copy."""
+    root = two_redial_sources
+    report = build_dataset("redial", [root / "a", root / "b"], root / "out", root / "ml", progress=False)
+    assert report["read"] == {str(root / "a"): {"train": 3, "valid": 1, "test": 1},
+                              str(root / "b"): {"train": 5, "test": 1}}
+    assert report["records"] == {"train": 3, "valid": 1, "test": 2} and report["duplicates_dropped"] == 5
+    assert sorted((d["id"], d["dropped"], d["kept"]) for d in report["duplicates"]) == [
+        ("redial-2", f"{root / 'b'} (train)", f"{root / 'a'} (train)"),  # the first source's copy
+        ("redial-3", f"{root / 'a'} (train)", f"{root / 'b'} (test)"),  # test stays held out, even from a later source
+        ("redial-4", f"{root / 'b'} (train)", f"{root / 'a'} (test)"),  # never moved into train
+        ("redial-5", f"{root / 'b'} (train)", f"{root / 'b'} (train)"),  # twice in one file
+        ("redial-6", f"{root / 'b'} (train)", f"{root / 'a'} (valid)"),
+    ]
+    greeting = {r.id: (r.split, r.turns[0].text.split(",")[0]) for r in read_records(root / "out")}
+    assert greeting == {"redial-1": ("train", "hi"), "redial-2": ("train", "hi"), "redial-5": ("train", "hello"),
+                        "redial-6": ("valid", "hi"), "redial-4": ("test", "hi"), "redial-3": ("test", "hello")}
+    assert json.loads((root / "out" / "build.json").read_text())["duplicates_dropped"] == 5
+    # a folder holding only some split files is read as it is; one holding none is an error
+    assert build_dataset("redial", root / "b", root / "out_b", root / "ml", progress=False)["records"] == {
+        "train": 4, "test": 1}
+    (root / "empty").mkdir()
+    with pytest.raises(DataFormatError, match=r"empty: field '<file>': no split file"):
+        build_dataset("redial", [root / "a", root / "empty"], root / "out_c", root / "ml", progress=False)
+
+
+def test_cli_build_takes_several_paths_and_reports_duplicates(two_redial_sources):
+    root = two_redial_sources
+    done = subprocess.run([sys.executable, "-m", "interplay.cli", "data", "build", "--source", "redial",
+                           "--path", str(root / "a"), "--path", str(root / "b"), "--out", str(root / "out"),
+                           "--catalogue", str(root / "ml"), "--no-progress"],
+                          env=subprocess_env(COLUMNS="200"), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "duplicates dropped: 5" in done.stdout and "{'train': 3, 'valid': 1, 'test': 2}" in done.stdout
+
+
+def test_redial_with_redial_more_known_answer(shared_data, tmp_path):
+    """redial-more (train only, extra fields) shares 50 conversation ids with redial: 43 train, 7 valid, 0 test."""
+    ids = {}
+    for folder, split in [("redial", "train"), ("redial", "valid"), ("redial", "test"), ("redial-more", "train")]:
+        lines = (shared_data / folder / f"{split}_data.jsonl").read_text().splitlines()
+        ids[folder, split] = {json.loads(line)["conversationId"] for line in lines if line.strip()}
+    more = ids["redial-more", "train"]
+    assert len(more) == 1000 and [len(more & ids["redial", s]) for s in ("train", "valid", "test")] == [43, 7, 0]
+    paths = [shared_data / "redial", shared_data / "redial-more"]
+    report = build_dataset("redial", paths, tmp_path / "out", shared_data, progress=False)
+    assert report["read"] == {str(paths[0]): {"train": 500, "valid": 100, "test": 300}, str(paths[1]): {"train": 1000}}
+    assert report["records"] == {"train": 1450, "valid": 100, "test": 300} and report["skipped"] == 0
+    assert report["duplicates_dropped"] == 50
+    assert all(d["dropped"] == f"{paths[1]} (train)" for d in report["duplicates"])  # redial's copies kept
+    assert Counter(d["kept"] for d in report["duplicates"]) == {f"{paths[0]} (train)": 43, f"{paths[0]} (valid)": 7}
+    records = read_records(tmp_path / "out")
+    assert len({r.id for r in records}) == len(records) == 1850
+    test_ids = {r.meta["conversation_id"] for r in records if r.split == "test"}
+    assert test_ids == ids["redial", "test"]
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda o: o.update(conversationId=[1]), "field 'conversationId': expected str or int, got list"),
+    (lambda o: o["messages"][1].pop("text"), "field 'messages[1].text': missing"),
+    (lambda o: o["messages"].append("hi"), "field 'messages[3]': expected an object, got str"),
+    (lambda o: o["movieMentions"].update({"222": 5}), "field 'movieMentions.222': expected a title, got int"),
+    (lambda o: o.update(initiatorQuestions=["x"]), "field 'initiatorQuestions': expected an object, got list"),
+])
+def test_redial_bad_fields_are_named(tmp_path, change, message):
+    from interplay.data.redial import load_redial
+
+    obj = json.loads(redial_line("9"))
+    change(obj)
+    f = tmp_path / "test_data.jsonl"
+    f.write_text(redial_line("8") + json.dumps(obj) + "\n")
+    errors = []
+    assert len(list(load_redial(f, load_demo().catalogue, on_error=errors.append))) == 1
+    assert [str(e) for e in errors] == [f"{f}:2: {message}"]
 
 
 DIALOGUE = [(Role.USER, "Hi! Can you recommend a scary movie?", []),

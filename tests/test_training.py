@@ -213,7 +213,7 @@ def test_lora_training_merges_into_a_plain_checkpoint(overfit_checkpoint, tmp_pa
     out = tmp_path / "lora"
     train(TrainConfig(role=Role.USER, data=str(data), out=str(out), model=str(base_ckpt), max_steps=12,
                       learning_rate=3e-3, batch_size=1, grad_accum=1, logging_steps=4, report_to="none",
-                      lora=True, lora_rank=8))
+                      lora=True, lora_rank=8, grounded=False))
     saved = json.loads((out / "interplay_training.json").read_text())
     losses = [h["loss"] for h in saved["log_history"] if "loss" in h]
     assert losses[-1] < losses[0] and saved["config"]["lora"] is True
@@ -254,7 +254,8 @@ def test_resume_mid_epoch_continues_to_the_same_weights(overfit_checkpoint, tmp_
 
     def cfg(out):
         return TrainConfig(role=Role.USER, data=str(data), out=str(out), model=str(base_ckpt), max_steps=6,
-                           save_steps=3, learning_rate=1e-3, batch_size=1, grad_accum=1, report_to="none")
+                           save_steps=3, learning_rate=1e-3, batch_size=1, grad_accum=1, report_to="none",
+                           grounded=False)
 
     whole = tmp_path / "whole"
     train(cfg(whole), resume=True)  # --resume on an empty folder starts afresh

@@ -2,7 +2,10 @@
 
 Output folder: ``{split}.jsonl`` (one :class:`DialogueRecord` per line, loadable with HF
 ``datasets.load_dataset("json", ...)``), ``catalogue.jsonl`` (the item table) and ``build.json``
-(counts, skipped records with reasons, target match rate). Everything is written to a temporary
+(counts read per source path and written per split, duplicate record ids dropped, skipped records
+with reasons, target match rate). Several paths of one source (e.g. ReDial and a folder of more
+ReDial dialogues) build one data set; see :func:`pick_copies` for which copy of a duplicated
+record id is kept. Everything is written to a temporary
 folder first and moved into place at the end, so a failed build leaves the old folder untouched.
 """
 
@@ -13,7 +16,9 @@ import os
 import shutil
 import tempfile
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TextIO
 
 from interplay.catalogue import Catalogue, Item
 from interplay.data.annotate import make_annotator
@@ -54,45 +59,91 @@ def iter_records(source: str, path: str | Path, catalogue: Catalogue, on_error=N
     raise ValueError(f"unknown source {source!r}; choose from {', '.join(SOURCES)}")
 
 
-def build_dataset(source: str, path: str | Path, out: str | Path, catalogue_root: str | Path | None = None,
-                  skip_invalid: bool = False, progress: bool = True, field_map: dict | None = None,
-                  annotator: str = "rule") -> dict:
-    """Build ``out`` from a source; return the build report (also in ``out/build.json``)."""
+#: how held out a split is: among copies of one record id the most held-out one is kept
+HELD_OUT = {"test": 2, "valid": 1, "dev": 1}
+
+
+def pick_copies(copies: list[tuple[str, str]]) -> dict[str, int]:
+    """For ``(record id, split)`` pairs in reading order (sources in the order given), the index
+    of the copy kept for each id: the one in the most held-out split (test, then valid/dev, then
+    any other), the first read among equals. So the first source's copy wins, except that a
+    conversation held out anywhere never lands in a training split."""
+    best: dict[str, int] = {}
+    for i, (rec_id, split) in enumerate(copies):
+        j = best.get(rec_id)
+        if j is None or HELD_OUT.get(split, 0) > HELD_OUT.get(copies[j][1], 0):
+            best[rec_id] = i
+    return best
+
+
+def build_dataset(source: str, path: str | Path | Sequence[str | Path], out: str | Path,
+                  catalogue_root: str | Path | None = None, skip_invalid: bool = False, progress: bool = True,
+                  field_map: dict | None = None, annotator: str = "rule") -> dict:
+    """Build ``out`` from one or more files or folders of a source; return the build report (also
+    in ``out/build.json``). A record id read more than once is written once (:func:`pick_copies`);
+    the report counts and lists the dropped copies."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from interplay.data.pearl import PearlReport
 
+    paths = [path] if isinstance(path, (str, Path)) else list(path)
+    if not paths:
+        raise ValueError("no source path given")
     catalogue = load_movielens_catalogue(catalogue_root or default_data_root())
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     skipped: list[str] = []
     pearl_report = PearlReport()
+    read: dict[str, Counter] = {str(p): Counter() for p in paths}
+    copies: list[tuple[str, str]] = []  # (record id, split) of every record read, in order
+    origin: list[str] = []  # the path each one came from
+    target_found: list[bool | None] = []  # target matched in the catalogue (None: no target)
     counts: Counter = Counter()
     matched: Counter = Counter()
     try:
-        handles: dict[str, object] = {}
         on_error = (lambda err: skipped.append(str(err))) if skip_invalid else None
+        labeller = make_annotator(annotator)
         with Progress(SpinnerColumn(), TextColumn("[bold]build {task.fields[source]}"),
-                      TextColumn("{task.completed} records"), TimeElapsedColumn(), disable=not progress) as bar:
+                      TextColumn("{task.completed} records"), TimeElapsedColumn(), disable=not progress) as bar, \
+                (tmp / ".all.jsonl").open("w") as all_fh:
             task = bar.add_task("build", total=None, source=source)
-            labeller = make_annotator(annotator)
-            for rec in iter_records(source, path, catalogue, on_error, pearl_report, field_map, labeller):
-                fh = handles.get(rec.split) or handles.setdefault(rec.split, (tmp / f"{rec.split}.jsonl").open("w"))
-                fh.write(rec.model_dump_json() + "\n")
-                counts[rec.split] += 1
-                if rec.target is not None:
+            for p in paths:
+                for rec in iter_records(source, p, catalogue, on_error, pearl_report, field_map, labeller):
+                    all_fh.write(rec.model_dump_json() + "\n")
+                    copies.append((rec.id, rec.split))
+                    origin.append(str(p))
+                    target_found.append(None if rec.target is None
+                                        else bool(rec.meta.get("target_in_catalogue", True)))
+                    read[str(p)][rec.split] += 1
+                    bar.update(task, advance=1)
+        kept = pick_copies(copies)
+        duplicates = [{"id": rec_id, "dropped": f"{origin[i]} ({split})",
+                       "kept": f"{origin[kept[rec_id]]} ({copies[kept[rec_id]][1]})"}
+                      for i, (rec_id, split) in enumerate(copies) if kept[rec_id] != i]
+        handles: dict[str, TextIO] = {}
+        with (tmp / ".all.jsonl").open() as all_fh:
+            for i, line in enumerate(all_fh):
+                rec_id, split = copies[i]
+                if kept[rec_id] != i:
+                    continue
+                fh = handles.get(split) or handles.setdefault(split, (tmp / f"{split}.jsonl").open("w"))
+                fh.write(line)
+                counts[split] += 1
+                if target_found[i] is not None:
                     matched["targets"] += 1
-                    matched["in_catalogue"] += int(rec.meta.get("target_in_catalogue", True))
-                bar.update(task, advance=1)
+                    matched["in_catalogue"] += int(target_found[i])
         for fh in handles.values():
             fh.close()
+        (tmp / ".all.jsonl").unlink()
         with (tmp / CATALOGUE_FILE).open("w") as fh:
             for item in catalogue:
                 fh.write(item.model_dump_json() + "\n")
         report = {
-            "source": source, "path": str(path), "records": dict(counts), "skipped": len(skipped),
-            "skipped_reasons": skipped[:200],
+            "source": source, "paths": [str(p) for p in paths], "records": dict(counts),
+            "read": {p: dict(c) for p, c in read.items()},
+            "duplicates_dropped": len(duplicates), "duplicates": duplicates[:200],
+            "skipped": len(skipped), "skipped_reasons": skipped[:200],
             "target_match_rate": matched["in_catalogue"] / matched["targets"] if matched["targets"] else None,
             "catalogue_items": len(catalogue), "annotator": annotator,
         }

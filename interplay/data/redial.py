@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from interplay.catalogue import Catalogue
@@ -31,28 +31,40 @@ def clean_title(title: str) -> str:
     return re.sub(r"\s+", " ", title).strip()
 
 
-def _require(obj: dict, key: str, kind, path: Path, line: int):
+def _require(obj: dict, key: str, kind: type | tuple[type, ...], path: Path, line: int):
+    """``obj[key]``, or a :class:`DataFormatError` naming the field when it is missing or of another type."""
     if key not in obj:
         raise DataFormatError(path, line, key, "missing")
     if not isinstance(obj[key], kind):
-        raise DataFormatError(path, line, key, f"expected {kind.__name__}, got {type(obj[key]).__name__}")
+        names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+        raise DataFormatError(path, line, key, f"expected {names}, got {type(obj[key]).__name__}")
     return obj[key]
 
 
 def parse_conversation(obj: dict, path: Path, line: int, split: str, catalogue: Catalogue,
                        annotator=None) -> DialogueRecord:
+    """One ReDial conversation (a parsed JSONL line) as a record; extra fields are ignored."""
     conv_id = _require(obj, "conversationId", (str, int), path, line)
     seeker = _require(obj, "initiatorWorkerId", int, path, line)
     messages = _require(obj, "messages", list, path, line)
-    mentions = {str(k): clean_title(v) for k, v in _require(obj, "movieMentions", dict, path, line).items() if v}
-    answers = obj.get("initiatorQuestions") or obj.get("respondentQuestions") or {}
+    mentions = {}
+    for k, v in _require(obj, "movieMentions", dict, path, line).items():
+        if v is not None and not isinstance(v, str):
+            raise DataFormatError(path, line, f"movieMentions.{k}", f"expected a title, got {type(v).__name__}")
+        if v:
+            mentions[str(k)] = clean_title(v)
+    answer_field = "initiatorQuestions" if obj.get("initiatorQuestions") else "respondentQuestions"
+    answers = obj.get(answer_field) or {}
     if not isinstance(answers, dict):
-        raise DataFormatError(path, line, "initiatorQuestions", "expected an object")
+        raise DataFormatError(path, line, answer_field, f"expected an object, got {type(answers).__name__}")
     raw: list[RawTurn] = []
     order: list[str] = []  # movie ids in order of first mention
     for i, m in enumerate(messages):
-        if not isinstance(m, dict) or "text" not in m or "senderWorkerId" not in m:
-            raise DataFormatError(path, line, f"messages[{i}]", "needs text and senderWorkerId")
+        if not isinstance(m, dict):
+            raise DataFormatError(path, line, f"messages[{i}]", f"expected an object, got {type(m).__name__}")
+        for key in ("text", "senderWorkerId"):
+            if key not in m:
+                raise DataFormatError(path, line, f"messages[{i}].{key}", "missing")
         titles = []
 
         def sub(match: re.Match) -> str:
@@ -88,14 +100,22 @@ def parse_conversation(obj: dict, path: Path, line: int, split: str, catalogue: 
 
 
 def load_redial(path: str | Path, catalogue: Catalogue, splits: list[str] | None = None,
-                on_error=None, annotator=None) -> Iterator[DialogueRecord]:
-    """Records of ``path`` (a folder with the split files, or one JSONL file).
+                on_error: Callable[[DataFormatError], None] | None = None, annotator=None
+                ) -> Iterator[DialogueRecord]:
+    """Records of ``path``: a folder with any of the split files, or one JSONL file.
 
-    Malformed lines raise :class:`DataFormatError`, or go to ``on_error(err)`` when given.
+    A folder needs at least one of ``train_data.jsonl``, ``valid_data.jsonl``, ``test_data.jsonl``
+    (all that are there are read; ``splits`` names ones that must be there). Malformed lines raise
+    :class:`DataFormatError`, or go to ``on_error(err)`` when given.
     """
     path = Path(path)
-    files = ([(s, path / f) for s, f in SPLIT_FILES.items() if splits is None or s in splits]
-             if path.is_dir() else [(_split_of(path), path)])
+    if path.is_dir():
+        wanted = splits if splits is not None else [s for s, f in SPLIT_FILES.items() if (path / f).exists()]
+        files = [(s, path / SPLIT_FILES[s]) for s in wanted]
+        if not files:
+            raise DataFormatError(path, None, "<file>", f"no split file ({', '.join(SPLIT_FILES.values())})")
+    else:
+        files = [(_split_of(path), path)]
     for split, file in files:
         if not file.exists():
             raise DataFormatError(file, None, "<file>", "missing")
@@ -111,8 +131,9 @@ def load_redial(path: str | Path, catalogue: Catalogue, splits: list[str] | None
                     if not isinstance(obj, dict):
                         raise DataFormatError(file, lineno, "<json>", "not an object")
                     yield parse_conversation(obj, file, lineno, split, catalogue, annotator)
-                except (DataFormatError, ValueError) as exc:
-                    err = exc if isinstance(exc, DataFormatError) else DataFormatError(file, lineno, "<record>", str(exc))
+                except (DataFormatError, ValueError, TypeError, KeyError, AttributeError) as exc:
+                    err = exc if isinstance(exc, DataFormatError) else DataFormatError(
+                        file, lineno, "<record>", f"{type(exc).__name__}: {exc}")
                     if on_error is None:
                         raise err from None
                     on_error(err)

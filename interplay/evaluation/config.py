@@ -27,6 +27,8 @@ class EvalConfig(BaseModel):
     parts: list[UserPart] = Field(default_factory=lambda: ["replay", "single", "human"])
     max_retries: int = Field(2, ge=0)
     recommender_sees_persona: bool = False
+    #: user evaluation: the user sees the catalogue facts of each recommended item (interplay.grounding)
+    grounded: bool = True
     #: recommender evaluation: narrow the scored turn to ``recommend`` (honoured under constrained decoding)
     force_recommend: bool = True
     #: recommender evaluation: ask LLM recommenders for their top-k catalogue titles by likelihood

@@ -69,8 +69,9 @@ def evaluate_user(cfg: EvalConfig, resume: bool = False, ray_address: str | None
     out = prepare_eval_dir(cfg, resume)
     records, catalogue = _records(cfg)
     replay, skipped_replay = replay_tasks(records) if "replay" in cfg.parts else ([], Counter())
-    single, skipped_single = user_turn_tasks(records) if "single" in cfg.parts else ([], Counter())
-    human, skipped_human = human_decision_tasks(records) if "human" in cfg.parts else ([], Counter())
+    grounding = catalogue if cfg.grounded else None
+    single, skipped_single = user_turn_tasks(records, grounding) if "single" in cfg.parts else ([], Counter())
+    human, skipped_human = human_decision_tasks(records, grounding) if "human" in cfg.parts else ([], Counter())
     single_log, human_log = ResultLog(out / SINGLE_FILE), ResultLog(out / HUMAN_FILE)
 
     async def work(host):
@@ -81,7 +82,7 @@ def evaluate_user(cfg: EvalConfig, resume: bool = False, ray_address: str | None
             t3 = bar.add_task("human-judged items", total=len(human), completed=sum(t.task_id in human_log.rows for t in human))
             await asyncio.gather(
                 run_replays(host, replay, writer, done, cfg.agent, cfg.max_retries, cfg.concurrency, cfg.seed,
-                            lambda ep: bar.advance(t1)),
+                            lambda ep: bar.advance(t1), grounding),
                 run_turn_tasks(host, single, single_log, cfg.concurrency, cfg.seed, lambda r: bar.advance(t2)),
                 run_turn_tasks(host, human, human_log, cfg.concurrency, cfg.seed, lambda r: bar.advance(t3)),
             )

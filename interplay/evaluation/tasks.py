@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from interplay.catalogue import Catalogue
 from interplay.data.schema import DialogueRecord
+from interplay.grounding import ground_history
 from interplay.episode import (
     EpisodeSpec,
     HistoryTurn,
@@ -56,6 +58,10 @@ def titles_of(turn) -> list[str]:
     return Turn(turn.action, turn.text).titles
 
 
+def _grounded(turns: list[HistoryTurn], grounding: Catalogue | None, target) -> list[HistoryTurn]:
+    return turns if grounding is None else ground_history(turns, grounding, target)
+
+
 def history(record: DialogueRecord) -> list[HistoryTurn]:
     return [HistoryTurn(role=t.role, action=t.action, text=t.text) for t in record.turns]
 
@@ -87,14 +93,15 @@ def replay_tasks(records: list[DialogueRecord]) -> tuple[list[ReplayTask], Count
     return tasks, skipped
 
 
-def user_turn_tasks(records: list[DialogueRecord]) -> tuple[list[TurnTask], Counter]:
-    """Every user turn of every record with a target, answered from the gold history before it."""
+def user_turn_tasks(records: list[DialogueRecord], grounding: Catalogue | None = None) -> tuple[list[TurnTask], Counter]:
+    """Every user turn of every record with a target, answered from the gold history before it
+    (``grounding``: with the catalogue facts of recommended items, as a grounded run shows them)."""
     tasks, skipped = [], Counter()
     for r in records:
         view = _user_view(r, skipped)
         if view is None:
             continue
-        gold = history(r)
+        gold = _grounded(history(r), grounding, r.target)
         for i, t in enumerate(r.turns):
             if t.role is Role.USER:
                 tasks.append(TurnTask(f"user-{r.id}-{i}", r.id, Role.USER, view,
@@ -129,7 +136,8 @@ def recommender_turn_tasks(records: list[DialogueRecord], with_persona: bool = F
     return tasks, skipped
 
 
-def human_decision_tasks(records: list[DialogueRecord]) -> tuple[list[TurnTask], Counter]:
+def human_decision_tasks(records: list[DialogueRecord], grounding: Catalogue | None = None
+                         ) -> tuple[list[TurnTask], Counter]:
     """The user's reply right after each recorded recommendation whose human verdict is known:
     the accepted item (label 1) and the rejected items (label 0) of the record's outcome. A record
     without a target (the human accepted nothing) gives a view with the persona and no target
@@ -147,7 +155,7 @@ def human_decision_tasks(records: list[DialogueRecord]) -> tuple[list[TurnTask],
             view = _user_view(r, skipped)
             if view is None:
                 continue
-        gold = history(r)
+        gold = _grounded(history(r), grounding, r.target)
         for j, (title, label) in enumerate(labels):
             k = next((i for i, t in enumerate(r.turns) if t.role is Role.RECOMMENDER
                       and any(same_item(x, title) for x in titles_of(t))), None)

@@ -53,6 +53,8 @@ class SimulationConfig(BaseModel):
     first_speaker: Role = Role.USER
     max_retries: int = Field(2, ge=0)
     recommender_sees_persona: bool = False
+    #: grounded observations: the user sees the catalogue facts of each recommended item (interplay.grounding)
+    grounded: bool = True
     concurrency: int = Field(32, ge=1)  # measured: docs/performance.md
     max_batch: int = Field(32, ge=1)  # measured: docs/performance.md
     batch_wait_ms: float = 20.0
@@ -141,7 +143,8 @@ async def _drive(cfg: SimulationConfig, data: SimulationData, todo, hosts, write
     from interplay.runtime.agent_host import RayAgentHandle
 
     env_cfg = EnvConfig(max_turns=cfg.max_turns, first_speaker=cfg.first_speaker, max_retries=cfg.max_retries,
-                        recommender_sees_persona=sees_persona(cfg.recommender, cfg.recommender_sees_persona))
+                        recommender_sees_persona=sees_persona(cfg.recommender, cfg.recommender_sees_persona),
+                        grounding=data.catalogue if cfg.grounded else None)
     sem = asyncio.Semaphore(cfg.concurrency)
 
     async def one(episode_id: str, seed: int, idx: int) -> None:

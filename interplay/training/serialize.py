@@ -3,6 +3,7 @@
     <|context|>ROLE HEADER (what the role may know)<|end|>
     <|user|><action><disclose-goal></action><response>...</response><|end|>
     <|recommender|><action><recommend></action><response>...</response><|end|>
+    <|context|>About Heat (1995): action, crime, heist.<|end|>     (grounded user only)
     ...
 
 The speaker tokens and ``<|end|>`` are added to the tokenizer as special tokens together with the
@@ -18,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from interplay.episode import HistoryTurn, Persona, RecommenderView, UserView
+from interplay.grounding import facts_text
 from interplay.protocol import STRUCTURAL_TOKENS, Role, Turn, format_turn
 
 CONTEXT, END = "<|context|>", "<|end|>"
@@ -51,13 +53,19 @@ def header(role: Role, view: UserView | RecommenderView) -> str:
     return "Role: recommender" + (f"\n{_persona(view.persona)}" if view.persona is not None else "")
 
 
+def turn_segments(role: Role, turn: HistoryTurn) -> list[Segment]:
+    """One turn as ``role`` reads it: speaker cue, body (trained when ``role`` spoke it), and, for
+    a grounded user, the facts of the items the turn names (never trained)."""
+    out = [Segment(SPEAKER[turn.role]),
+           Segment(format_turn(Turn(turn.action, turn.text)) + END, trained_for=turn.role if turn.role is role else None)]
+    if role is Role.USER and turn.about:
+        out.append(Segment(f"{CONTEXT}{facts_text(turn.about)}{END}"))
+    return out
+
+
 def segments(role: Role, view: UserView | RecommenderView, history: list[HistoryTurn]) -> list[Segment]:
     """Header and every turn, each turn's body marked as trained for its speaker ``role`` only."""
-    out = [Segment(f"{CONTEXT}{header(role, view)}{END}")]
-    for t in history:
-        out.append(Segment(SPEAKER[t.role]))
-        out.append(Segment(format_turn(Turn(t.action, t.text)) + END, trained_for=t.role if t.role is role else None))
-    return out
+    return [Segment(f"{CONTEXT}{header(role, view)}{END}")] + [s for t in history for s in turn_segments(role, t)]
 
 
 def inference_prompt(role: Role, view: UserView | RecommenderView, history: list[HistoryTurn]) -> str:

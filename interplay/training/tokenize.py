@@ -5,7 +5,9 @@ from __future__ import annotations
 from interplay.data.schema import DialogueRecord
 from interplay.episode import HistoryTurn, RecommenderView, build_recommender_view, build_user_view
 from interplay.protocol import Role
-from interplay.training.serialize import ADDED_TOKENS, Segment, segments
+from interplay.catalogue import Catalogue
+from interplay.grounding import ground_history
+from interplay.training.serialize import ADDED_TOKENS, CONTEXT, END, Segment, header, turn_segments
 
 #: token_roles values
 NONE, USER, RECOMMENDER = 0, 1, 2
@@ -67,8 +69,11 @@ def _encode(tokenizer, segs: list[Segment]) -> tuple[list[int], list[int]]:
 
 
 def tokenize_record(record: DialogueRecord, tokenizer, role: Role, max_length: int = 1024,
-                    recommender_sees_persona: bool = False) -> list[dict]:
+                    recommender_sees_persona: bool = False, grounding: Catalogue | None = None) -> list[dict]:
     """Training examples of one record for ``role``: ``input_ids`` and ``token_roles``.
+
+    ``grounding``: the catalogue whose facts a grounded user sees after each recommendation
+    (:mod:`interplay.grounding`); the user's serialisation then carries them, as at inference.
 
     The header is the role's own view. A dialogue longer than ``max_length`` becomes several
     windows, each the header plus consecutive whole turns, the next window starting one turn
@@ -80,8 +85,10 @@ def tokenize_record(record: DialogueRecord, tokenizer, role: Role, max_length: i
     if view is None:
         return []
     history = [HistoryTurn(role=t.role, action=t.action, text=t.text) for t in record.turns]
-    segs = segments(role, view, history)
-    head, turns = segs[0], [segs[i : i + 2] for i in range(1, len(segs), 2)]
+    if grounding is not None and role is Role.USER:
+        history = ground_history(history, grounding, record.target)
+    head = Segment(f"{CONTEXT}{header(role, view)}{END}")
+    turns = [turn_segments(role, t) for t in history]
     head_ids, head_roles = _encode(tokenizer, [head])
     encoded = [_encode(tokenizer, t) for t in turns]
     budget = max_length - len(head_ids)

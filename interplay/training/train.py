@@ -32,6 +32,9 @@ class TrainConfig:
     lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
     padding_free: bool = True
     recommender_sees_persona: bool = False
+    #: UserSim reads the catalogue facts of each recommended item (interplay.grounding), as a
+    #: grounded run shows them; needs DATA/catalogue.jsonl. No effect on RecSim
+    grounded: bool = True
     max_steps: int = -1
     seed: int = 0
     report_to: str = "auto"  # auto: tensorboard when installed, else none
@@ -44,14 +47,15 @@ class TrainConfig:
         return self.learning_rate if self.learning_rate is not None else 2e-4
 
 
-def build_dataset(records, tokenizer, cfg: TrainConfig):
-    """HF Dataset of the tokenized windows of ``records`` for ``cfg.role``."""
+def build_dataset(records, tokenizer, cfg: TrainConfig, grounding=None):
+    """HF Dataset of the tokenized windows of ``records`` for ``cfg.role`` (``grounding``: the
+    catalogue a grounded user's facts come from)."""
     from datasets import Dataset
 
     from interplay.training.tokenize import tokenize_record
 
     rows = [ex for r in records for ex in tokenize_record(r, tokenizer, cfg.role, cfg.max_length,
-                                                          cfg.recommender_sees_persona)]
+                                                          cfg.recommender_sees_persona, grounding)]
     if not rows:
         raise ValueError(f"no training example for the {cfg.role.value} in {cfg.data}")
     return Dataset.from_list(rows)
@@ -87,13 +91,18 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTConfig, SFTTrainer
 
-    from interplay.data.build import read_records
+    from interplay.data.build import read_catalogue, read_records
     from interplay.training.collator import RoleMaskCollator
 
+    grounding = None
+    if cfg.grounded and cfg.role is Role.USER:
+        if not (Path(cfg.data) / "catalogue.jsonl").exists():
+            raise ValueError(f"{cfg.data}: a grounded UserSim needs catalogue.jsonl (or train with --no-grounded)")
+        grounding = read_catalogue(cfg.data)
     lm, tok = load_model_and_tokenizer(cfg.model, bf16_weights=cfg.bf16 and cfg.lora)
-    train_ds = build_dataset(read_records(cfg.data, "train"), tok, cfg)
+    train_ds = build_dataset(read_records(cfg.data, "train"), tok, cfg, grounding)
     valid_path = Path(cfg.data) / "valid.jsonl"
-    valid_ds = build_dataset(read_records(cfg.data, "valid"), tok, cfg) if valid_path.exists() else None
+    valid_ds = build_dataset(read_records(cfg.data, "valid"), tok, cfg, grounding) if valid_path.exists() else None
     peft_config = None
     if cfg.lora:
         from peft import LoraConfig
