@@ -71,7 +71,8 @@ def test_pearl_loader_on_fixture():
     records = list(load_pearl(FIXTURE, load_demo().catalogue, on_error=errors.append, report=report))
     assert [r.id for r in records] == ["pearl-fx1", "pearl-fx2", "pearl-fx3"]
     assert [r.split for r in records] == ["train"] * 3  # no split field: the file's name decides
-    assert report.read == 9 and report.kept == 3 and report.empty_turns_removed == 3  # '', 'Recommender: ', 'Seeker:   '
+    assert report.read == 9 and report.kept == 3
+    assert report.empty_turns_removed == 3  # '', 'Recommender: ', 'Seeker:   '
     assert report.dropped == {"target not in catalogue": 1, "watched movie not in catalogue": 1, "no target title": 1,
                               "invalid": 3}
     assert report.dropped_fraction == 6 / 9
@@ -123,7 +124,8 @@ def test_pearl_field_map_reads_an_export_with_other_names(tmp_path):
     real = json.loads(FIXTURE.read_text().splitlines()[0])
     other = {"id": "x1", "turns": real["dialogue"], "persona_text": "I enjoy slow-burning crime stories.",
              "seen": real["seen_movie_titles"], "seen_reviews": ["A tense duel.", "Grim.", "Obsessive."],
-             "target_movie_title": "Inside Man (2006)", "target_movie_abstract": "A heist. Inside Man keeps you guessing.",
+             "target_movie_title": "Inside Man (2006)",
+             "target_movie_abstract": "A heist. Inside Man keeps you guessing.",
              "target_movie_genres": ["Crime", "Thriller"], "target_movie_director": "Spike Lee",
              "target_movie_cast": ["Denzel Washington", "Clive Owen"], "split": "valid"}
     f = tmp_path / "export.jsonl"
@@ -131,9 +133,10 @@ def test_pearl_field_map_reads_an_export_with_other_names(tmp_path):
     with pytest.raises(DataFormatError, match=r"export.jsonl:1: field 'dialogue': missing"):
         list(load_pearl(f, load_demo().catalogue))
     [rec] = load_pearl(f, load_demo().catalogue, field_map=OTHER_NAMES)
-    assert rec.id == "pearl-x1" and rec.split == "valid" and rec.persona.summary == "I enjoy slow-burning crime stories."
-    assert [(w.title, w.text) for w in rec.persona.watched] == [("Heat (1995)", "A tense duel."), ("Se7en (1995)", "Grim."),
-                                                                ("Zodiac (2007)", "Obsessive.")]
+    assert rec.id == "pearl-x1" and rec.split == "valid"
+    assert rec.persona.summary == "I enjoy slow-burning crime stories."
+    assert [(w.title, w.text) for w in rec.persona.watched] == [
+        ("Heat (1995)", "A tense duel."), ("Se7en (1995)", "Grim."), ("Zodiac (2007)", "Obsessive.")]
     assert rec.target.attributes == ["crime", "thriller", "spike lee", "denzel washington", "clive owen"]
     assert rec.target.attribute_text == "A heist." and rec.outcome.accepted_item == "Inside Man (2006)"
     with pytest.raises(ValueError, match="unknown PEARL field-map key 'persona_field'"):

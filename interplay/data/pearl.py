@@ -160,16 +160,14 @@ def parse_record(obj: dict, where: tuple[Path, int], split: str, catalogue: Cata
     raw = []
     known = [target_title, *watched_titles]
     for i, utt in enumerate(dialogue):
+        name = f"{fields['dialogue']}[{i}]"
         if not isinstance(utt, str):
-            raise DataFormatError(path, line, f"{fields['dialogue']}[{i}]", f"expected a string, got {type(utt).__name__}")
+            raise DataFormatError(path, line, name, f"expected a string, got {type(utt).__name__}")
         utt = _EOD.sub("", utt)
-        if not utt.strip():
-            report.empty_turns_removed += 1
-            continue
         m = _SPEAKER.match(utt)
-        if not m:
-            raise DataFormatError(path, line, f"{fields['dialogue']}[{i}]", "must start with 'Seeker:' or 'Recommender:'")
-        text = utt[m.end():].strip()
+        if utt.strip() and not m:
+            raise DataFormatError(path, line, name, "must start with 'Seeker:' or 'Recommender:'")
+        text = utt[m.end():].strip() if m else ""
         if not text:
             report.empty_turns_removed += 1
             continue
