@@ -31,7 +31,7 @@ if [ "$WHAT" = rec ] || [ "$WHAT" = all ]; then
   for ds in redial inspired; do
     run recommender "rec-popular-$ds" --agent "popular:$REDIAL" $(data_args $ds)
     for agent in zero-shot recsim; do
-      spec=$agent; [ "$agent" = recsim ] && { [ -d "$RECSIM" ] || continue; spec="recsim:$RECSIM"; }
+      spec=$agent; [ "$agent" = recsim ] && { [ -f "$RECSIM/interplay_training.json" ] || continue; spec="recsim:$RECSIM"; }
       run recommender "rec-$agent-$ds-constrained" --agent "$spec" $(data_args $ds) --decoding constrained
       run recommender "rec-$agent-$ds-constrained-unforced" --agent "$spec" $(data_args $ds) --decoding constrained --no-force-recommend
       run recommender "rec-$agent-$ds-free" --agent "$spec" $(data_args $ds) --decoding free --no-force-recommend
@@ -42,7 +42,7 @@ fi
 if [ "$WHAT" = user ] || [ "$WHAT" = all ]; then
   for ds in redial inspired; do
     for agent in zero-shot usersim; do
-      spec=$agent; [ "$agent" = usersim ] && { [ -d "$USERSIM" ] || continue; spec="usersim:$USERSIM"; }
+      spec=$agent; [ "$agent" = usersim ] && { [ -f "$USERSIM/interplay_training.json" ] || continue; spec="usersim:$USERSIM"; }
       for dec in constrained free; do
         run user "user-$agent-$ds-$dec" --agent "$spec" $(data_args $ds) --decoding "$dec"
       done
