@@ -104,7 +104,9 @@ def load_runtime(ckpt: str) -> UniCRSRuntime:
 class UniCRSRecommender(RecommenderAgent):
     """Generates a response template; when it holds the item placeholder the turn recommends
     (placeholders filled with the top-ranked titles not yet mentioned), otherwise it inquires. The
-    ranking (top 50 titles) is in ``turn.meta["ranked_items"]`` for Recall@k."""
+    ranking (top 50 titles) is in ``turn.meta["ranked_items"]`` for Recall@k. A caller that narrows
+    the turn to ``recommend`` (``observation.allowed_actions``, as the recommender evaluation does)
+    gets the top-ranked title when the template has no placeholder (``meta["forced"]``)."""
 
     def __init__(self, ckpt: str, catalogue=None, seed: int = 0):
         super().__init__(catalogue, seed)
@@ -118,13 +120,18 @@ class UniCRSRecommender(RecommenderAgent):
         if not text:
             text = "What kind of movie are you in the mood for?"
         n = text.count(PLACEHOLDER)
+        meta: dict = {"ranked_items": titles}
         if n:
             for title in titles[:n]:
                 text = text.replace(PLACEHOLDER, mark_title(title), 1)
             action = Action.RECOMMEND
+        elif observation.allowed_actions is not None and Action.INQUIRE not in observation.allowed_actions:
+            # asked for a recommendation (the evaluated turn): the top item of its ranking
+            action, text = Action.RECOMMEND, f"You might like {mark_title(titles[0])}."
+            meta["forced"] = True
         else:
             action = Action.INQUIRE
-        return Turn(action=action, text=text, raw=text, meta={"ranked_items": titles})
+        return Turn(action=action, text=text, raw=text, meta=meta)
 
 
 class PopularityRecommender(RecommenderAgent):

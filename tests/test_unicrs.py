@@ -208,3 +208,28 @@ def test_popularity_baseline_ranks_train_recommendations_not_yet_mentioned(unicr
     assert first.meta["ranked_items"] == [ITEMS[5].title, ITEMS[1].title] and first.titles == [ITEMS[5].title]
     seen = [HistoryTurn(role=Role.USER, action=Action.FEEDBACK, text=f"I saw {mark_title(ITEMS[5].title)}.")]
     assert agent.act(Observation(history=seen, turn_index=1)).meta["ranked_items"] == [ITEMS[1].title]
+
+
+def test_unicrs_recommends_its_top_item_when_asked(unicrs_ckpt, unicrs_data):
+    """Narrowed to ``recommend`` (the evaluated turn), UniCRS names its top-ranked title even
+    where its template would inquire; left free, the same observation is answered as before."""
+    from agents.unicrs import UniCRSRecommender
+    from interplay.data.build import read_records
+    from interplay.episode import HistoryTurn, Observation, RecommenderView
+
+    ckpt, _ = unicrs_ckpt
+    agent = UniCRSRecommender(str(ckpt))
+    agent.reset(RecommenderView(episode_id="e"))
+    checked = 0
+    for rec in read_records(unicrs_data, "test"):
+        history = [HistoryTurn(role=t.role, action=t.action, text=t.text) for t in rec.turns[:1]]
+        free = agent.act(Observation(history=history, turn_index=1))
+        forced = agent.act(Observation(history=history, turn_index=1, allowed_actions=frozenset({Action.RECOMMEND})))
+        assert forced.action is Action.RECOMMEND and forced.titles[0] == forced.meta["ranked_items"][0]
+        assert forced.meta["ranked_items"] == free.meta["ranked_items"]
+        if free.action is Action.RECOMMEND:
+            assert (forced.text, forced.meta.get("forced")) == (free.text, None)
+        else:
+            assert forced.meta["forced"] is True
+        checked += 1
+    assert checked == 6
