@@ -113,6 +113,26 @@ class LLMAgent(Agent):
                     turn.meta["ranked_items"] = self.rank(observations[i], out, observations[i].rank_items)
         return results  # type: ignore[return-value]
 
+    def action_probabilities(self, observation: Observation) -> dict[str, float] | None:
+        """P(action) over the legal actions of this turn, read from the model without generating:
+        the likelihood of each action tag right after the prompt (and ``<action>``), normalised
+        over the legal actions. With the protocol tokens added (fine-tuned checkpoints) each tag is
+        one token, so the most probable action is the one greedy constrained decoding writes;
+        with a plain tokenizer a tag is several tokens and the two can differ. None when the
+        backend cannot score (an HTTP server)."""
+        if not getattr(self.backend, "accepts_scoring", False) or getattr(self.backend, "prefers_chat", False):
+            return None
+        import math
+
+        actions = sorted(observation.legal_actions(self.role), key=lambda a: a.value)
+        lead = "" if self.prefill.endswith(ACTION_OPEN) else ACTION_OPEN  # fine-tuned agents write it themselves
+        tags = [lead + f"<{a.value}>" for a in actions]
+        scores = self.backend.score_continuations([self.prompt(observation)], [tags])[0]
+        top = max(scores)
+        weights = [math.exp(s - top) for s in scores]
+        total = sum(weights)
+        return {a.value: w / total for a, w in zip(actions, weights)}
+
     def rank(self, observation: Observation, output: str, k: int) -> list[str]:
         """The ``k`` catalogue titles the model finds most likely at the first ``<movie_title>`` of
         its ``output`` for this observation, best first (empty when the backend cannot rank)."""

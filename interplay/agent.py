@@ -40,6 +40,12 @@ class Agent:
         """
         raise NotImplementedError
 
+    def action_probabilities(self, observation: Observation) -> dict[str, float] | None:
+        """The probability of each action this agent may take at ``observation``, read without
+        generating a turn (LLM agents score the action tokens), or ``None`` when the agent
+        cannot tell; evaluations then fall back to ``act``."""
+        return None
+
     def act_batch(self, observations: list[Observation]) -> list[Turn | ProtocolError]:
         """One result per observation, a :class:`ProtocolError` standing for an unparseable
         output; override to batch model calls."""

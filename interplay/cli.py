@@ -265,6 +265,10 @@ def evaluate_user_cmd(
     max_new_tokens: int = typer.Option(96), temperature: float = typer.Option(0.0, help="0: greedy"),
     decoding: str = typer.Option("constrained", help="constrained (legal turns only) | free (parsed afterwards)"),
     grounded: bool = typer.Option(True, help="the user sees the catalogue facts of each recommended item"),
+    decision: str = typer.Option("generate", help="real-human view: generate the reply and read its action, or "
+                                 "score P(action) without generating (LLM agents; much faster)"),
+    accept_threshold: float = typer.Option(0.5, min=0.0, max=1.0, help="with --decision score: accept when "
+                                           "P(accept) >= this (choose it on a valid split: metrics' best_threshold)"),
     seed: int = typer.Option(0), concurrency: int = typer.Option(16, help="tasks in flight"),
     max_batch: int = typer.Option(16, help="largest generation batch"),
     bertscore_model: Optional[str] = typer.Option(None, help="local model folder for BERTScore (default: offline MiniLM)"),
@@ -279,7 +283,8 @@ def evaluate_user_cmd(
     from interplay.evaluation.evaluate import evaluate_user
 
     cfg = _eval_config("user", data, out, parts, max_new_tokens, temperature, decoding=decoding, agent=agent,
-                       split=split, limit=limit, grounded=grounded,
+                       split=split, limit=limit, grounded=grounded, decision=decision,
+                       accept_threshold=accept_threshold,
                        seed=seed, concurrency=concurrency, max_batch=max_batch, dtype=dtype,
                        bertscore_model=bertscore_model, bertscore_layers=bertscore_layers)
     _run_evaluation(evaluate_user, user_table, cfg, resume, ray_address, progress)

@@ -94,6 +94,8 @@ class TransformersBackend:
     accepts_constraints = True
     #: ranks a registered catalogue's titles by likelihood (``rank_titles``)
     accepts_ranking = True
+    #: scores continuations after a prompt (``score_continuations``)
+    accepts_scoring = True
 
     @property
     def constrainer(self):
@@ -162,6 +164,17 @@ class TransformersBackend:
             for prompt in prompts:
                 ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
                 out.append(rank_titles(self.model, ids, trie, k=k).titles)
+        if self.device == "cpu":
+            _return_freed_memory()
+        return out
+
+    def score_continuations(self, prompts: list[str], continuations: list[list[str]]) -> list[list[float]]:
+        """For each prompt, the log-likelihood of each of its continuations (one prompt pass each;
+        :mod:`interplay.backends.continuation_scoring`)."""
+        from interplay.backends.continuation_scoring import score_continuations
+
+        with self._lock:
+            out = [score_continuations(self.model, self.tokenizer, p, c) for p, c in zip(prompts, continuations)]
         if self.device == "cpu":
             _return_freed_memory()
         return out

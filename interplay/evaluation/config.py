@@ -29,6 +29,11 @@ class EvalConfig(BaseModel):
     recommender_sees_persona: bool = False
     #: user evaluation: the user sees the catalogue facts of each recommended item (interplay.grounding)
     grounded: bool = True
+    #: user evaluation, real-human view: ``generate`` the reply and read its action, or ``score``
+    #: the legal actions without generating (P(accept); agents that cannot score fall back to
+    #: generating) and accept when P(accept) >= ``accept_threshold``
+    decision: Literal["generate", "score"] = "generate"
+    accept_threshold: float = Field(0.5, ge=0.0, le=1.0)
     #: recommender evaluation: narrow the scored turn to ``recommend`` (honoured under constrained decoding)
     force_recommend: bool = True
     #: recommender evaluation: ask LLM recommenders for their top-k catalogue titles by likelihood

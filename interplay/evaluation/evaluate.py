@@ -84,7 +84,8 @@ def evaluate_user(cfg: EvalConfig, resume: bool = False, ray_address: str | None
                 run_replays(host, replay, writer, done, cfg.agent, cfg.max_retries, cfg.concurrency, cfg.seed,
                             lambda ep: bar.advance(t1), grounding),
                 run_turn_tasks(host, single, single_log, cfg.concurrency, cfg.seed, lambda r: bar.advance(t2)),
-                run_turn_tasks(host, human, human_log, cfg.concurrency, cfg.seed, lambda r: bar.advance(t3)),
+                run_turn_tasks(host, human, human_log, cfg.concurrency, cfg.seed, lambda r: bar.advance(t3),
+                               cfg.accept_threshold if cfg.decision == "score" else None),
             )
 
     try:

@@ -79,8 +79,14 @@ def single_turn_metrics(rows: list[dict], settings: BERTScoreSettings) -> tuple[
 
 
 def human_view_metrics(rows: list[dict]) -> dict:
-    """The agent's accept (its reply's action is ``accept``) vs the human's verdict on each item."""
-    return decision_agreement([int(r["human_accept"]) for r in rows], [int(r["action"] == "accept") for r in rows])
+    """The agent's accept (its reply's action is ``accept``) vs the human's verdict on each item;
+    with scored decisions, also the ROC AUC of P(accept) and the best threshold on these items."""
+    scored = rows and all(r.get("p_accept") is not None for r in rows)
+    m = decision_agreement([int(r["human_accept"]) for r in rows], [int(r["action"] == "accept") for r in rows],
+                           [r["p_accept"] for r in rows] if scored else None)
+    methods = [r.get("decision_method", "generate") for r in rows]
+    m["decision_method"] = {k: methods.count(k) for k in sorted(set(methods))}
+    return m
 
 
 def user_report(cfg: EvalConfig, out: Path, episodes: list[EpisodeLog], single: list[dict], human: list[dict],

@@ -81,13 +81,52 @@ async def answer(host, task: TurnTask, seed: int) -> dict:
     return row
 
 
+async def decide(host, task: TurnTask, seed: int, accept_threshold: float) -> dict:
+    """The agent's decision for one task read without generating: P(action) over the legal
+    actions; ``accept`` when P(accept) >= ``accept_threshold``, else the likeliest other action.
+    An agent that cannot score is asked to generate (:func:`answer`); the row says which."""
+    from interplay.runtime.agent_host import RayAgentHandle
+
+    handle = RayAgentHandle(host, task.task_id, seed)
+    try:
+        await handle.reset(task.view)
+        probs = await handle.action_probabilities(task.observation)
+    except Exception as exc:
+        probs, error = None, f"agent error: {exc}"
+    else:
+        error = None
+    finally:
+        try:
+            await handle.close()
+        except Exception:
+            pass
+    if probs is None:
+        row = await answer(host, task, seed)
+        row["decision_method"] = "generate"
+        if error:
+            row["scoring_error"] = error
+        return row
+    p_accept = probs.get("accept", 0.0)
+    others = {a: p for a, p in probs.items() if a != "accept"}
+    action = "accept" if p_accept >= accept_threshold or not others else max(others, key=others.get)
+    return {"task_id": task.task_id, "record_id": task.record_id, "role": task.role.value,
+            "reference": task.reference, "reference_action": task.reference_action, "target": task.target,
+            **task.extra, "parsed": True, "action": action, "text": "", "titles": [], "raw": "",
+            "p_accept": p_accept, "action_probabilities": probs, "decision_method": "score"}
+
+
 async def run_turn_tasks(host, tasks: list[TurnTask], log: ResultLog, concurrency: int, seed: int,
-                         on_done: Callable[[dict], None]) -> None:
+                         on_done: Callable[[dict], None], accept_threshold: float | None = None) -> None:
+    """Answer every task not yet in ``log``; with ``accept_threshold``, by :func:`decide`
+    (decisions scored, not generated)."""
     sem = asyncio.Semaphore(concurrency)
 
     async def one(i: int, task: TurnTask) -> None:
         async with sem:
-            row = await answer(host, task, seed + i)
+            if accept_threshold is None:
+                row = await answer(host, task, seed + i)
+            else:
+                row = await decide(host, task, seed + i, accept_threshold)
             log.write(row)
             on_done(row)
 

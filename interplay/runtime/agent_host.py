@@ -47,6 +47,7 @@ class AgentHost:
         # whether each role's server applies constraints, and the catalogue registered with it once
         self.constrains: dict[Role, bool] = {}
         self.ranks: dict[Role, bool] = {}
+        self.scores: dict[Role, bool] = {}
         if self.servers:
             import ray
 
@@ -55,6 +56,8 @@ class AgentHost:
             ranks = {k: ray.get(s.supports_ranking.remote()) for k, s in by_server.items()}
             self.constrains = {role: support[id(s)] for role, s in self.servers.items()}
             self.ranks = {role: ranks[id(s)] for role, s in self.servers.items()}
+            scoring = {k: ray.get(s.supports_scoring.remote()) for k, s in by_server.items()}
+            self.scores = {role: scoring[id(s)] for role, s in self.servers.items()}
             if any(support.values()):
                 titles = catalogue.titles()
                 ray.get([s.register_catalogue.remote(catalogue.key, titles)
@@ -74,7 +77,8 @@ class AgentHost:
 
             backend = RemoteBackend(self.servers[role], cache_key=self._cache_key(role, episode_id),
                                     accepts_constraints=self.constrains.get(role, False),
-                                    accepts_ranking=self.ranks.get(role, False))
+                                    accepts_ranking=self.ranks.get(role, False),
+                                    accepts_scoring=self.scores.get(role, False))
         ctx = AgentContext(role=role, arg=self.specs[role].arg, catalogue=self.catalogue, seed=seed,
                            params=self.params, backend=backend, tokenizer=self.tokenizers.get(role))
         agent = build_agent(self.specs[role], ctx)
@@ -93,6 +97,11 @@ class AgentHost:
             return agent.act(observation)
         except ProtocolError as exc:
             return exc
+
+    def action_probabilities(self, role: Role, episode_id: str, observation: Observation) -> dict[str, float] | None:
+        """The agent's probability of each action at ``observation`` without generating (None:
+        it cannot tell)."""
+        return self._agents[(role, episode_id)].action_probabilities(observation)
 
     def close(self, role: Role, episode_id: str) -> None:
         with self._lock:
@@ -131,6 +140,9 @@ class RayAgentHandle:
         if isinstance(result, ProtocolError):
             raise result
         return result
+
+    async def action_probabilities(self, observation: Observation) -> dict[str, float] | None:
+        return await self.host.actor.action_probabilities.remote(self.host.role, self.episode_id, observation)
 
     async def close(self) -> None:
         await self.host.actor.close.remote(self.host.role, self.episode_id)

@@ -157,6 +157,14 @@ class ModelServer:
         :meth:`TransformersBackend.rank_titles`); runs beside generation batches, in a thread."""
         return await asyncio.to_thread(self.backend.rank_titles, prompts, catalogue, k)
 
+    def supports_scoring(self) -> bool:
+        """Whether the backend scores continuations (``score_continuations``)."""
+        return getattr(self.backend, "score_continuations", None) is not None
+
+    async def score_continuations(self, prompts: list[str], continuations: list[list[str]]) -> list[list[float]]:
+        """Log-likelihoods of each prompt's continuations (decisions read without generating)."""
+        return await asyncio.to_thread(self.backend.score_continuations, prompts, continuations)
+
     async def release(self, cache_keys: list[str]) -> None:
         """Forget the stored KV of finished conversations."""
         if self.reuses_prefixes:
@@ -185,13 +193,20 @@ class RemoteBackend:
     ``cache_key`` (one per episode and role) lets the server reuse that conversation's KV cache."""
 
     def __init__(self, server_handle, cache_key: str | None = None, accepts_constraints: bool = False,
-                 accepts_ranking: bool = False):
+                 accepts_ranking: bool = False, accepts_scoring: bool = False):
         self.server = server_handle
         self.cache_key = cache_key
         self.keep_cache = True  # False on the conversation's last turn (set by the agent host)
         #: the server's backend applies TurnConstraints / ranks titles (asked once by the agent host)
         self.accepts_constraints = accepts_constraints
         self.accepts_ranking = accepts_ranking
+        self.accepts_scoring = accepts_scoring
+
+    def score_continuations(self, prompts: list[str], continuations: list[list[str]]) -> list[list[float]]:
+        """The server's log-likelihoods of each prompt's continuations (only when ``accepts_scoring``)."""
+        import ray
+
+        return ray.get(self.server.score_continuations.remote(prompts, continuations))
 
     def rank_titles(self, prompts: list[str], catalogue: str, k: int) -> list[list[str]]:
         """The server's top-``k`` titles after each prompt (only when ``accepts_ranking``)."""

@@ -1,0 +1,128 @@
+"""Decisions read without generating: P(action) from the action tokens' likelihood."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from interplay.backends.continuation_scoring import score_continuations
+from interplay.episode import HistoryTurn, Observation, Persona, UserView
+from interplay.protocol import Action, Role, mark_title
+
+
+def naive_scores(model, tok, prompt: str, continuations: list[str]) -> list[float]:
+    """One full forward pass per continuation (what the shared-prefix scorer must equal)."""
+    a = tok(prompt, add_special_tokens=False)["input_ids"]
+    out = []
+    for c in continuations:
+        b = tok(c, add_special_tokens=False)["input_ids"]
+        with torch.inference_mode():
+            logp = torch.log_softmax(model(input_ids=torch.tensor([a + b])).logits[0].float(), -1)
+        out.append(sum(float(logp[len(a) + j - 1, b[j]]) for j in range(len(b))))
+    return out
+
+
+@pytest.fixture(scope="module")
+def user_ckpt(tiny_model_dir, tmp_path_factory):
+    """The tiny random model with the protocol tokens added, saved as a checkpoint."""
+    from interplay.training.tokenize import add_special_tokens
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    torch.manual_seed(1)
+    add_special_tokens(tok, model)
+    with torch.no_grad():  # spread the new tokens' embeddings so the actions differ between prompts
+        for row in tok.convert_tokens_to_ids([f"<{a.value}>" for a in Action]):
+            model.get_input_embeddings().weight[row] += torch.randn_like(model.get_input_embeddings().weight[row])
+    out = tmp_path_factory.mktemp("user-ckpt")
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.mark.parametrize("with_added_tokens", [False, True])
+def test_shared_prefix_scores_equal_one_pass_per_continuation(tiny_model_dir, user_ckpt, with_added_tokens):
+    path = user_ckpt if with_added_tokens else tiny_model_dir
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path).eval()
+    prompt = "Role: user\nWants: a heist film<|end|><|user|>" if with_added_tokens else "I want a heist film. <action>"
+    conts = ["<accept>", "<action><feedback></action>", "x", "<inquire> and a longer tail of words"]
+    assert score_continuations(model, tok, prompt, conts) == pytest.approx(naive_scores(model, tok, prompt, conts),
+                                                                           abs=1e-4)
+
+
+def observations() -> list[Observation]:
+    """User observations right after a recommendation, and before any."""
+    obs = []
+    for i, title in enumerate(["Heat (1995)", "Toy Story (1995)", "Casablanca (1942)", "Alien (1979)"]):
+        hist = [HistoryTurn(role=Role.USER, action=Action.DISCLOSE_GOAL, text=f"Something like number {i}."),
+                HistoryTurn(role=Role.RECOMMENDER, action=Action.RECOMMEND, text=f"Try {mark_title(title)}.")]
+        obs.append(Observation(history=hist, turn_index=2))
+        obs.append(Observation(history=hist[:1] + [HistoryTurn(role=Role.RECOMMENDER, action=Action.INQUIRE,
+                                                                text=f"Why number {i}?")], turn_index=2))
+    return obs
+
+
+def test_scored_decision_is_the_greedy_constrained_action(user_ckpt):
+    """With the protocol tokens added, the most probable legal action is the action greedy
+    constrained decoding writes, turn for turn; probabilities cover exactly the legal actions."""
+    from agents.llm import FineTunedUserSimulator
+    from interplay.backends.base import GenerationParams
+    from interplay.backends.transformers_backend import TransformersBackend
+    from interplay.simulation_data import load_demo
+
+    backend = TransformersBackend(str(user_ckpt), dtype="float32")
+    catalogue = load_demo().catalogue
+    agent = FineTunedUserSimulator(backend, backend.tokenizer, GenerationParams(max_new_tokens=24),
+                                   catalogue=catalogue, grounded=False)
+    agent.reset(UserView(episode_id="e", persona=Persona(summary="Likes crime."), target_attributes=["crime"],
+                         target_attribute_text="A crime film."))
+    actions = set()
+    for base in observations():
+        allowed = set(base.legal_actions(Role.USER))
+        while len(allowed) >= 2:  # then without each winner in turn: every action gets compared
+            obs = base.model_copy(update={"allowed_actions": frozenset(allowed)})
+            probs = agent.action_probabilities(obs)
+            assert set(probs) == {a.value for a in allowed} and sum(probs.values()) == pytest.approx(1.0)
+            turn = agent.act(obs)
+            assert turn.meta["decoding"] == "constrained"
+            assert turn.action.value == max(probs, key=probs.get), (probs, turn.raw)
+            actions.add(turn.action)
+            allowed.discard(turn.action)
+    assert len(actions) >= 3  # the check is not one constant answer
+    narrowed = Observation(history=observations()[0].history, turn_index=2,
+                           allowed_actions=frozenset({Action.ACCEPT, Action.FEEDBACK}))
+    assert set(agent.action_probabilities(narrowed)) == {"accept", "feedback"}
+
+
+def test_evaluate_user_scores_decisions_through_ray(user_ckpt, tmp_path, ray_session):
+    """``--decision score`` end to end (real Ray, model server, agent host): each human-judged
+    item gets P(accept) from the server, the decision follows the threshold, the metrics add the
+    ROC AUC; an agent that cannot score falls back to generating."""
+    from test_evaluation import ITEMS, records
+
+    from interplay.evaluation.config import EvalConfig
+    from interplay.evaluation.evaluate import evaluate_user
+    from interplay.evaluation.runner import ResultLog
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "test.jsonl").write_text("".join(r.model_dump_json() + "\n" for r in records()))
+    (data / "catalogue.jsonl").write_text("".join(i.model_dump_json() + "\n" for i in ITEMS))
+    out = tmp_path / "scored"
+    m = evaluate_user(EvalConfig(kind="user", agent=f"usersim:{user_ckpt}", data=str(data), out=str(out),
+                                 parts=["human"], decision="score", accept_threshold=0.3, concurrency=4),
+                      progress=False)
+    rows = list(ResultLog(out / "human_view.jsonl").rows.values())
+    assert len(rows) == 3 and all(r["decision_method"] == "score" for r in rows)
+    for r in rows:
+        assert set(r["action_probabilities"]) == {"accept", "disclose-goal", "feedback", "greeting", "inquire"}
+        assert (r["action"] == "accept") == (r["p_accept"] >= 0.3)
+    h = m["human_view"]
+    assert h["decision_method"] == {"score": 3} and 0.0 <= h["roc_auc"] <= 1.0
+    assert h["agent_accepts"] == sum(r["p_accept"] >= 0.3 for r in rows)
+    fallback = evaluate_user(EvalConfig(kind="user", agent="py:eval_agents:AcceptFirstUser", data=str(data),
+                                        out=str(tmp_path / "rule"), parts=["human"], decision="score", concurrency=4),
+                             progress=False)
+    assert fallback["human_view"]["decision_method"] == {"generate": 3} and fallback["human_view"]["agent_accepts"] == 3
