@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Accept/reject decisions against the humans, read by scoring P(accept) (no generation), on every
+# record: the threshold is chosen on ReDial valid (metrics' best_threshold) and applied to ReDial
+# test and INSPIRED dev. Resumable; finished evaluations are skipped.
+#
+#   OUT=runs/decisions USERSIM=runs/ckpt/usersim bash experiments/decision_eval.sh [AGENT ...]
+set -euo pipefail
+OUT=${OUT:-runs/decisions}
+REDIAL=${REDIAL:-data/redial}
+INSPIRED=${INSPIRED:-data/inspired}
+USERSIM=${USERSIM:-runs/ckpt/usersim}
+IP=${IP:-interplay}
+AGENTS=("$@")
+[ ${#AGENTS[@]} -gt 0 ] || AGENTS=(zero-shot "usersim:$USERSIM")
+
+run() {  # run NAME ARGS...
+  local name=$1; shift
+  if [ -f "$OUT/$name/metrics.json" ]; then echo "done: $name"; return; fi
+  echo "== $name ($(date +%H:%M:%S))"
+  $IP evaluate user --out "$OUT/$name" --resume --no-progress --parts human --decision score "$@"
+}
+
+threshold() {  # the best threshold on valid, from its metrics.json
+  python - "$1" <<'PY'
+import json, sys
+print(json.load(open(sys.argv[1]))["human_view"].get("best_threshold") or 0.5)
+PY
+}
+
+for agent in "${AGENTS[@]}"; do
+  name=${agent%%:*}
+  run "$name-redial-valid" --agent "$agent" --data "$REDIAL" --split valid
+  t=$(threshold "$OUT/$name-redial-valid/metrics.json")
+  run "$name-redial-test" --agent "$agent" --data "$REDIAL" --split test --accept-threshold "$t"
+  run "$name-inspired-dev" --agent "$agent" --data "$INSPIRED" --split dev --accept-threshold "$t"
+done
