@@ -152,10 +152,11 @@ def recommender_report(cfg: EvalConfig, out: Path, rows: list[dict], scorer, rec
 
 
 def _decoding_counts(rows: list[dict]) -> dict:
-    """How many answers were decoded constrained / free / parse-after (None: no parsed turn)."""
+    """How many answers were decoded constrained / free / parse-after; ``unparsed``: the output
+    did not parse; ``not generated``: an agent without a language model (rule, popularity, UniCRS)."""
     counts: dict[str, int] = {}
     for r in rows:
-        key = r.get("decoding") or "unparsed"
+        key = r.get("decoding") or ("not generated" if r.get("parsed") else "unparsed")
         counts[key] = counts.get(key, 0) + 1
     return counts
 
