@@ -35,6 +35,12 @@ class TrainConfig:
     #: UserSim reads the catalogue facts of each recommended item (interplay.grounding), as a
     #: grounded run shows them; needs DATA/catalogue.jsonl. No effect on RecSim
     grounded: bool = True
+    #: decision-aware recipe (UserSim): the loss weight of the action tags (<accept>, <feedback>, ...)
+    #: against 1 for every other trained token
+    action_loss_weight: float = 1.0
+    #: decision-aware recipe (UserSim): share of train records that also give a counterfactual
+    #: negative (a recommendation swapped for a contradicting item, rejected; interplay.training.counterfactual)
+    counterfactual_negatives: float = 0.0
     max_steps: int = -1
     seed: int = 0
     report_to: str = "auto"  # auto: tensorboard when installed, else none
@@ -94,13 +100,22 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     from interplay.data.build import read_catalogue, read_records
     from interplay.training.collator import RoleMaskCollator
 
-    grounding = None
-    if cfg.grounded and cfg.role is Role.USER:
+    grounding = catalogue = None
+    needs_catalogue = cfg.role is Role.USER and (cfg.grounded or cfg.counterfactual_negatives > 0)
+    if needs_catalogue:
         if not (Path(cfg.data) / "catalogue.jsonl").exists():
-            raise ValueError(f"{cfg.data}: a grounded UserSim needs catalogue.jsonl (or train with --no-grounded)")
-        grounding = read_catalogue(cfg.data)
+            raise ValueError(f"{cfg.data}: grounding and counterfactual negatives need catalogue.jsonl "
+                             "(or train with --no-grounded and no --counterfactual-negatives)")
+        catalogue = read_catalogue(cfg.data)
+        grounding = catalogue if cfg.grounded else None
     lm, tok = load_model_and_tokenizer(cfg.model, bf16_weights=cfg.bf16 and cfg.lora)
-    train_ds = build_dataset(read_records(cfg.data, "train"), tok, cfg, grounding)
+    train_records = read_records(cfg.data, "train")
+    negatives = []
+    if cfg.role is Role.USER and cfg.counterfactual_negatives > 0:
+        from interplay.training.counterfactual import counterfactual_negatives
+
+        negatives = counterfactual_negatives(train_records, catalogue, cfg.counterfactual_negatives, cfg.seed)
+    train_ds = build_dataset(train_records + negatives, tok, cfg, grounding)
     valid_path = Path(cfg.data) / "valid.jsonl"
     valid_ds = build_dataset(read_records(cfg.data, "valid"), tok, cfg, grounding) if valid_path.exists() else None
     peft_config = None
@@ -126,8 +141,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         lr_scheduler_type="cosine", warmup_steps=0.03,
     )
     # padding-free: each micro-batch of batch_size records is flattened into one row (no padding)
-    collator = RoleMaskCollator(cfg.role, tok.pad_token_id, padding_free=cfg.padding_free)
-    trainer = SFTTrainer(model=lm, args=args, train_dataset=train_ds, eval_dataset=valid_ds,
+    from interplay.protocol import Action
+
+    collator = RoleMaskCollator(cfg.role, tok.pad_token_id, padding_free=cfg.padding_free,
+                                action_ids=frozenset(tok.convert_tokens_to_ids([f"<{a.value}>" for a in Action])),
+                                action_weight=cfg.action_loss_weight)
+    trainer = _weighted_trainer(SFTTrainer)(model=lm, args=args, train_dataset=train_ds, eval_dataset=valid_ds,
                          processing_class=tok, data_collator=collator, peft_config=peft_config)
     last = get_last_checkpoint(cfg.out) if resume and Path(cfg.out).is_dir() else None
     result = trainer.train(resume_from_checkpoint=last)
@@ -139,13 +158,42 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     tok.save_pretrained(cfg.out)
     history = [h for h in trainer.state.log_history]
     metrics = {"train": result.metrics, "valid_loss": [h["eval_loss"] for h in history if "eval_loss" in h],
-               "train_examples": len(train_ds), "valid_examples": len(valid_ds) if valid_ds is not None else 0}
+               "train_examples": len(train_ds), "counterfactual_negatives": len(negatives), "valid_examples": len(valid_ds) if valid_ds is not None else 0}
     if metrics["valid_loss"]:
         metrics["valid_ppl"] = [math.exp(x) for x in metrics["valid_loss"]]
     (Path(cfg.out) / TRAINING_CONFIG).write_text(
         json.dumps({"config": {**asdict(cfg), "role": cfg.role.value, "lr": cfg.lr}, "metrics": metrics,
                     "log_history": history}, indent=2, default=str) + "\n")
     return metrics
+
+
+def weighted_lm_loss(logits, labels, weights, num_items=None):
+    """Causal-LM loss with per-token weights: sum over labelled positions of weight x
+    cross-entropy of the next token, divided by ``num_items`` (the labelled tokens of the whole
+    accumulated batch, as transformers normalises its own loss) or by this batch's count. With
+    all weights 1 it equals the model's own loss."""
+    import torch.nn.functional as F
+
+    logits, target, w = logits[:, :-1].float(), labels[:, 1:], weights[:, 1:].to(logits.device)
+    ce = F.cross_entropy(logits.transpose(1, 2), target, ignore_index=-100, reduction="none")
+    return (ce * w).sum() / (num_items if num_items is not None else (target != -100).sum())
+
+
+def _weighted_trainer(base):
+    """``base`` (SFTTrainer) computing the loss with the collator's ``loss_weights`` when present."""
+
+    class WeightedLossTrainer(base):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            weights = inputs.pop("loss_weights", None)
+            if weights is None:
+                return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                            num_items_in_batch=num_items_in_batch)
+            labels = inputs.pop("labels")
+            outputs = model(**inputs)
+            loss = weighted_lm_loss(outputs.logits, labels, weights, num_items_in_batch)
+            return (loss, outputs) if return_outputs else loss
+
+    return WeightedLossTrainer
 
 
 def _cuda() -> bool:

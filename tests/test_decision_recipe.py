@@ -1,0 +1,110 @@
+"""The decision-aware training recipe: counterfactual negatives and the action-token loss weight."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from interplay.catalogue import Catalogue, Item
+from interplay.data.schema import DialogueRecord, Outcome, RecordTurn
+from interplay.episode import Persona, Target, find_target_leak
+from interplay.protocol import Action, Role, Turn, mark_title
+from interplay.training.collator import RoleMaskCollator
+from interplay.training.counterfactual import contradicts, counterfactual_negatives
+from interplay.training.tokenize import add_special_tokens, tokenize_record
+from interplay.training.train import weighted_lm_loss
+
+ITEMS = [Item(item_id="ml:6", title="Heat (1995)", attributes=("action", "crime", "heist")),
+         Item(item_id="ml:1", title="Toy Story (1995)", attributes=("animation", "children", "comedy")),
+         Item(item_id="ml:2", title="Notebook, The (2004)", attributes=("romance", "drama")),
+         Item(item_id="ml:3", title="Ronin (1998)", attributes=("action", "thriller")),
+         Item(item_id="ml:4", title="Solo (2018)", attributes=("sci-fi",))]
+CATALOGUE = Catalogue(ITEMS)
+TARGET = Target(item_id="ml:6", title="Heat (1995)", attributes=["action", "crime", "heist"],
+                attribute_text="A crime film about a heist.")
+
+
+def record(i: int, with_recommendation: bool = True) -> DialogueRecord:
+    turns = [RecordTurn(role=Role.USER, action=Action.DISCLOSE_GOAL, text="A tense crime film, please.")]
+    if with_recommendation:
+        turns += [RecordTurn(role=Role.RECOMMENDER, action=Action.RECOMMEND,
+                             text=f"Have you seen {mark_title('Ronin (1998)')} or {mark_title('Heat (1995)')}?",
+                             titles=["Ronin (1998)", "Heat (1995)"]),
+                  RecordTurn(role=Role.USER, action=Action.ACCEPT, text="Heat, yes!")]
+    return DialogueRecord(id=f"r{i}", source="test", split="train", persona=Persona(summary="Likes crime."),
+                          target=TARGET, turns=turns,
+                          outcome=Outcome(accepted_item="Heat (1995)") if with_recommendation else Outcome())
+
+
+def test_counterfactual_negatives_known_answer():
+    records = [record(i) for i in range(6)] + [record(9, with_recommendation=False)]
+    negatives = counterfactual_negatives(records, CATALOGUE, rate=1.0, seed=3)
+    assert [n.id for n in negatives] == [f"r{i}#neg-1" for i in range(6)]  # r9 has no recommendation to swap
+    for n in negatives:
+        rec, rej = n.turns[-2:]
+        swapped = CATALOGUE.find(rec.titles[0])
+        # only items sharing no attribute with the target (and with two to read): Toy Story, The Notebook
+        assert swapped.title in {"Toy Story (1995)", "Notebook, The (2004)"} and contradicts(swapped, TARGET)
+        assert Turn(rec.action, rec.text).titles == [swapped.title]  # one item named; the second title unmarked
+        assert rec.text.startswith("Have you seen ") and (rej.role, rej.action) == (Role.USER, Action.FEEDBACK)
+        assert find_target_leak(rej.text, TARGET) is None and "action, crime, heist" in rej.text
+        assert n.outcome.accepted_item is None and n.outcome.rejected_items == [swapped.title]
+        assert all(t.action is not Action.ACCEPT for t in n.turns)
+    assert len({n.turns[-2].titles[0] for n in negatives}) == 2  # both contradicting items drawn
+    assert counterfactual_negatives(records, CATALOGUE, rate=1.0, seed=3) == negatives  # seeded
+    assert counterfactual_negatives(records, CATALOGUE, rate=0.0) == []
+    with pytest.raises(ValueError, match="not in"):
+        counterfactual_negatives(records, CATALOGUE, rate=1.5)
+
+
+@pytest.fixture(scope="module")
+def tok_model(tiny_model_dir):
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    add_special_tokens(tok, model)
+    return tok, model.eval()
+
+
+def test_action_tags_weigh_more_and_unit_weights_give_the_models_own_loss(tok_model):
+    tok, model = tok_model
+    action_ids = frozenset(tok.convert_tokens_to_ids([f"<{a.value}>" for a in Action]))
+    feats = tokenize_record(record(0), tok, Role.USER)
+    plain = RoleMaskCollator(Role.USER, tok.pad_token_id)(feats)
+    assert "loss_weights" not in plain  # weight 1: the default loss path
+    batch = RoleMaskCollator(Role.USER, tok.pad_token_id, action_ids=action_ids, action_weight=5.0)(feats)
+    labelled = batch["labels"] != -100
+    heavy = batch["loss_weights"] == 5.0
+    # exactly the user's two action tags (disclose-goal, accept) weigh 5; other labelled tokens 1
+    assert heavy.sum() == 2 and set(batch["labels"][heavy].tolist()) == set(
+        tok.convert_tokens_to_ids(["<disclose-goal>", "<accept>"]))
+    assert (batch["loss_weights"][labelled & ~heavy] == 1).all() and (batch["loss_weights"][~labelled] == 0).all()
+    with torch.no_grad():
+        out = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], labels=batch["labels"])
+        ones = weighted_lm_loss(out.logits, batch["labels"], labelled.float())
+        weighted = weighted_lm_loss(out.logits, batch["labels"], batch["loss_weights"])
+        ce = torch.nn.functional.cross_entropy(out.logits[0, :-1].float(), batch["labels"][0, 1:], reduction="none",
+                                               ignore_index=-100)
+    assert ones.item() == pytest.approx(out.loss.item(), rel=1e-5)
+    w = batch["loss_weights"][0, 1:]
+    assert weighted.item() == pytest.approx(((ce * w).sum() / labelled[0, 1:].sum()).item(), rel=1e-5)
+
+
+def test_training_with_the_decision_recipe_records_it(tiny_model_dir, tmp_path):
+    from interplay.training.train import TrainConfig, train
+
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "train.jsonl").write_text("".join(record(i).model_dump_json() + "\n" for i in range(4)))
+    (data / "catalogue.jsonl").write_text("".join(i.model_dump_json() + "\n" for i in ITEMS))
+    out = tmp_path / "ckpt"
+    metrics = train(TrainConfig(role=Role.USER, data=str(data), out=str(out), model=str(tiny_model_dir), max_steps=3,
+                                batch_size=2, grad_accum=1, logging_steps=1, report_to="none", action_loss_weight=3.0,
+                                counterfactual_negatives=1.0))
+    assert metrics["counterfactual_negatives"] == 4 and metrics["train_examples"] == 8
+    saved = json.loads((out / "interplay_training.json").read_text())
+    assert saved["config"]["action_loss_weight"] == 3.0 and saved["config"]["grounded"] is True
+    losses = [h["loss"] for h in saved["log_history"] if "loss" in h]
+    assert len(losses) == 3 and all(x > 0 for x in losses)  # the weighted loss path trained every step
