@@ -314,6 +314,22 @@ def evaluate_recommender_cmd(
     _run_evaluation(evaluate_recommender, recommender_table, cfg, resume, ray_address, progress)
 
 
+@eval_app.command("report")
+def evaluate_report_cmd(
+    roots: list[Path] = typer.Argument(..., help="evaluation folders, or folders holding them"),
+    out: Path = typer.Option(Path("runs/report"), help="where to write report.md and its plots"),
+) -> None:
+    """Every evaluation under ROOTS in one markdown report with plots (each figure names its folder)."""
+    from interplay.evaluation.markdown_report import write_report
+
+    try:
+        path = write_report(roots, out)
+    except FileNotFoundError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2)
+    console.print(f"wrote {path}")
+
+
 @eval_app.command("compare")
 def evaluate_compare_cmd(
     eval_dirs: list[Path] = typer.Argument(..., help="evaluation folders (from evaluate user / recommender)"),
