@@ -6,6 +6,7 @@ from interplay.agent import Agent
 from interplay.backends.base import GenerationBackend, GenerationParams, TurnConstraint
 from interplay.catalogue import Catalogue
 from interplay.episode import Observation
+from interplay.candidates import strip_candidates
 from interplay.grounding import strip_grounding
 from interplay.prompting import build_messages, render_prompt
 from interplay.protocol import ACTION_OPEN, TITLE_OPEN, ProtocolError, Role, Turn, parse_turn
@@ -144,7 +145,7 @@ class LLMAgent(Agent):
 
     def messages(self, observation: Observation) -> list[dict]:
         """The chat messages of this observation (what a chat API receives)."""
-        return build_messages(self.role, self.view, observation.history)
+        return build_messages(self.role, self.view, observation.history, observation.candidates)
 
     def parse(self, raw: str, observation: Observation) -> Turn:
         """The turn in ``raw``; strict protocol parsing (zero-shot agents add a fallback)."""
@@ -173,13 +174,15 @@ class FineTunedAgent(LLMAgent):
     """An LLM agent on a checkpoint from ``interplay train``: its prompt is the training
     serialisation itself (``interplay.training.serialize.inference_prompt``), so the model sees at
     inference exactly the token layout it was trained on, and it writes ``<action>`` itself.
-    ``grounded``: the checkpoint was trained on grounded observations; one that was not gets
-    them stripped, so it never sees a layout it was not trained on."""
+    ``grounded`` / ``with_candidates``: the checkpoint was trained on grounded observations / with
+    recommender candidates; one that was not gets them stripped, so it never sees a layout it was
+    not trained on."""
 
-    def __init__(self, *args, grounded: bool = False, **kwargs):
+    def __init__(self, *args, grounded: bool = False, with_candidates: bool = False, **kwargs):
         kwargs.setdefault("prefill", "")
         super().__init__(*args, **kwargs)
         self.grounded = grounded
+        self.with_candidates = with_candidates
         from interplay.training.serialize import END
 
         self.params = self.params.model_copy(update={"stop": (*self.params.stop, END)})
@@ -188,7 +191,9 @@ class FineTunedAgent(LLMAgent):
         from interplay.training.serialize import inference_prompt
 
         history = observation.history if self.grounded else strip_grounding(observation.history)
-        return inference_prompt(self.role, self.view, history)
+        if not self.with_candidates:
+            return inference_prompt(self.role, self.view, strip_candidates(history))
+        return inference_prompt(self.role, self.view, history, observation.candidates)
 
 
 class FineTunedUserSimulator(FineTunedAgent):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from interplay.agent import Agent
+from interplay.candidates import CandidateRetriever, strip_candidates
 from interplay.catalogue import Catalogue
 from interplay.episode import (
     EpisodeSpec,
@@ -71,6 +72,10 @@ class EnvConfig:
     #: grounded observations: the user sees the catalogue facts of each item a recommender turn
     #: names (interplay.grounding); None: titles only
     grounding: Catalogue | None = None
+    #: recommender candidates: each recommender turn is shown the top ``candidates_k`` catalogue
+    #: items retrieved from the conversation (interplay.candidates); None: none
+    candidates: CandidateRetriever | None = None
+    candidates_k: int = 0
 
 
 class RecommendationEnv:
@@ -83,7 +88,9 @@ class RecommendationEnv:
     - the user's ``accept`` ends it with ``accepted``; ``max_turns`` turns end it with ``max_turns``;
     - an exception inside an agent ends it with ``agent_error`` (logged, never raised);
     - with ``grounding``, the user's observations carry the facts of the items each recommender
-      turn names (logged in that turn's ``meta["about"]``); the recommender's never do.
+      turn names (logged in that turn's ``meta["about"]``); the recommender's never do;
+    - with ``candidates``, each recommender turn is shown catalogue items retrieved from the
+      conversation (``meta["candidates"]``); the user never sees them.
     """
 
     def __init__(self, user: AgentHandle, recommender: AgentHandle, config: EnvConfig | None = None):
@@ -149,10 +156,16 @@ class RecommendationEnv:
             failed: list[FailedAttempt] = []
             turn: Turn | None = None
             t0 = time.perf_counter()
-            seen = list(history) if role is Role.USER else strip_grounding(history)
+            shown: list[str] = []
+            if role is Role.USER:
+                seen = strip_candidates(history)
+            else:
+                seen = strip_grounding(history)
+                if cfg.candidates is not None and cfg.candidates_k > 0:
+                    shown = await asyncio.to_thread(cfg.candidates.retrieve, history, cfg.candidates_k)
             for attempt in range(cfg.max_retries + 1):
                 obs = Observation(history=seen, turn_index=index, attempt=attempt,
-                                  turns_left=cfg.max_turns - index - 1)
+                                  turns_left=cfg.max_turns - index - 1, candidates=shown)
                 try:
                     out = await self.agents[role].act(obs)
                     turn = self._validate(out, role, recommended)
@@ -175,8 +188,10 @@ class RecommendationEnv:
                 )
                 termination, error = Termination.PROTOCOL_ERROR, last.error
                 return finish()
-            said = HistoryTurn(role=role, action=turn.action, text=turn.text)
+            said = HistoryTurn(role=role, action=turn.action, text=turn.text, candidates=shown)
             meta = dict(turn.meta)
+            if shown:
+                meta["candidates"] = shown
             if cfg.grounding is not None and role is Role.RECOMMENDER:
                 said.about = turn_facts(said, cfg.grounding, spec.target)
                 if said.about:  # what the user was shown, in the log

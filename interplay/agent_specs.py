@@ -135,22 +135,31 @@ def _fine_tuned(role: Role):
             raise ValueError(f"a {role.value} simulator checkpoint cannot play the {ctx.role.value}")
         cls = FineTunedUserSimulator if role is Role.USER else FineTunedRecommenderSimulator
         return cls(ctx.backend, ctx.tokenizer, ctx.params, catalogue=ctx.catalogue, seed=ctx.seed,
-                   grounded=trained_grounded(ctx.arg))
+                   grounded=trained_grounded(ctx.arg), with_candidates=trained_candidates(ctx.arg))
 
     return build
 
 
-def trained_grounded(checkpoint: str | None) -> bool:
-    """Whether a checkpoint of ``interplay train`` was trained on grounded user observations
-    (its ``interplay_training.json``; checkpoints from before grounding existed were not)."""
+def training_config(checkpoint: str | None) -> dict:
+    """The ``config`` a checkpoint of ``interplay train`` was trained with (empty if none)."""
     import json
     from pathlib import Path
 
     path = Path(checkpoint or "") / "interplay_training.json"
-    if not path.is_file():
-        return False
-    config = json.loads(path.read_text()).get("config", {})
+    return json.loads(path.read_text()).get("config", {}) if path.is_file() else {}
+
+
+def trained_grounded(checkpoint: str | None) -> bool:
+    """Whether a checkpoint was trained on grounded user observations (checkpoints from before
+    grounding existed were not)."""
+    config = training_config(checkpoint)
     return bool(config.get("grounded", False)) and config.get("role") == Role.USER.value
+
+
+def trained_candidates(checkpoint: str | None) -> bool:
+    """Whether a RecSim checkpoint was trained with candidates in its prompt."""
+    config = training_config(checkpoint)
+    return config.get("recommender_candidates", 0) > 0 and config.get("role") == Role.RECOMMENDER.value
 
 
 def _checkpoint(arg: str | None) -> str:

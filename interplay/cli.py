@@ -64,6 +64,8 @@ def simulate(
                                           "across turns (0: off)"),
     grounded: bool = typer.Option(True, help="the user sees the catalogue facts (genres, keywords, year) of each "
                                   "recommended item, never the target's identity"),
+    recommender_candidates: int = typer.Option(0, min=0, help="show the recommender K catalogue items retrieved "
+                                               "from the conversation before each of its turns (0: none)"),
     ray_address: Optional[str] = typer.Option(None, help="Ray cluster address (default: RAY_ADDRESS or local)"),
     progress: bool = typer.Option(True, help="show a progress bar"),
 ) -> None:
@@ -77,7 +79,8 @@ def simulate(
     given = {n for n in ctx.params if getattr(ctx.get_parameter_source(n), "name", "") == "COMMANDLINE"}
     flags = dict(user=user, recommender=recommender, data=data, split=split, episodes=episodes, max_turns=max_turns, out=out,
                  seed=seed, first_speaker=first_speaker, max_retries=max_retries, concurrency=concurrency,
-                 max_batch=max_batch, dtype=dtype, prefix_cache_mb=prefix_cache_mb, grounded=grounded)
+                 max_batch=max_batch, dtype=dtype, prefix_cache_mb=prefix_cache_mb, grounded=grounded,
+                 recommender_candidates=recommender_candidates)
     gen = dict(max_new_tokens=max_new_tokens, temperature=temperature, decoding=decoding)
     try:
         if config is not None:
@@ -298,6 +301,8 @@ def evaluate_recommender_cmd(
     force_recommend: bool = typer.Option(True, help="narrow the scored turn to a recommendation (constrained decoding)"),
     rank_items: int = typer.Option(0, min=0, help="LLM recommenders: rank the catalogue by likelihood, top N "
                                    "(Recall@10/50; exact, minutes per record on a CPU)"),
+    recommender_candidates: int = typer.Option(0, min=0, help="show the recommender K catalogue candidates "
+                                               "retrieved from the conversation"),
     seed: int = typer.Option(0), concurrency: int = typer.Option(16), max_batch: int = typer.Option(16),
     recommender_sees_persona: bool = typer.Option(False, help="give the recommender the persona (prompted baselines)"),
     matchscore_encoder: Optional[Path] = typer.Option(None, help="item encoder folder (default: the one 'interplay matchscore train' writes)"),
@@ -309,7 +314,8 @@ def evaluate_recommender_cmd(
     from interplay.evaluation.evaluate import evaluate_recommender
 
     cfg = _eval_config("recommender", data, out, "single", max_new_tokens, temperature, matchscore_encoder,
-                       decoding=decoding, force_recommend=force_recommend, rank_items=rank_items, agent=agent, split=split, limit=limit, seed=seed, concurrency=concurrency, max_batch=max_batch,
+                       decoding=decoding, force_recommend=force_recommend, rank_items=rank_items,
+                       recommender_candidates=recommender_candidates, agent=agent, split=split, limit=limit, seed=seed, concurrency=concurrency, max_batch=max_batch,
                        dtype=dtype, recommender_sees_persona=recommender_sees_persona)
     _run_evaluation(evaluate_recommender, recommender_table, cfg, resume, ray_address, progress)
 
@@ -413,6 +419,8 @@ def train_cmd(
     action_loss_weight: float = typer.Option(1.0, min=0.0, help="loss weight of the action tags vs 1 for other tokens"),
     counterfactual_negatives: float = typer.Option(0.0, min=0.0, max=1.0, help="UserSim: share of train records "
                                                    "that also give a rejected counterfactual recommendation"),
+    recommender_candidates: int = typer.Option(0, min=0, help="RecSim: show K catalogue candidates retrieved from "
+                                               "the conversation before each of its turns (0: the paper's setup)"),
     max_steps: int = typer.Option(-1, help="stop after N optimizer steps (-1: by epochs)"),
     eval_steps: int = typer.Option(0, help="evaluate on valid every N steps (0: once per epoch)"),
     logging_steps: int = typer.Option(10, help="log the training loss every N steps"),
@@ -429,7 +437,8 @@ def train_cmd(
                       lora_rank=lora_rank, lora_alpha=lora_alpha, lora_targets=lora_targets.split(","),
                       padding_free=padding_free, recommender_sees_persona=recommender_sees_persona,
                       grounded=grounded, action_loss_weight=action_loss_weight,
-                      counterfactual_negatives=counterfactual_negatives, max_steps=max_steps, eval_steps=eval_steps, logging_steps=logging_steps,
+                      counterfactual_negatives=counterfactual_negatives,
+                      recommender_candidates=recommender_candidates, max_steps=max_steps, eval_steps=eval_steps, logging_steps=logging_steps,
                       save_steps=save_steps, report_to=report_to, seed=seed)
     try:
         metrics = train(cfg, resume=resume)

@@ -83,6 +83,8 @@ class HistoryTurn(_Model):
     action: Action
     text: str
     about: list[ItemFacts] = Field(default_factory=list)
+    #: in a recommender's observation: the candidates it was shown before this turn of its own
+    candidates: list[str] = Field(default_factory=list)
 
 
 class Observation(_Model):
@@ -100,6 +102,9 @@ class Observation(_Model):
     #: ``turn.meta["ranked_items"]`` (0: none); LLM recommenders rank every catalogue title by its
     #: likelihood at the turn's first ``<movie_title>``
     rank_items: int = Field(0, ge=0)
+    #: recommender runs with candidates: catalogue titles retrieved from the conversation for this
+    #: turn (interplay.candidates), best first
+    candidates: list[str] = Field(default_factory=list)
 
     @property
     def last(self) -> HistoryTurn | None:

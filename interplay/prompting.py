@@ -8,6 +8,7 @@ the model has none (base models). Each turn of the dialogue appears in the proto
 from __future__ import annotations
 
 from interplay.episode import HistoryTurn, Persona, RecommenderView, UserView
+from interplay.candidates import candidates_text
 from interplay.grounding import facts_text
 from interplay.protocol import ACTION_OPEN, ROLE_ACTIONS, Action, Role, Turn, format_turn, mark_title
 
@@ -51,9 +52,11 @@ def system_text(role: Role, view: UserView | RecommenderView) -> str:
     )
 
 
-def build_messages(role: Role, view: UserView | RecommenderView, history: list[HistoryTurn]) -> list[dict]:
+def build_messages(role: Role, view: UserView | RecommenderView, history: list[HistoryTurn],
+                   candidates: list[str] | None = None) -> list[dict]:
     """Chat messages for ``role``'s next turn: its own turns are ``assistant``, the other's ``user``
-    (for a grounded user, followed by the facts of the films they name)."""
+    (for a grounded user, followed by the facts of the films they name); a recommender's
+    ``candidates`` for this turn close the last message."""
     messages = [{"role": "system", "content": system_text(role, view)}]
     for turn in history:
         speaker = "assistant" if turn.role is role else "user"
@@ -64,6 +67,8 @@ def build_messages(role: Role, view: UserView | RecommenderView, history: list[H
     if len(messages) == 1 or messages[-1]["role"] == "assistant":
         # chat templates expect a user message before the reply; an opening turn gets a cue
         messages.append({"role": "user", "content": "(The conversation starts. Your turn.)"})
+    if candidates and role is Role.RECOMMENDER:
+        messages[-1] = {**messages[-1], "content": messages[-1]["content"] + "\n(" + candidates_text(candidates) + ")"}
     return messages
 
 

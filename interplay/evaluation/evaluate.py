@@ -117,8 +117,15 @@ def evaluate_recommender(cfg: EvalConfig, resume: bool = False, ray_address: str
     scorer = MatchScorer(matchscore_dir(cfg.matchscore_encoder), catalogue)  # fail early if missing
     from interplay.agent_specs import sees_persona
 
+    candidates = None
+    if cfg.recommender_candidates:
+        from interplay.candidates import CandidateRetriever
+
+        candidates = (CandidateRetriever.for_data(cfg.data, catalogue, cfg.matchscore_encoder and
+                                                  matchscore_dir(cfg.matchscore_encoder)), cfg.recommender_candidates)
     tasks, skipped = recommender_turn_tasks(records, sees_persona(cfg.agent, cfg.recommender_sees_persona),
-                                            force_recommend=cfg.force_recommend, rank_items=cfg.rank_items)
+                                            force_recommend=cfg.force_recommend, rank_items=cfg.rank_items,
+                                            candidates=candidates)
     log = ResultLog(out / RECOMMEND_FILE)
 
     async def work(host):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from interplay.candidates import CandidateRetriever, with_candidates
 from interplay.catalogue import Catalogue
 from interplay.data.schema import DialogueRecord
 from interplay.grounding import ground_history
@@ -111,12 +112,14 @@ def user_turn_tasks(records: list[DialogueRecord], grounding: Catalogue | None =
 
 
 def recommender_turn_tasks(records: list[DialogueRecord], with_persona: bool = False,
-                           force_recommend: bool = False, rank_items: int = 0) -> tuple[list[TurnTask], Counter]:
+                           force_recommend: bool = False, rank_items: int = 0,
+                           candidates: tuple[CandidateRetriever, int] | None = None) -> tuple[list[TurnTask], Counter]:
     """At the first recorded turn recommending the target, the recommender answers the gold history
     before it (the turn Recall@1 and MatchScore are measured at). ``force_recommend`` narrows that
     turn to ``recommend`` (as the paper generates a recommendation where the ground truth gave
     one); agents decoding under the turn grammar honour it. Each task asks for the agent's top
-    ``rank_items`` items (Recall@10/50)."""
+    ``rank_items`` items (Recall@10/50). ``candidates`` (retriever, k): the recommender is shown
+    k retrieved catalogue items at that turn, and was at each of its earlier turns."""
     tasks, skipped = [], Counter()
     for r in records:
         if r.target is None:
@@ -128,8 +131,11 @@ def recommender_turn_tasks(records: list[DialogueRecord], with_persona: bool = F
             skipped["the target is never recommended in the record"] += 1
             continue
         view = build_recommender_view(r.id, r.episode_spec(), with_persona=with_persona)
+        gold, shown = history(r)[:k], []
+        if candidates is not None:
+            gold, shown = with_candidates(gold, *candidates), candidates[0].retrieve(gold, candidates[1])
         tasks.append(TurnTask(f"rec-{r.id}-{k}", r.id, Role.RECOMMENDER, view,
-                              Observation(history=history(r)[:k], turn_index=k, rank_items=rank_items,
+                              Observation(history=gold, turn_index=k, rank_items=rank_items, candidates=shown,
                                           allowed_actions=frozenset({Action.RECOMMEND}) if force_recommend else None),
                               r.turns[k].text,
                               r.turns[k].action.value, r.target.title, extra={"target_id": r.target.item_id}))

@@ -55,6 +55,9 @@ class SimulationConfig(BaseModel):
     recommender_sees_persona: bool = False
     #: grounded observations: the user sees the catalogue facts of each recommended item (interplay.grounding)
     grounded: bool = True
+    #: recommender candidates: K catalogue items retrieved from the conversation before each
+    #: recommender turn (interplay.candidates; needs the MatchScore encoder); 0: none, the paper's setup
+    recommender_candidates: int = Field(0, ge=0)
     concurrency: int = Field(32, ge=1)  # measured: docs/performance.md
     max_batch: int = Field(32, ge=1)  # measured: docs/performance.md
     batch_wait_ms: float = 20.0
@@ -139,12 +142,13 @@ def start_agent_hosts(specs: dict[Role, str], catalogue, generation: GenerationP
 
 
 async def _drive(cfg: SimulationConfig, data: SimulationData, todo, hosts, writer: EpisodeLogWriter,
-                 on_done: Callable[[EpisodeLog], None]) -> None:
+                 on_done: Callable[[EpisodeLog], None], retriever=None) -> None:
     from interplay.runtime.agent_host import RayAgentHandle
 
     env_cfg = EnvConfig(max_turns=cfg.max_turns, first_speaker=cfg.first_speaker, max_retries=cfg.max_retries,
                         recommender_sees_persona=sees_persona(cfg.recommender, cfg.recommender_sees_persona),
-                        grounding=data.catalogue if cfg.grounded else None)
+                        grounding=data.catalogue if cfg.grounded else None,
+                        candidates=retriever, candidates_k=cfg.recommender_candidates)
     sem = asyncio.Semaphore(cfg.concurrency)
 
     async def one(episode_id: str, seed: int, idx: int) -> None:
@@ -170,6 +174,11 @@ def run_simulation(cfg: SimulationConfig, resume: bool = False, ray_address: str
     for spec in (cfg.user, cfg.recommender):
         AgentSpec.parse(spec)  # fail before touching the run dir
     data = load_simulation_data(cfg.data, cfg.split)
+    retriever = None
+    if cfg.recommender_candidates:  # built (and its encoder found) before touching the run dir
+        from interplay.candidates import CandidateRetriever
+
+        retriever = CandidateRetriever.for_data(cfg.data, data.catalogue)
     _prepare_run_dir(cfg, resume)
     plan = plan_episodes(cfg, data)
     run_dir = Path(cfg.out)
@@ -193,7 +202,7 @@ def run_simulation(cfg: SimulationConfig, resume: bool = False, ray_address: str
                     this_run.append(ep)
                     bar.update(task, advance=1, last=f"{ep.episode_id}: {ep.termination.value}")
 
-                asyncio.run(_drive(cfg, data, todo, hosts, writer, on_done))
+                asyncio.run(_drive(cfg, data, todo, hosts, writer, on_done, retriever))
             import ray
 
             server_stats = {m: ray.get(s.stats.remote()) for m, s in servers.items()}

@@ -19,8 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from interplay.episode import HistoryTurn, Persona, RecommenderView, UserView
+from interplay.candidates import candidates_text
 from interplay.grounding import facts_text
-from interplay.protocol import STRUCTURAL_TOKENS, Role, Turn, format_turn
+from interplay.protocol import STRUCTURAL_TOKENS, Action, Role, Turn, format_turn
 
 CONTEXT, END = "<|context|>", "<|end|>"
 SPEAKER = {Role.USER: "<|user|>", Role.RECOMMENDER: "<|recommender|>"}
@@ -54,9 +55,12 @@ def header(role: Role, view: UserView | RecommenderView) -> str:
 
 
 def turn_segments(role: Role, turn: HistoryTurn) -> list[Segment]:
-    """One turn as ``role`` reads it: speaker cue, body (trained when ``role`` spoke it), and, for
-    a grounded user, the facts of the items the turn names (never trained)."""
-    out = [Segment(SPEAKER[turn.role]),
+    """One turn as ``role`` reads it: for a recommender run with candidates, the candidates it
+    was shown before its turn; speaker cue, body (trained when ``role`` spoke it); for a grounded
+    user, the facts of the items the turn names. Context segments are never trained."""
+    out = [Segment(f"{CONTEXT}{candidates_text(turn.candidates)}{END}")] \
+        if role is Role.RECOMMENDER and turn.role is Role.RECOMMENDER and turn.candidates else []
+    out += [Segment(SPEAKER[turn.role]),
            Segment(format_turn(Turn(turn.action, turn.text)) + END, trained_for=turn.role if turn.role is role else None)]
     if role is Role.USER and turn.about:
         out.append(Segment(f"{CONTEXT}{facts_text(turn.about)}{END}"))
@@ -68,6 +72,10 @@ def segments(role: Role, view: UserView | RecommenderView, history: list[History
     return [Segment(f"{CONTEXT}{header(role, view)}{END}")] + [s for t in history for s in turn_segments(role, t)]
 
 
-def inference_prompt(role: Role, view: UserView | RecommenderView, history: list[HistoryTurn]) -> str:
-    """The prompt for ``role``'s next turn: the same serialisation, ending with its speaker cue."""
-    return "".join(s.text for s in segments(role, view, history)) + SPEAKER[role]
+def inference_prompt(role: Role, view: UserView | RecommenderView, history: list[HistoryTurn],
+                     candidates: list[str] | None = None) -> str:
+    """The prompt for ``role``'s next turn: the same serialisation, ending with its speaker cue
+    (after the turn's ``candidates``, for a recommender run with them)."""
+    upcoming = HistoryTurn(role=role, action=Action.INQUIRE, text="", candidates=candidates or [])
+    cue = "".join(s.text for s in turn_segments(role, upcoming)[:-1])  # the turn's context and speaker cue
+    return "".join(s.text for s in segments(role, view, history)) + cue

@@ -5,6 +5,7 @@ from __future__ import annotations
 from interplay.data.schema import DialogueRecord
 from interplay.episode import HistoryTurn, RecommenderView, build_recommender_view, build_user_view
 from interplay.protocol import Role
+from interplay.candidates import CandidateRetriever, with_candidates
 from interplay.catalogue import Catalogue
 from interplay.grounding import ground_history
 from interplay.training.serialize import ADDED_TOKENS, CONTEXT, END, Segment, header, turn_segments
@@ -69,11 +70,14 @@ def _encode(tokenizer, segs: list[Segment]) -> tuple[list[int], list[int]]:
 
 
 def tokenize_record(record: DialogueRecord, tokenizer, role: Role, max_length: int = 1024,
-                    recommender_sees_persona: bool = False, grounding: Catalogue | None = None) -> list[dict]:
+                    recommender_sees_persona: bool = False, grounding: Catalogue | None = None,
+                    candidates: tuple[CandidateRetriever, int] | None = None) -> list[dict]:
     """Training examples of one record for ``role``: ``input_ids`` and ``token_roles``.
 
     ``grounding``: the catalogue whose facts a grounded user sees after each recommendation
     (:mod:`interplay.grounding`); the user's serialisation then carries them, as at inference.
+    ``candidates``: (retriever, k) for a recommender run with candidates: each recorded
+    recommender turn is preceded by the candidates retrieved from the turns before it.
 
     The header is the role's own view. A dialogue longer than ``max_length`` becomes several
     windows, each the header plus consecutive whole turns, the next window starting one turn
@@ -87,6 +91,8 @@ def tokenize_record(record: DialogueRecord, tokenizer, role: Role, max_length: i
     history = [HistoryTurn(role=t.role, action=t.action, text=t.text) for t in record.turns]
     if grounding is not None and role is Role.USER:
         history = ground_history(history, grounding, record.target)
+    if candidates is not None and role is Role.RECOMMENDER:
+        history = with_candidates(history, *candidates)
     head = Segment(f"{CONTEXT}{header(role, view)}{END}")
     turns = [turn_segments(role, t) for t in history]
     head_ids, head_roles = _encode(tokenizer, [head])

@@ -41,6 +41,9 @@ class TrainConfig:
     #: decision-aware recipe (UserSim): share of train records that also give a counterfactual
     #: negative (a recommendation swapped for a contradicting item, rejected; interplay.training.counterfactual)
     counterfactual_negatives: float = 0.0
+    #: RecSim: each recommender turn is preceded by this many catalogue candidates retrieved from
+    #: the conversation (interplay.candidates; needs the MatchScore encoder); 0: none, the paper's setup
+    recommender_candidates: int = 0
     max_steps: int = -1
     seed: int = 0
     report_to: str = "auto"  # auto: tensorboard when installed, else none
@@ -53,15 +56,15 @@ class TrainConfig:
         return self.learning_rate if self.learning_rate is not None else 2e-4
 
 
-def build_dataset(records, tokenizer, cfg: TrainConfig, grounding=None):
+def build_dataset(records, tokenizer, cfg: TrainConfig, grounding=None, candidates=None):
     """HF Dataset of the tokenized windows of ``records`` for ``cfg.role`` (``grounding``: the
-    catalogue a grounded user's facts come from)."""
+    catalogue a grounded user's facts come from; ``candidates``: (retriever, k) for RecSim)."""
     from datasets import Dataset
 
     from interplay.training.tokenize import tokenize_record
 
     rows = [ex for r in records for ex in tokenize_record(r, tokenizer, cfg.role, cfg.max_length,
-                                                          cfg.recommender_sees_persona, grounding)]
+                                                          cfg.recommender_sees_persona, grounding, candidates)]
     if not rows:
         raise ValueError(f"no training example for the {cfg.role.value} in {cfg.data}")
     return Dataset.from_list(rows)
@@ -101,13 +104,19 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     from interplay.training.collator import RoleMaskCollator
 
     grounding = catalogue = None
-    needs_catalogue = cfg.role is Role.USER and (cfg.grounded or cfg.counterfactual_negatives > 0)
+    with_cands = cfg.role is Role.RECOMMENDER and cfg.recommender_candidates > 0
+    needs_catalogue = with_cands or (cfg.role is Role.USER and (cfg.grounded or cfg.counterfactual_negatives > 0))
     if needs_catalogue:
         if not (Path(cfg.data) / "catalogue.jsonl").exists():
-            raise ValueError(f"{cfg.data}: grounding and counterfactual negatives need catalogue.jsonl "
-                             "(or train with --no-grounded and no --counterfactual-negatives)")
+            raise ValueError(f"{cfg.data}: grounding, counterfactual negatives and candidates need catalogue.jsonl "
+                             "(or train with --no-grounded, no --counterfactual-negatives, no --recommender-candidates)")
         catalogue = read_catalogue(cfg.data)
-        grounding = catalogue if cfg.grounded else None
+        grounding = catalogue if cfg.grounded and cfg.role is Role.USER else None
+    candidates = None
+    if with_cands:
+        from interplay.candidates import CandidateRetriever
+
+        candidates = (CandidateRetriever.for_data(cfg.data, catalogue), cfg.recommender_candidates)
     lm, tok = load_model_and_tokenizer(cfg.model, bf16_weights=cfg.bf16 and cfg.lora)
     train_records = read_records(cfg.data, "train")
     negatives = []
@@ -115,9 +124,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         from interplay.training.counterfactual import counterfactual_negatives
 
         negatives = counterfactual_negatives(train_records, catalogue, cfg.counterfactual_negatives, cfg.seed)
-    train_ds = build_dataset(train_records + negatives, tok, cfg, grounding)
+    train_ds = build_dataset(train_records + negatives, tok, cfg, grounding, candidates)
     valid_path = Path(cfg.data) / "valid.jsonl"
-    valid_ds = build_dataset(read_records(cfg.data, "valid"), tok, cfg, grounding) if valid_path.exists() else None
+    valid_ds = build_dataset(read_records(cfg.data, "valid"), tok, cfg, grounding, candidates) \
+        if valid_path.exists() else None
     peft_config = None
     if cfg.lora:
         from peft import LoraConfig
