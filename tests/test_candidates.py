@@ -111,3 +111,17 @@ def test_recsim_prompt_shows_candidates_as_training_does(retriever, tiny_model_d
     example = tokenize_record(record, tok, Role.RECOMMENDER, candidates=(retriever, 2))[0]["input_ids"]
     assert example[: len(ids)] == ids  # the prompt is a prefix of the training example
     assert "Candidates" not in tok.decode(tokenize_record(record, tok, Role.RECOMMENDER)[0]["input_ids"])
+
+
+def test_simulation_with_candidates_logs_them_on_every_recommender_turn(tiny_encoder, tmp_path, ray_session):
+    from interplay.episode_log import EPISODES_FILE, latest_episodes
+    from interplay.runtime.simulation import SimulationConfig, run_simulation
+
+    cfg = SimulationConfig(user="rule", recommender="rule", data="demo", episodes=3, max_turns=6,
+                           out=str(tmp_path / "run"), concurrency=3, recommender_candidates=3,
+                           candidates_encoder=str(tiny_encoder))
+    run_simulation(cfg, progress=False)
+    episodes = latest_episodes(tmp_path / "run" / EPISODES_FILE)
+    rec_turns = [t for ep in episodes for t in ep.turns if t.role is Role.RECOMMENDER]
+    assert rec_turns and all(len(t.meta["candidates"]) == 3 for t in rec_turns)
+    assert all("candidates" not in t.meta for ep in episodes for t in ep.turns if t.role is Role.USER)

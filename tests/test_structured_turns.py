@@ -501,3 +501,44 @@ def test_evaluate_recommender_forces_a_catalogue_recommendation_and_ranks_the_ca
     with pytest.raises(GrammarError, match="catalogue is empty"):
         evaluate_recommender(EvalConfig(**common, out=str(tmp_path / "empty")), progress=False)
     assert not (tmp_path / "empty" / "recommendations.jsonl").exists()
+
+
+# -- the trie-factored title lexeme (large catalogues) ---------------------------------------------
+
+def _accepts(llt, tok, grammar: str, text: str) -> bool:
+    import llguidance
+
+    m = llguidance.LLMatcher(llt, grammar, log_level=0)
+    assert not m.is_error(), m.get_error()
+    return m.consume_tokens(tok(text, add_special_tokens=False)["input_ids"]) and m.is_accepting()
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(titles=catalogues(), extra=st.text(_TITLE_CHARS, min_size=1, max_size=3))
+def test_trie_title_lexeme_accepts_exactly_the_catalogue(plain, titles, extra):
+    """The factored regex spells every title (unicode, regex metacharacters, prefixes of one
+    another) and nothing else: a title with extra characters, or a cut one, is refused unless it
+    is itself a title."""
+    from interplay.turn_grammar import title_lexeme
+
+    tok, llt = plain.tokenizer, plain.constrainer.llt
+    titles = [t for t in titles if tok.decode(tok(t, add_special_tokens=False)["input_ids"]) == t]
+    if not titles:
+        return
+    grammar = f'start: "<movie_title>" TITLE "</movie_title>"\nTITLE: {title_lexeme(titles, "trie")}\n'
+    for t in titles:
+        assert _accepts(llt, tok, grammar, f"<movie_title>{t}</movie_title>"), t
+        for other in (t + extra, t[:-1]):
+            if other and other not in titles and "<" not in other:
+                assert not _accepts(llt, tok, grammar, f"<movie_title>{other}</movie_title>"), other
+
+
+def test_large_catalogues_use_the_trie_and_small_ones_stay_flat():
+    from interplay.turn_grammar import FLAT_TITLES_MAX, title_lexeme
+
+    assert title_lexeme(["Heat (1995)", "Heat (1995) II", "A/B.c"], "trie") == r"/(?:A\/B\.c|Heat \(1995\)(?: II)?)/"
+    small = [f"Film {i}" for i in range(FLAT_TITLES_MAX)]
+    assert title_lexeme(small).startswith('"Film 0" | ')
+    assert title_lexeme(small + ["Film X"]).startswith("/Film (?:")
+    with pytest.raises(ValueError, match="shape"):
+        title_lexeme(small, "ball")

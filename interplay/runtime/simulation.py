@@ -58,6 +58,8 @@ class SimulationConfig(BaseModel):
     #: recommender candidates: K catalogue items retrieved from the conversation before each
     #: recommender turn (interplay.candidates; needs the MatchScore encoder); 0: none, the paper's setup
     recommender_candidates: int = Field(0, ge=0)
+    #: the MatchScore encoder folder candidates are retrieved with (None: the default one)
+    candidates_encoder: str | None = None
     concurrency: int = Field(32, ge=1)  # measured: docs/performance.md
     max_batch: int = Field(32, ge=1)  # measured: docs/performance.md
     batch_wait_ms: float = 20.0
@@ -178,7 +180,7 @@ def run_simulation(cfg: SimulationConfig, resume: bool = False, ray_address: str
     if cfg.recommender_candidates:  # built (and its encoder found) before touching the run dir
         from interplay.candidates import CandidateRetriever
 
-        retriever = CandidateRetriever.for_data(cfg.data, data.catalogue)
+        retriever = CandidateRetriever.for_data(cfg.data, data.catalogue, cfg.candidates_encoder)
     _prepare_run_dir(cfg, resume)
     plan = plan_episodes(cfg, data)
     run_dir = Path(cfg.out)
