@@ -3,7 +3,7 @@
 # record: the threshold is chosen on ReDial valid (metrics' best_threshold) and applied to ReDial
 # test and INSPIRED dev. Resumable; finished evaluations are skipped.
 #
-#   OUT=runs/decisions USERSIM=runs/ckpt/usersim bash experiments/decision_eval.sh [AGENT ...]
+#   OUT=runs/decisions USERSIM=runs/ckpt/usersim [LIMIT=N] bash experiments/decision_eval.sh [AGENT ...]
 set -euo pipefail
 OUT=${OUT:-runs/decisions}
 REDIAL=${REDIAL:-data/redial}
@@ -17,7 +17,7 @@ run() {  # run NAME ARGS...
   local name=$1; shift
   if [ -f "$OUT/$name/metrics.json" ]; then echo "done: $name"; return; fi
   echo "== $name ($(date +%H:%M:%S))"
-  $IP evaluate user --out "$OUT/$name" --resume --no-progress --parts human --decision score "$@"
+  $IP evaluate user --out "$OUT/$name" --resume --no-progress --parts human --decision score ${LIMIT:+--limit $LIMIT} "$@"
 }
 
 threshold() {  # the best threshold on valid, from its metrics.json
