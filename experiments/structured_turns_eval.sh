@@ -2,7 +2,7 @@
 # Issue 14's figures: constrained vs free decoding on ReDial test and INSPIRED dev, for the
 # zero-shot default model and trained usersim/recsim checkpoints, beside the popularity floor.
 # Every evaluation resumes (--resume) and one that finished (metrics.json) is skipped, so the
-# script can be stopped and rerun. Tabulate with: python experiments/structured_turns_table.py $OUT
+# script can be stopped and rerun. Tabulate with: interplay evaluate report $OUT
 #
 #   LIMIT=50 OUT=runs/eval14 RECSIM=runs/ckpt/recsim USERSIM=runs/ckpt/usersim \
 #       bash experiments/structured_turns_eval.sh [rec|user|all]

@@ -8,7 +8,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from environments.recommendation_env import EnvConfig, LocalAgentHandle, RecommendationEnv
-from interplay.agent import RecommenderAgent, UserAgent
+from test_env import ScriptedRec, ScriptedUser
 from interplay.candidates import CandidateRetriever, strip_candidates, with_candidates
 from interplay.catalogue import Catalogue, Item
 from interplay.episode import EpisodeSpec, HistoryTurn, Persona, RecommenderView, Target
@@ -53,24 +53,6 @@ def test_popularity_prior_moves_the_popular_item_up(tiny_encoder):
     popular = CandidateRetriever(tiny_encoder, CATALOGUE, popularity={"Forrest Gump (1994)": 50}, prior_weight=5.0)
     assert plain[0] != "Forrest Gump (1994)" and popular.retrieve(said("A scary crime thriller."), 5)[0] == \
         "Forrest Gump (1994)"
-
-
-class Scripted:
-    def __init__(self, script):
-        super().__init__()
-        self.script, self.seen = list(script), []
-
-    def act(self, observation):
-        self.seen.append(observation)
-        return self.script.pop(0)
-
-
-class ScriptedUser(Scripted, UserAgent):
-    pass
-
-
-class ScriptedRec(Scripted, RecommenderAgent):
-    pass
 
 
 def test_env_shows_candidates_to_the_recommender_only(retriever):

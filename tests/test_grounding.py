@@ -8,7 +8,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from environments.recommendation_env import EnvConfig, LocalAgentHandle, RecommendationEnv
-from interplay.agent import RecommenderAgent, UserAgent
+from test_env import ScriptedRec, ScriptedUser
 from interplay.catalogue import Catalogue, Item
 from interplay.episode import EpisodeSpec, HistoryTurn, ItemFacts, Persona, Target, UserView, find_target_leak
 from interplay.grounding import facts_text, ground_history, item_facts, strip_grounding
@@ -48,24 +48,6 @@ def test_only_recommender_turns_are_grounded():
     grounded = ground_history(history, CATALOGUE, POTTER)
     assert grounded[0].about == [] and [f.title for f in grounded[1].about] == ["Heat (1995)"]
     assert strip_grounding(grounded) == history
-
-
-class Scripted:
-    def __init__(self, script):
-        super().__init__()
-        self.script, self.seen = list(script), []
-
-    def act(self, observation):
-        self.seen.append(observation)
-        return self.script.pop(0)
-
-
-class ScriptedUser(Scripted, UserAgent):
-    pass
-
-
-class ScriptedRec(Scripted, RecommenderAgent):
-    pass
 
 
 @pytest.mark.parametrize("grounded", [True, False])
