@@ -52,14 +52,19 @@ class ResultLog:
         self._fh.close()
 
 
+def _row_head(task: TurnTask) -> dict:
+    """The fields every result row of a task starts with."""
+    return {"task_id": task.task_id, "record_id": task.record_id, "role": task.role.value,
+            "reference": task.reference, "reference_action": task.reference_action, "target": task.target,
+            **task.extra}
+
+
 async def answer(host, task: TurnTask, seed: int) -> dict:
     """The agent's turn for one single-turn task, as a result row (never raises)."""
     from interplay.runtime.agent_host import RayAgentHandle
 
     handle = RayAgentHandle(host, task.task_id, seed)
-    row = {"task_id": task.task_id, "record_id": task.record_id, "role": task.role.value,
-           "reference": task.reference, "reference_action": task.reference_action, "target": task.target,
-           **task.extra}
+    row = _row_head(task)
     try:
         await handle.reset(task.view)
         turn = await handle.act(task.observation)
@@ -109,9 +114,7 @@ async def decide(host, task: TurnTask, seed: int, accept_threshold: float) -> di
     p_accept = probs.get("accept", 0.0)
     others = {a: p for a, p in probs.items() if a != "accept"}
     action = "accept" if p_accept >= accept_threshold or not others else max(others, key=others.get)
-    return {"task_id": task.task_id, "record_id": task.record_id, "role": task.role.value,
-            "reference": task.reference, "reference_action": task.reference_action, "target": task.target,
-            **task.extra, "parsed": True, "action": action, "text": "", "titles": [], "raw": "",
+    return {**_row_head(task), "parsed": True, "action": action, "text": "", "titles": [], "raw": "",
             "p_accept": p_accept, "action_probabilities": probs, "decision_method": "score"}
 
 
