@@ -111,7 +111,8 @@ class LLMAgent(Agent):
                     results[i] = exc
                     continue
                 if observations[i].rank_items and TITLE_OPEN in out:
-                    turn.meta["ranked_items"] = self.rank(observations[i], out, observations[i].rank_items)
+                    turn.meta["ranked_items"] = self.rank(observations[i], out, observations[i].rank_items,
+                                                          observations[i].rank_beam)
         return results  # type: ignore[return-value]
 
     def action_probabilities(self, observation: Observation) -> dict[str, float] | None:
@@ -134,14 +135,15 @@ class LLMAgent(Agent):
         total = sum(weights)
         return {a.value: w / total for a, w in zip(actions, weights)}
 
-    def rank(self, observation: Observation, output: str, k: int) -> list[str]:
+    def rank(self, observation: Observation, output: str, k: int, beam: int = 0) -> list[str]:
         """The ``k`` catalogue titles the model finds most likely at the first ``<movie_title>`` of
-        its ``output`` for this observation, best first (empty when the backend cannot rank)."""
+        its ``output`` for this observation, best first (empty when the backend cannot rank);
+        exact, or by a beam of ``beam`` prefixes per token depth when ``beam > 0``."""
         if (not getattr(self.backend, "accepts_ranking", False) or getattr(self.backend, "prefers_chat", False)
                 or self.catalogue is None or not len(self.catalogue)):
             return []
         prompt = self.prompt(observation) + output[: output.index(TITLE_OPEN) + len(TITLE_OPEN)]
-        return self.backend.rank_titles([prompt], self.catalogue.key, k)[0]
+        return self.backend.rank_titles([prompt], self.catalogue.key, k, beam)[0]
 
     def messages(self, observation: Observation) -> list[dict]:
         """The chat messages of this observation (what a chat API receives)."""

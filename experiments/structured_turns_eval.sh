@@ -5,7 +5,10 @@
 # script can be stopped and rerun. Tabulate with: interplay evaluate report $OUT
 #
 #   LIMIT=50 OUT=runs/eval14 RECSIM=runs/ckpt/recsim USERSIM=runs/ckpt/usersim \
-#       bash experiments/structured_turns_eval.sh [rec|user|all]
+#       bash experiments/structured_turns_eval.sh [rec|rank|user|all]
+#
+# rank: the LLM recommenders' Recall@10/50, ranking the catalogue at the forced recommendation by
+# beam search over the title trie (RANK_BEAM prefixes per token; 0 = exact, ~9 min a record on a CPU)
 set -euo pipefail
 OUT=${OUT:-runs/eval14}
 LIMIT=${LIMIT:-50}
@@ -13,6 +16,7 @@ REDIAL=${REDIAL:-data/redial}
 INSPIRED=${INSPIRED:-data/inspired}
 RECSIM=${RECSIM:-runs/ckpt/recsim}
 USERSIM=${USERSIM:-runs/ckpt/usersim}
+RANK_BEAM=${RANK_BEAM:-100}
 WHAT=${1:-all}
 IP=${IP:-interplay}
 
@@ -35,6 +39,16 @@ if [ "$WHAT" = rec ] || [ "$WHAT" = all ]; then
       run recommender "rec-$agent-$ds-constrained" --agent "$spec" $(data_args $ds) --decoding constrained
       run recommender "rec-$agent-$ds-constrained-unforced" --agent "$spec" $(data_args $ds) --decoding constrained --no-force-recommend
       run recommender "rec-$agent-$ds-free" --agent "$spec" $(data_args $ds) --decoding free --no-force-recommend
+    done
+  done
+fi
+
+if [ "$WHAT" = rank ] || [ "$WHAT" = all ]; then
+  for ds in redial inspired; do
+    for agent in zero-shot recsim; do
+      spec=$agent; [ "$agent" = recsim ] && { [ -f "$RECSIM/interplay_training.json" ] || continue; spec="recsim:$RECSIM"; }
+      run recommender "rec-$agent-$ds-ranked" --agent "$spec" $(data_args $ds) --decoding constrained \
+        --rank-items 50 --rank-beam "$RANK_BEAM"
     done
   done
 fi

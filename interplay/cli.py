@@ -301,6 +301,8 @@ def evaluate_recommender_cmd(
     force_recommend: bool = typer.Option(True, help="narrow the scored turn to a recommendation (constrained decoding)"),
     rank_items: int = typer.Option(0, min=0, help="LLM recommenders: rank the catalogue by likelihood, top N "
                                    "(Recall@10/50; exact, minutes per record on a CPU)"),
+    rank_beam: int = typer.Option(0, min=0, help="with --rank-items: 0 = exact ranking; B = beam search keeping "
+                                  "B title prefixes per token (approximate, seconds per record)"),
     recommender_candidates: int = typer.Option(0, min=0, help="show the recommender K catalogue candidates "
                                                "retrieved from the conversation"),
     seed: int = typer.Option(0), concurrency: int = typer.Option(16), max_batch: int = typer.Option(16),
@@ -315,6 +317,7 @@ def evaluate_recommender_cmd(
 
     cfg = _eval_config("recommender", data, out, "single", max_new_tokens, temperature, matchscore_encoder,
                        decoding=decoding, force_recommend=force_recommend, rank_items=rank_items,
+                       rank_beam=rank_beam,
                        recommender_candidates=recommender_candidates, agent=agent, split=split, limit=limit, seed=seed, concurrency=concurrency, max_batch=max_batch,
                        dtype=dtype, recommender_sees_persona=recommender_sees_persona)
     _run_evaluation(evaluate_recommender, recommender_table, cfg, resume, ray_address, progress)

@@ -102,6 +102,9 @@ class Observation(_Model):
     #: ``turn.meta["ranked_items"]`` (0: none); LLM recommenders rank every catalogue title by its
     #: likelihood at the turn's first ``<movie_title>``
     rank_items: int = Field(0, ge=0)
+    #: how to rank: 0 = exact (best-first search over the title trie, minutes per turn on a CPU);
+    #: B > 0 = beam search keeping B prefixes per token depth (approximate, seconds)
+    rank_beam: int = Field(0, ge=0)
     #: recommender runs with candidates: catalogue titles retrieved from the conversation for this
     #: turn (interplay.candidates), best first
     candidates: list[str] = Field(default_factory=list)

@@ -1,4 +1,5 @@
-"""Exact top-k title ranking by trie branch and bound (interplay.backends.title_ranking) against brute force."""
+"""Top-k title ranking over the title trie (interplay.backends.title_ranking), exact branch and bound
+and beam search, against brute force."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections import Counter
 import pytest
 import torch
 
-from interplay.backends.title_ranking import TitleTrie, rank_titles
+from interplay.backends.title_ranking import TitleTrie, beam_rank_titles, rank_titles
 
 PROMPT = "<|im_start|>assistant\nYou may enjoy <movie_title>"
 CLOSE = "</movie_title>"
@@ -189,3 +190,49 @@ def test_max_expansions_stops_early(large, prompt_ids):
         for t, s in zip(result.titles, result.scores):  # what it did complete is scored right
             assert s == pytest.approx(truth[t], abs=TOL)
         assert result.scores == sorted(result.scores, reverse=True)
+
+
+def test_beam_wide_enough_is_exact(model, tok, prompt_ids, small_truth):
+    """A beam at least as wide as any trie depth's node count never drops a prefix: the exact top
+    k, certified, on the small catalogue of prefixes, duplicates and unicode."""
+    trie = TitleTrie(tok, SMALL_CATALOGUE)
+    result = beam_rank_titles(model, prompt_ids, trie, k=40, beam=len(trie))
+    assert result.exact
+    assert_top_k(result, small_truth, SMALL_CATALOGUE, 40)
+    assert Counter(result.titles) == Counter(SMALL_CATALOGUE)
+
+
+def test_narrow_beam_scores_right_and_certifies_honestly(large, prompt_ids):
+    """On ~2000 titles a narrow beam expands a bounded number of nodes (depth x beam); each title it
+    returns carries its true score, and it claims exactness only when its top k is the true top k."""
+    titles, biased, trie, truth = large
+    true_top = sorted(truth.values(), reverse=True)
+    depth = max(len(trie.path(n)) for n in range(len(trie)))
+    for beam in (2, 8, 32):
+        result = beam_rank_titles(biased, prompt_ids, trie, k=10, beam=beam)
+        assert result.expanded <= 1 + depth * max(beam, 10)  # the beam is at least k wide
+        assert len(result.titles) == 10
+        assert result.scores == sorted(result.scores, reverse=True)
+        for t, s in zip(result.titles, result.scores):
+            assert s == pytest.approx(truth[t], abs=TOL)
+        if result.exact:
+            assert result.scores == pytest.approx(true_top[:10], abs=TOL)
+    wide = beam_rank_titles(biased, prompt_ids, trie, k=10, beam=128)  # the biased model is peaked
+    assert wide.exact
+    assert_top_k(wide, truth, titles, 10)
+
+
+def test_beam_on_a_flat_model_is_approximate_and_says_so(model, tok, prompt_ids):
+    """On the unbiased random model (near-uniform next tokens) a beam of 10 over ~2000 titles must
+    drop prefixes that could hold better titles, and must not certify its result."""
+    words = "Red Blue Night Day Lost City Dark Star River Moon".split()
+    titles = [f"The {a} {b} ({y})" for a in words for b in words for y in range(1990, 2010)]
+    result = beam_rank_titles(model, prompt_ids, TitleTrie(tok, titles), k=10, beam=10)
+    assert not result.exact
+    assert len(result.titles) == 10 and set(result.titles) <= set(titles)
+
+
+def test_beam_rejects_bad_sizes(model, tok, prompt_ids):
+    trie = TitleTrie(tok, ["Heat (1995)"])
+    with pytest.raises(ValueError, match="beam"):
+        beam_rank_titles(model, prompt_ids, trie, k=1, beam=0)

@@ -147,12 +147,13 @@ class TransformersBackend:
                     for stored in [k for k in self.prefix_store.entries if k == key or k.startswith(key + "#")]:
                         self.prefix_store.drop(stored)
 
-    def rank_titles(self, prompts: list[str], catalogue: str, k: int) -> list[list[str]]:
+    def rank_titles(self, prompts: list[str], catalogue: str, k: int, beam: int = 0) -> list[list[str]]:
         """For each prompt (ending just after ``<movie_title>``), the ``k`` titles of the
         registered catalogue with the highest log-likelihood there (title and ``</movie_title>``),
-        best first: exact, by best-first search over the catalogue's token trie
+        best first: exact, by best-first search over the catalogue's token trie, or approximate
+        by a beam of ``beam`` prefixes per token depth when ``beam > 0``
         (:mod:`interplay.backends.title_ranking`)."""
-        from interplay.backends.title_ranking import TitleTrie, rank_titles
+        from interplay.backends.title_ranking import TitleTrie, beam_rank_titles, rank_titles
 
         with self._lock, torch.inference_mode():
             if catalogue not in self._tries:
@@ -163,7 +164,9 @@ class TransformersBackend:
             out = []
             for prompt in prompts:
                 ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-                out.append(rank_titles(self.model, ids, trie, k=k).titles)
+                result = (beam_rank_titles(self.model, ids, trie, k=k, beam=beam) if beam
+                          else rank_titles(self.model, ids, trie, k=k))
+                out.append(result.titles)
         if self.device == "cpu":
             _return_freed_memory()
         return out

@@ -40,6 +40,9 @@ class EvalConfig(BaseModel):
     #: (Recall@10/50); 0 = off. Exact but costly on a CPU: 531 s for one ReDial record with the
     #: 135M model and 14.6k titles (docs/structured_turns.md)
     rank_items: int = Field(0, ge=0)
+    #: recommender evaluation, with rank_items: 0 = exact ranking; B > 0 = beam search keeping B
+    #: title prefixes per token depth (approximate; seconds per record)
+    rank_beam: int = Field(0, ge=0)
     #: recommender evaluation: show the recommender K catalogue candidates retrieved from the
     #: conversation (interplay.candidates); 0: none
     recommender_candidates: int = Field(0, ge=0)

@@ -125,6 +125,7 @@ def evaluate_recommender(cfg: EvalConfig, resume: bool = False, ray_address: str
                                                   matchscore_dir(cfg.matchscore_encoder)), cfg.recommender_candidates)
     tasks, skipped = recommender_turn_tasks(records, sees_persona(cfg.agent, cfg.recommender_sees_persona),
                                             force_recommend=cfg.force_recommend, rank_items=cfg.rank_items,
+                                            rank_beam=cfg.rank_beam,
                                             candidates=candidates)
     log = ResultLog(out / RECOMMEND_FILE)
 

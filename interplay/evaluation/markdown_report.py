@@ -88,6 +88,12 @@ def gap_rows(evals: list[tuple[Path, dict]]) -> tuple[list[str], list[list[str]]
     return ["agent", *datasets, "gap"], rows
 
 
+def _ranked(settings: dict) -> str:
+    """The ranking an evaluation asked for: top N, exact or by a beam of B prefixes."""
+    n, beam = settings.get("rank_items") or 0, settings.get("rank_beam") or 0
+    return "" if not n else f"{n} (beam {beam})" if beam else f"{n} (exact)"
+
+
 def recommender_rows(evals: list[tuple[Path, dict]]) -> list[list[str]]:
     rows = []
     for d, m in evals:
@@ -96,7 +102,7 @@ def recommender_rows(evals: list[tuple[Path, dict]]) -> list[list[str]]:
                      _f(m.get("forced_recommend")), str(m["n"]), _f(m.get("parse_rate")), _f(m.get("fallback_rate")),
                      str(m.get("recommended")), str(m.get("unmatched_titles")), _f(m.get("recall@1")),
                      _f(m.get("recall@10")), _f(m.get("recall@50")), _f((m.get("matchscore") or {}).get("mean")),
-                     _f(s.get("rank_items")), f"`{d}`"])
+                     _ranked(s), f"`{d}`"])
     return rows
 
 

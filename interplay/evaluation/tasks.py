@@ -112,13 +112,13 @@ def user_turn_tasks(records: list[DialogueRecord], grounding: Catalogue | None =
 
 
 def recommender_turn_tasks(records: list[DialogueRecord], with_persona: bool = False,
-                           force_recommend: bool = False, rank_items: int = 0,
+                           force_recommend: bool = False, rank_items: int = 0, rank_beam: int = 0,
                            candidates: tuple[CandidateRetriever, int] | None = None) -> tuple[list[TurnTask], Counter]:
     """At the first recorded turn recommending the target, the recommender answers the gold history
     before it (the turn Recall@1 and MatchScore are measured at). ``force_recommend`` narrows that
     turn to ``recommend`` (as the paper generates a recommendation where the ground truth gave
     one); agents decoding under the turn grammar honour it. Each task asks for the agent's top
-    ``rank_items`` items (Recall@10/50). ``candidates`` (retriever, k): the recommender is shown
+    ``rank_items`` items (Recall@10/50; exact, or by a beam of ``rank_beam`` prefixes). ``candidates`` (retriever, k): the recommender is shown
     k retrieved catalogue items at that turn, and was at each of its earlier turns."""
     tasks, skipped = [], Counter()
     for r in records:
@@ -135,7 +135,8 @@ def recommender_turn_tasks(records: list[DialogueRecord], with_persona: bool = F
         if candidates is not None:
             gold, shown = with_candidates(gold, *candidates), candidates[0].retrieve(gold, candidates[1])
         tasks.append(TurnTask(f"rec-{r.id}-{k}", r.id, Role.RECOMMENDER, view,
-                              Observation(history=gold, turn_index=k, rank_items=rank_items, candidates=shown,
+                              Observation(history=gold, turn_index=k, rank_items=rank_items, rank_beam=rank_beam,
+                                          candidates=shown,
                                           allowed_actions=frozenset({Action.RECOMMEND}) if force_recommend else None),
                               r.turns[k].text,
                               r.turns[k].action.value, r.target.title, extra={"target_id": r.target.item_id}))

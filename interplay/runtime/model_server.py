@@ -152,10 +152,10 @@ class ModelServer:
         """Whether the backend ranks catalogue titles by likelihood (``rank_titles``)."""
         return getattr(self.backend, "rank_titles", None) is not None and self.supports_constraints()
 
-    async def rank_titles(self, prompts: list[str], catalogue: str, k: int) -> list[list[str]]:
+    async def rank_titles(self, prompts: list[str], catalogue: str, k: int, beam: int = 0) -> list[list[str]]:
         """The backend's top-``k`` titles of ``catalogue`` after each prompt (see
         :meth:`TransformersBackend.rank_titles`); runs beside generation batches, in a thread."""
-        return await asyncio.to_thread(self.backend.rank_titles, prompts, catalogue, k)
+        return await asyncio.to_thread(self.backend.rank_titles, prompts, catalogue, k, beam)
 
     def supports_scoring(self) -> bool:
         """Whether the backend scores continuations (``score_continuations``)."""
@@ -208,11 +208,11 @@ class RemoteBackend:
 
         return ray.get(self.server.score_continuations.remote(prompts, continuations))
 
-    def rank_titles(self, prompts: list[str], catalogue: str, k: int) -> list[list[str]]:
+    def rank_titles(self, prompts: list[str], catalogue: str, k: int, beam: int = 0) -> list[list[str]]:
         """The server's top-``k`` titles after each prompt (only when ``accepts_ranking``)."""
         import ray
 
-        return ray.get(self.server.rank_titles.remote(prompts, catalogue, k))
+        return ray.get(self.server.rank_titles.remote(prompts, catalogue, k, beam))
 
     def generate(self, prompts: list[str], params: GenerationParams,
                  constraints: list[TurnConstraint | None] | None = None) -> list[str]:
