@@ -54,7 +54,8 @@ class RuleBasedUser(UserAgent):
         opener = "Hi! " if last is None else ""
         return Turn(Action.DISCLOSE_GOAL, f"{opener}I'm looking for a movie with {' and '.join(new)}.")
 
-    def _react(self, titles: list[str]) -> Turn:
+    def _best(self, titles: list[str]) -> tuple[float, str] | None:
+        """The recommended catalogue item covering most target attributes, with its coverage."""
         catalogue = _require(self.catalogue, "RuleBasedUser")
         best: tuple[float, str] | None = None
         for title in titles:
@@ -63,6 +64,22 @@ class RuleBasedUser(UserAgent):
                 score = attribute_overlap(item, self.view.target_attributes)
                 if best is None or score > best[0]:
                     best = (score, item.title)
+        return best
+
+    def action_probabilities(self, observation: Observation) -> dict[str, float] | None:
+        """Right after a recommendation: ``accept`` weighted by the best recommended item's
+        coverage of the target attributes, ``feedback`` by the rest (a score, not a calibrated
+        probability; at ``accept_threshold == threshold`` the decision is the one ``act`` takes).
+        Elsewhere None (nothing to decide)."""
+        last = observation.last
+        if last is None or last.role is not Role.RECOMMENDER or last.action is not Action.RECOMMEND:
+            return None
+        best = self._best(Turn(last.action, last.text).titles)
+        coverage = best[0] if best is not None else 0.0
+        return {Action.ACCEPT.value: coverage, Action.FEEDBACK.value: 1.0 - coverage}
+
+    def _react(self, titles: list[str]) -> Turn:
+        best = self._best(titles)
         if best is not None and best[0] >= self.threshold:
             return Turn(Action.ACCEPT, f"That sounds perfect, I'll watch {mark_title(best[1])}!")
         more = self._disclose()

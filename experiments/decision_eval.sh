@@ -4,6 +4,9 @@
 # test and INSPIRED dev. Resumable; finished evaluations are skipped.
 #
 #   OUT=runs/decisions USERSIM=runs/ckpt/usersim [LIMIT=N] bash experiments/decision_eval.sh [AGENT ...]
+#
+# AGENT is an agent spec (its kind names the folders: usersim-redial-test, ...) or LABEL=SPEC to
+# name them otherwise (a recipe variant: usersim-cf=usersim:runs/ckpt/usersim-cf).
 set -euo pipefail
 OUT=${OUT:-runs/decisions}
 REDIAL=${REDIAL:-data/redial}
@@ -27,8 +30,8 @@ print(json.load(open(sys.argv[1]))["human_view"].get("best_threshold") or 0.5)
 PY
 }
 
-for agent in "${AGENTS[@]}"; do
-  name=${agent%%:*}
+for arg in "${AGENTS[@]}"; do
+  if [[ $arg == *=* ]]; then name=${arg%%=*}; agent=${arg#*=}; else agent=$arg; name=${agent%%:*}; fi
   run "$name-redial-valid" --agent "$agent" --data "$REDIAL" --split valid
   t=$(threshold "$OUT/$name-redial-valid/metrics.json")
   run "$name-redial-test" --agent "$agent" --data "$REDIAL" --split test --accept-threshold "$t"

@@ -53,6 +53,25 @@ def test_rule_user_discloses_then_accepts_only_fitting_items():
         assert spec.target.title not in t.text
 
 
+def test_rule_user_scored_decision_is_its_coverage_and_matches_act():
+    """``action_probabilities`` after a recommendation: P(accept) = the best recommended item's
+    coverage of the target attributes; thresholded at the user's own threshold it is the action
+    ``act`` takes, for every catalogue item of every demo episode."""
+    for spec in DEMO.episodes[:4]:
+        user = RuleBasedUser(catalogue=DEMO.catalogue, seed=0)
+        user.reset(build_user_view("e", spec))
+        assert user.action_probabilities(obs()) is None  # nothing recommended yet: nothing to decide
+        for item in DEMO.catalogue:
+            o = obs((Role.RECOMMENDER, Action.RECOMMEND, f"Try {mark_title(item.title)}"))
+            probs = user.action_probabilities(o)
+            assert probs["accept"] == attribute_overlap(item, spec.target.attributes)
+            assert probs["accept"] + probs["feedback"] == 1.0
+            scored = Action.ACCEPT if probs["accept"] >= user.threshold else Action.FEEDBACK
+            assert user.act(o).action is scored
+        unknown = obs((Role.RECOMMENDER, Action.RECOMMEND, f"Try {mark_title('Nonexistent Film (1901)')}"))
+        assert user.action_probabilities(unknown)["accept"] == 0.0
+
+
 def test_rule_recommender_asks_then_recommends_matching_items():
     rec = RuleBasedRecommender(catalogue=DEMO.catalogue, seed=0)
     rec.reset(build_recommender_view("e", DEMO.episodes[0]))
