@@ -70,10 +70,11 @@ class RuleBasedUser(UserAgent):
         """Right after a recommendation: ``accept`` weighted by the best recommended item's
         coverage of the target attributes, ``feedback`` by the rest (a score, not a calibrated
         probability; at ``accept_threshold == threshold`` the decision is the one ``act`` takes).
-        Elsewhere None (nothing to decide)."""
+        Elsewhere the action ``act`` would take, with probability 1 (without taking it)."""
         last = observation.last
         if last is None or last.role is not Role.RECOMMENDER or last.action is not Action.RECOMMEND:
-            return None
+            more = self._disclosed < len(self.view.target_attributes)
+            return {(Action.DISCLOSE_GOAL if more else Action.FEEDBACK).value: 1.0}
         best = self._best(Turn(last.action, last.text).titles)
         coverage = best[0] if best is not None else 0.0
         return {Action.ACCEPT.value: coverage, Action.FEEDBACK.value: 1.0 - coverage}

@@ -56,11 +56,12 @@ def test_rule_user_discloses_then_accepts_only_fitting_items():
 def test_rule_user_scored_decision_is_its_coverage_and_matches_act():
     """``action_probabilities`` after a recommendation: P(accept) = the best recommended item's
     coverage of the target attributes; thresholded at the user's own threshold it is the action
-    ``act`` takes, for every catalogue item of every demo episode."""
+    ``act`` takes, for every catalogue item of every demo episode. Elsewhere: act's action, P 1."""
     for spec in DEMO.episodes[:4]:
         user = RuleBasedUser(catalogue=DEMO.catalogue, seed=0)
         user.reset(build_user_view("e", spec))
-        assert user.action_probabilities(obs()) is None  # nothing recommended yet: nothing to decide
+        assert user.action_probabilities(obs()) == {"disclose-goal": 1.0}  # what act does, not done
+        assert user.action_probabilities(obs()) == {"disclose-goal": 1.0}
         for item in DEMO.catalogue:
             o = obs((Role.RECOMMENDER, Action.RECOMMEND, f"Try {mark_title(item.title)}"))
             probs = user.action_probabilities(o)
@@ -70,6 +71,8 @@ def test_rule_user_scored_decision_is_its_coverage_and_matches_act():
             assert user.act(o).action is scored
         unknown = obs((Role.RECOMMENDER, Action.RECOMMEND, f"Try {mark_title('Nonexistent Film (1901)')}"))
         assert user.action_probabilities(unknown)["accept"] == 0.0
+        asked = obs((Role.RECOMMENDER, Action.INQUIRE, f"Seen {mark_title(DEMO.catalogue[spec.target.item_id].title)}?"))
+        assert user.action_probabilities(asked) == {user.act(asked).action.value: 1.0}
 
 
 def test_rule_recommender_asks_then_recommends_matching_items():
