@@ -26,7 +26,7 @@ from interplay.data.errors import DataFormatError
 from interplay.data.movielens import load_movielens_catalogue
 from interplay.data.schema import DialogueRecord
 
-SOURCES = ("redial", "inspired", "iard", "pearl")
+SOURCES = ("redial", "inspired", "iard", "pearl", "episodes")
 CATALOGUE_FILE = "catalogue.jsonl"
 BUILD_FILE = "build.json"
 
@@ -56,6 +56,10 @@ def iter_records(source: str, path: str | Path, catalogue: Catalogue, on_error=N
 
         return load_pearl(path, catalogue, field_map=field_map, on_error=on_error, report=pearl_report,
                           annotator=annotator)
+    if source == "episodes":  # simulated dialogues: the episode log of an 'interplay simulate' run
+        from interplay.data.simulated import load_episodes
+
+        return load_episodes(path, catalogue, on_error=on_error)
     raise ValueError(f"unknown source {source!r}; choose from {', '.join(SOURCES)}")
 
 
