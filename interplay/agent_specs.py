@@ -149,6 +149,34 @@ def training_config(checkpoint: str | None) -> dict:
     return json.loads(path.read_text()).get("config", {}) if path.is_file() else {}
 
 
+#: the recipe settings an evaluation records about the checkpoint it evaluated
+RECIPE_KEYS = ("role", "data", "epochs", "grounded", "action_loss_weight", "counterfactual_negatives",
+               "recommender_candidates", "model")
+
+
+def agent_training(spec: str) -> dict | None:
+    """What the spec's checkpoint was trained on, for the record of an evaluation: the recipe
+    settings, and the training data's source (``simulated`` when it was built from episode logs)
+    and train record count from its ``build.json``. None for an agent without a training record
+    (a prompted model, a rule)."""
+    import json
+    from pathlib import Path
+
+    parsed = AgentSpec.parse(spec)
+    model = model_of(parsed)
+    config = training_config(model) if model else {}
+    if not config:
+        return None
+    out = {k: config.get(k) for k in RECIPE_KEYS}
+    build = Path(config.get("data") or "") / "build.json"
+    if build.is_file():
+        info = json.loads(build.read_text())
+        out["data_source"] = info.get("source")
+        out["train_records"] = (info.get("records") or {}).get("train")
+    out["simulated"] = out.get("data_source") == "episodes"
+    return out
+
+
 def trained_grounded(checkpoint: str | None) -> bool:
     """Whether a checkpoint was trained on grounded user observations (checkpoints from before
     grounding existed were not)."""

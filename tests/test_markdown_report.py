@@ -38,18 +38,29 @@ def test_report_reads_every_evaluation_and_names_its_folder(tmp_path):
                settings={"rank_items": 0}, n=30, decoding={"not generated": 30}, forced_recommend=True, parse_rate=1.0,
                fallback_rate=0.0, recommended=30, unmatched_titles=0, **{"recall@1": 0.0333, "recall@10": 0.0667,
                "recall@50": None}, matchscore={"mean": 0.458})
+    sim = user_metrics("usersim:sim-ckpt", "data/redial", "test", human, [1] * 8 + [1, 1, 0, 0], p=[.9] * 8 + [.9, .9, .1, .1])
+    sim["agent_training"] = {"data": "data/sim-rule", "data_source": "episodes", "simulated": True,
+                             "train_records": 452, "epochs": 1.0, "grounded": True, "counterfactual_negatives": 0.0,
+                             "action_loss_weight": 1.0}
+    write_eval(root / "a" / "simtrained-redial", **sim)
     (root / "not-an-eval").mkdir()
     out = tmp_path / "report"
     subprocess.run([sys.executable, "-m", "interplay.cli", "evaluate", "report", str(root), "--out", str(out)],
                    check=True, env=subprocess_env(), capture_output=True)
     text = (out / "report.md").read_text()
-    assert "3 evaluations read" in text
+    assert "4 evaluations read" in text
     rows = [line for line in text.splitlines() if line.startswith("| usersim:ckpt | redial/test")]
     # balanced accuracy (6/8 + 3/4) / 2 = 0.75, 12 judged items of which 8 accepted
     assert len(rows) == 1 and "| 0.750 |" in rows[0] and "12 (8/4)" in rows[0] and "usersim-redial" in rows[0]
     gap = [line for line in text.splitlines() if line.startswith("| usersim:ckpt (score)")]
     # INSPIRED: every accept right, 1 of 4 rejections: (1 + 1/4) / 2 = 0.625
     assert gap == ["| usersim:ckpt (score) | 0.625 | 0.750 | 0.125 |"]
+    # the transfer table: only the evaluation that says what its checkpoint was trained on
+    # ("usersim:ckpt" is not on this machine); (1 + 2/4) / 2 = 0.75
+    transfer = text.split("### Transfer")[1].split("##")[0]
+    sim_rows = [line for line in transfer.splitlines() if line.startswith("| usersim:")]
+    assert len(sim_rows) == 1 and sim_rows[0].startswith(
+        "| usersim:sim-ckpt | simulated: `data/sim-rule` (452 train) | 1 ep, grounded | redial/test | 0.750 |")
     rec = [line for line in text.splitlines() if line.startswith("| popular:data/redial")][0]
     assert "| 0.033 | 0.067 |  | 0.458 |" in rec and "`" + str(root / "b" / "rec") + "`" in rec
     assert (out / "agreement.png").stat().st_size > 0 and (out / "matchscore.png").stat().st_size > 0

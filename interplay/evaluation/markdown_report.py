@@ -110,6 +110,42 @@ REC_HEAD = ["agent", "data", "decoding", "forced", "n", "parse", "fallback", "re
             "Recall@1", "Recall@10", "Recall@50", "MatchScore", "ranked", "folder"]
 
 
+def _training(m: dict) -> dict | None:
+    """What the evaluated checkpoint was trained on: recorded by the evaluation, or (evaluations
+    from before that was recorded) read from the checkpoint when it is on this machine."""
+    if "agent_training" in m:
+        return m["agent_training"]
+    from interplay.agent_specs import agent_training
+
+    try:
+        return agent_training(m["agent"])
+    except ValueError:
+        return None
+
+
+def transfer_rows(evals: list[tuple[Path, dict]]) -> list[list[str]]:
+    """Trained user simulators' agreement with the humans, by what they were trained on (real or
+    simulated dialogue): the project's transfer question, on held-out human dialogues."""
+    rows = []
+    for d, m in evals:
+        t, h = _training(m), m.get("human_view", {})
+        if not t or h.get("balanced_accuracy") is None:
+            continue
+        ci = h.get("balanced_accuracy_ci95")
+        kind = "simulated" if t.get("simulated") else "real"
+        recipe = ", ".join(x for x in [t.get("epochs") is not None and f"{t['epochs']:g} ep", t.get("grounded") and "grounded",
+                                        (t.get("counterfactual_negatives") or 0) and f"cf {t['counterfactual_negatives']}",
+                                        (t.get("action_loss_weight") or 1) != 1 and f"action x{t['action_loss_weight']}"] if x)
+        rows.append([m["agent"], f"{kind}: `{t.get('data')}` ({_f(t.get('train_records'))} train)", recipe, _data(m),
+                     _f(h.get("balanced_accuracy")), f"{ci[0]:.2f}-{ci[1]:.2f}" if ci else "", _f(h.get("roc_auc")),
+                     _f((m.get("replay") or {}).get("SR")), f"`{d}`"])
+    return rows
+
+
+TRANSFER_HEAD = ["agent", "trained on", "recipe", "evaluated on (human dialogues)", "balanced acc.", "95% CI",
+                 "ROC AUC", "SR", "folder"]
+
+
 def _plots(evals: list[tuple[Path, dict]], out: Path) -> list[str]:
     import matplotlib
 
@@ -167,6 +203,12 @@ def write_report(roots: list[str | Path], out: str | Path) -> Path:
         head, rows = gap_rows(users)
         if rows:
             lines += ["### Agreement with the humans per data set", ""] + _table(head, rows) + [""]
+        transfer = transfer_rows(users)
+        if transfer:
+            lines += ["### Transfer: trained on real vs simulated dialogue", "",
+                      "Trained user simulators on the same held-out human dialogues, by their training data "
+                      "(simulated: built from episode logs with `data build --source episodes`).", ""]
+            lines += _table(TRANSFER_HEAD, transfer) + [""]
     if recs:
         lines += ["## Recommenders", "",
                   "At the turn where the record recommends the accepted item; forced: the turn is narrowed to a "

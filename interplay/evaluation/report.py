@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+from interplay.agent_specs import agent_training
 from interplay.episode_log import EpisodeLog, write_json_atomic
 from interplay.evaluation.config import EvalConfig
 from interplay.metrics.agreement import decision_agreement
@@ -95,7 +96,7 @@ def user_report(cfg: EvalConfig, out: Path, episodes: list[EpisodeLog], single: 
     single_m, single_rows = single_turn_metrics(single, settings) if single else ({"n": 0}, [])
     metrics = {
         "kind": "user", "agent": cfg.agent, "data": cfg.data, "split": cfg.split, "records": records,
-        "settings": cfg.model_dump(mode="json"), "skipped": skipped,
+        "settings": cfg.model_dump(mode="json"), "agent_training": agent_training(cfg.agent), "skipped": skipped,
         "replay": replay_metrics(episodes) if episodes else {"episodes": 0},
         "single_turn": single_m,
         "human_view": human_view_metrics(human) if human else {"n": 0},
@@ -125,7 +126,8 @@ def recommender_report(cfg: EvalConfig, out: Path, rows: list[dict], scorer, rec
     recommended = [r for r in rows if r["recommended"]]
     metrics = {
         "kind": "recommender", "agent": cfg.agent, "data": cfg.data, "split": cfg.split, "records": records,
-        "settings": cfg.model_dump(mode="json"), "skipped": skipped, "n": len(rows),
+        "settings": cfg.model_dump(mode="json"), "agent_training": agent_training(cfg.agent), "skipped": skipped,
+        "n": len(rows),
         "recall@1": summarize_values(r["recall_at_1"] for r in rows).mean,
         "recall@10": summarize_values(r["recall_at_10"] for r in rows).mean if has_rank else None,
         "recall@50": summarize_values(r["recall_at_50"] for r in rows).mean if has_rank else None,
