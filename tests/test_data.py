@@ -264,6 +264,44 @@ def test_bad_input_names_file_line_field_and_keeps_old_output(shared_data, tmp_p
     assert len(read_records(out, "test")) == 3 and len(read_catalogue(out)) > 10000
 
 
+def test_undecodable_lines_short_rows_and_empty_files_are_named(shared_data, tmp_path):
+    """Invalid UTF-8 in a ReDial line or an INSPIRED row, and an INSPIRED row with too few
+    columns, name file, line and field and are skipped alone with --skip-invalid; an empty split
+    file is an error, not a build with the split silently missing."""
+    from interplay.data.inspired import load_inspired
+
+    src = tmp_path / "redial"
+    src.mkdir()
+    lines = (shared_data / "redial" / "test_data.jsonl").read_bytes().splitlines()[:4]
+    lines[1] = lines[1][:40] + b"\xff\xfe" + lines[1][40:]
+    (src / "test_data.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    with pytest.raises(DataFormatError, match=r"test_data.jsonl:2: field '<encoding>': invalid UTF-8 at byte 40"):
+        build_dataset("redial", src, tmp_path / "out", shared_data, progress=False)
+    report = build_dataset("redial", src, tmp_path / "out", shared_data, skip_invalid=True, progress=False)
+    assert report["records"] == {"test": 3} and report["skipped"] == 1
+    (src / "train_data.jsonl").write_text("\n\n")
+    with pytest.raises(DataFormatError, match=r"train_data.jsonl: field '<file>': empty"):
+        build_dataset("redial", src, tmp_path / "out2", shared_data, skip_invalid=True, progress=False)
+    assert not (tmp_path / "out2").exists()
+
+    rows = (shared_data / "inspired" / "dev.tsv").read_bytes().split(b"\n")
+    first = rows[1].split(b"\t")[0]  # the first dialogue's id
+    rows[2] = b"\t".join(rows[2].split(b"\t")[:3])  # a row of the first dialogue cut to 3 columns
+    later = next(i for i, r in enumerate(rows[1:], start=1) if r and not r.startswith(first))
+    cols = rows[later].split(b"\t")
+    cols[4] = cols[4] + b"\xff"  # the text of the second dialogue's first row
+    rows[later] = b"\t".join(cols)
+    (tmp_path / "dev.tsv").write_bytes(b"\n".join(rows))
+    errors: list = []
+    records = list(load_inspired(tmp_path / "dev.tsv", load_demo().catalogue, on_error=errors.append))
+    assert [str(e).split("dev.tsv")[1] for e in errors] == [
+        ":3: field 'text': missing: the row has 3 of 19 columns", f":{later + 1}: field 'text': invalid UTF-8"]
+    assert len(records) == 97  # the other dialogues, whole
+    (tmp_path / "empty.tsv").write_text(rows[0].decode() + "\n")
+    with pytest.raises(DataFormatError, match="empty"):
+        list(load_inspired(tmp_path / "empty.tsv", load_demo().catalogue))
+
+
 def test_cli_build_stats_and_simulate_on_records(shared_data, tmp_path):
     cli = [sys.executable, "-m", "interplay.cli"]
     run = lambda *a: subprocess.run([*cli, *map(str, a)], env=subprocess_env(), cwd=ROOT, capture_output=True,  # noqa: E731

@@ -96,6 +96,17 @@ def _dialogue(rows: list[tuple[int, dict]], path: Path, split: str, catalogue: C
     )
 
 
+def _check_row(row: dict, columns: list[str], path: Path, line: int) -> None:
+    """A row with every column and only UTF-8 text, or a :class:`DataFormatError` naming the field."""
+    short = [c for c in REQUIRED if row.get(c) is None]
+    if short:
+        have = sum(v is not None for k, v in row.items() if k is not None)
+        raise DataFormatError(path, line, short[0], f"missing: the row has {have} of {len(columns)} columns")
+    for key, value in row.items():
+        if isinstance(value, str) and any("\udc80" <= ch <= "\udcff" for ch in value):
+            raise DataFormatError(path, line, key or "<row>", "invalid UTF-8")
+
+
 def load_inspired(path: str | Path, catalogue: Catalogue, split: str | None = None,
                   on_error=None, annotator=None) -> Iterator[DialogueRecord]:
     """Records of an INSPIRED TSV file (``split`` defaults to the file's stem, e.g. ``dev``)."""
@@ -103,15 +114,22 @@ def load_inspired(path: str | Path, catalogue: Catalogue, split: str | None = No
     if path.is_dir():
         path = path / "dev.tsv"
     split = split or path.stem
-    with path.open(encoding="utf-8", newline="") as fh:
+    # bytes that are not UTF-8 are kept as surrogates, so that the row holding them is named and
+    # skipped (--skip-invalid) instead of the whole file failing to decode
+    with path.open(encoding="utf-8", errors="surrogateescape", newline="") as fh:
         reader = csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
         missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
         if missing:
             raise DataFormatError(path, 1, missing[0], "column missing from the header")
         rows = [(i, row) for i, row in enumerate(reader, start=2)]
+    if not rows:
+        raise DataFormatError(path, None, "<file>", "empty: no row after the header")
     for dialog_id, group in groupby(rows, key=lambda r: r[1]["dialog_id"]):
-        group = sorted(group, key=lambda r: int(r[1]["utt_id"]) if r[1]["utt_id"].isdigit() else 0)
+        group = list(group)
         try:
+            for line, row in group:
+                _check_row(row, reader.fieldnames, path, line)
+            group = sorted(group, key=lambda r: int(r[1]["utt_id"]) if r[1]["utt_id"].isdigit() else 0)
             yield _dialogue(group, path, split, catalogue, annotator)
         except (DataFormatError, ValueError) as exc:
             err = exc if isinstance(exc, DataFormatError) else DataFormatError(path, group[0][0], "<record>", str(exc))

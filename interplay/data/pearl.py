@@ -37,7 +37,7 @@ from pathlib import Path
 
 from interplay.catalogue import Catalogue
 from interplay.data.builder import RawTurn, build_record, mark_titles, merge_consecutive
-from interplay.data.errors import DataFormatError
+from interplay.data.errors import DataFormatError, jsonl_lines
 from interplay.data.schema import DialogueRecord
 from interplay.episode import Persona, Target, WatchedItem, find_target_leak
 from interplay.protocol import Role
@@ -201,13 +201,14 @@ def _split_of(path: Path) -> str:
 def _rows(path: Path) -> Iterator[tuple[Path, int, object]]:
     """(file, line, record) of one file; a line that is not JSON comes as a :class:`DataFormatError`."""
     if path.suffix == ".jsonl":
-        with path.open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, start=1):
-                if line.strip():
-                    try:
-                        yield path, lineno, json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        yield path, lineno, DataFormatError(path, lineno, "<json>", exc.msg)
+        for lineno, line in jsonl_lines(path):
+            if isinstance(line, DataFormatError):
+                yield path, lineno, line
+                continue
+            try:
+                yield path, lineno, json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield path, lineno, DataFormatError(path, lineno, "<json>", exc.msg)
     elif path.suffix == ".json":
         try:
             data = json.loads(path.read_text(encoding="utf-8"))

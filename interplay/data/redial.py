@@ -18,7 +18,7 @@ from pathlib import Path
 
 from interplay.catalogue import Catalogue
 from interplay.data.builder import RawTurn, build_record, merge_consecutive
-from interplay.data.errors import DataFormatError
+from interplay.data.errors import DataFormatError, jsonl_lines
 from interplay.data.schema import DialogueRecord
 from interplay.protocol import Role, mark_title
 
@@ -119,24 +119,23 @@ def load_redial(path: str | Path, catalogue: Catalogue, splits: list[str] | None
     for split, file in files:
         if not file.exists():
             raise DataFormatError(file, None, "<file>", "missing")
-        with file.open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
+        for lineno, line in jsonl_lines(file):
+            try:
+                if isinstance(line, DataFormatError):
+                    raise line
                 try:
-                    try:
-                        obj = json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise DataFormatError(file, lineno, "<json>", exc.msg) from None
-                    if not isinstance(obj, dict):
-                        raise DataFormatError(file, lineno, "<json>", "not an object")
-                    yield parse_conversation(obj, file, lineno, split, catalogue, annotator)
-                except (DataFormatError, ValueError, TypeError, KeyError, AttributeError) as exc:
-                    err = exc if isinstance(exc, DataFormatError) else DataFormatError(
-                        file, lineno, "<record>", f"{type(exc).__name__}: {exc}")
-                    if on_error is None:
-                        raise err from None
-                    on_error(err)
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DataFormatError(file, lineno, "<json>", exc.msg) from None
+                if not isinstance(obj, dict):
+                    raise DataFormatError(file, lineno, "<json>", "not an object")
+                yield parse_conversation(obj, file, lineno, split, catalogue, annotator)
+            except (DataFormatError, ValueError, TypeError, KeyError, AttributeError) as exc:
+                err = exc if isinstance(exc, DataFormatError) else DataFormatError(
+                    file, lineno, "<record>", f"{type(exc).__name__}: {exc}")
+                if on_error is None:
+                    raise err from None
+                on_error(err)
 
 
 def _split_of(file: Path) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from interplay.catalogue import Catalogue
-from interplay.data.errors import DataFormatError
+from interplay.data.errors import DataFormatError, jsonl_lines
 from interplay.data.schema import DialogueRecord, Outcome, RecordTurn
 from interplay.episode_log import EPISODES_FILE, EpisodeLog, Termination
 
@@ -66,19 +66,19 @@ def load_episodes(path: str | Path, catalogue: Catalogue | None = None, on_error
         raise DataFormatError(path, None, "<file>", "no episode log here (run 'interplay simulate' first)")
     run = path.parent.name
     latest: dict[str, tuple[int, EpisodeLog | None, str | None]] = {}
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                ep = EpisodeLog.model_validate_json(line)
-            except ValidationError as exc:
-                err = exc.errors()[0]
-                field = ".".join(str(p) for p in err["loc"]) or "<line>"
-                latest[f"<line {lineno}>"] = (lineno, None, f"{field}: {err['msg']}")
-                continue
-            latest.pop(ep.episode_id, None)  # the latest line of an episode wins, in its place
-            latest[ep.episode_id] = (lineno, ep, None)
+    for lineno, line in jsonl_lines(path):
+        if isinstance(line, DataFormatError):
+            latest[f"<line {lineno}>"] = (lineno, None, f"{line.field}: {line.message}")
+            continue
+        try:
+            ep = EpisodeLog.model_validate_json(line)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = ".".join(str(p) for p in err["loc"]) or "<line>"
+            latest[f"<line {lineno}>"] = (lineno, None, f"{field}: {err['msg']}")
+            continue
+        latest.pop(ep.episode_id, None)  # the latest line of an episode wins, in its place
+        latest[ep.episode_id] = (lineno, ep, None)
     for lineno, ep, problem in latest.values():
         try:
             if ep is None:
