@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from interplay.agent import Agent
@@ -279,6 +280,34 @@ def model_of(spec: AgentSpec) -> str | None:
 def backend_of(spec: AgentSpec) -> str:
     """The backend the spec's model runs on."""
     return AGENT_KINDS[spec.kind].backend
+
+
+def _looks_like_path(model: str) -> bool:
+    """A local folder rather than a hub id (``org/name``): absolute, ``./``, ``~``, or deeper."""
+    return model.startswith(("/", "./", "../", "~")) or model.count("/") > 1 or Path(model).exists()
+
+
+def check_agent_spec(text: str, role: Role) -> AgentSpec:
+    """Parse ``text`` and check, before any run starts, what can be checked without loading a
+    model: a ``py:`` class imports, is an Agent and plays ``role``; a model given as a local
+    folder exists and holds a ``config.json``. Raises ValueError with one clear line."""
+    spec = AgentSpec.parse(text)
+    if spec.kind == "py":
+        try:
+            cls = import_agent_class(spec.arg or "")
+        except ImportError as exc:
+            raise ValueError(f"agent spec {text!r}: cannot import {(spec.arg or '').partition(':')[0]!r} "
+                             f"({exc})") from None
+        if cls.role is not role:
+            raise ValueError(f"agent spec {text!r}: a {cls.role.value} agent, given as the {role.value}")
+    model = model_of(spec)
+    if model and backend_of(spec) == "transformers" and (_looks_like_path(model) or spec.kind in ("usersim", "recsim")):
+        folder = Path(model).expanduser()
+        if not (folder / "config.json").is_file():
+            what = "no such folder" if not folder.exists() else "no config.json in it"
+            raise ValueError(f"agent spec {text!r}: model {model}: {what} (expected a checkpoint of "
+                             "'interplay train' or a Hugging Face model folder)")
+    return spec
 
 
 def build_agent(spec: AgentSpec, ctx: AgentContext) -> Agent:

@@ -76,7 +76,8 @@ def load_simulation_data(source: str, split: str = "test") -> SimulationData:
     if path.is_dir():
         return load_records_folder(path, split)
     if not path.is_file():
-        raise DataError(f"{source}: no such data file (use 'demo' or a JSON file)")
+        raise DataError(f"{source}: no such data folder or file (use a folder built by 'interplay data build', "
+                        "'demo', or a JSON file)")
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:

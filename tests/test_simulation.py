@@ -139,3 +139,14 @@ def test_bad_spec_and_bad_data_fail_clearly(tmp_path):
     data.write_text(json.dumps({"catalogue": [], "episodes": [{"record_id": "a", "persona": {}, "target": {}}]}))
     bad = simulate("--user", "rule", "--recommender", "rule", "--data", data, "--out", tmp_path / "y", check=False)
     assert bad.returncode == 2 and "episodes[0].persona.summary" in bad.stdout.replace("\n", "")
+    # specs checked before the run starts: one line, exit 2, no run folder, no traceback
+    cases = [(("--user", "rule", "--recommender", "py:nonexistent:Cls"), "cannot import 'nonexistent'"),
+             (("--user", "llm:/nonexistent/path", "--recommender", "rule"), "model /nonexistent/path: no such folder"),
+             (("--user", "usersim:" + str(tmp_path), "--recommender", "rule"), "no config.json in it"),
+             (("--user", "rule", "--recommender", "py:agents.rule_based:RuleBasedUser"), "a user agent, given as the recommender"),
+             (("--user", "rule", "--recommender", "rule", "--data", tmp_path / "nope"), "folder built by 'interplay data build'")]
+    for i, (args, message) in enumerate(cases):
+        bad = simulate(*args, "--out", tmp_path / f"z{i}", check=False)
+        text = " ".join(bad.stdout.split())
+        assert bad.returncode == 2 and message in text and "Traceback" not in bad.stdout + bad.stderr, args
+        assert not (tmp_path / f"z{i}").exists()

@@ -6,6 +6,7 @@ import asyncio
 from collections import Counter
 from pathlib import Path
 
+from interplay.agent_specs import check_agent_spec
 from interplay.evaluation.config import EvalConfig, prepare_eval_dir
 from interplay.evaluation.runner import ResultLog, run_replays, run_turn_tasks
 from interplay.evaluation.tasks import (
@@ -66,6 +67,7 @@ def evaluate_user(cfg: EvalConfig, resume: bool = False, ray_address: str | None
     from interplay.episode_log import EpisodeLogWriter, latest_episodes
     from interplay.evaluation.report import user_report
 
+    check_agent_spec(cfg.agent, Role.USER)
     out = prepare_eval_dir(cfg, resume)
     records, catalogue = _records(cfg)
     replay, skipped_replay = replay_tasks(records) if "replay" in cfg.parts else ([], Counter())
@@ -110,6 +112,7 @@ def evaluate_recommender(cfg: EvalConfig, resume: bool = False, ray_address: str
     from interplay.evaluation.report import recommender_report
     from interplay.matchscore.scorer import MatchScorer
 
+    check_agent_spec(cfg.agent, Role.RECOMMENDER)
     records, catalogue = _records(cfg)
     if cfg.force_recommend and cfg.generation.decoding == "constrained":
         check_actions(Role.RECOMMENDER, {Action.RECOMMEND}, len(catalogue) > 0)  # GrammarError before any work

@@ -20,7 +20,7 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from environments.recommendation_env import EnvConfig, RecommendationEnv
-from interplay.agent_specs import AgentSpec, backend_of, model_of, sees_persona
+from interplay.agent_specs import AgentSpec, backend_of, check_agent_spec, model_of, sees_persona
 from interplay.backends.base import GenerationParams
 from interplay.episode_log import (
     CONFIG_FILE,
@@ -173,8 +173,8 @@ def run_simulation(cfg: SimulationConfig, resume: bool = False, ray_address: str
 
     from interplay.runtime import ray_cluster
 
-    for spec in (cfg.user, cfg.recommender):
-        AgentSpec.parse(spec)  # fail before touching the run dir
+    for role, spec in ((Role.USER, cfg.user), (Role.RECOMMENDER, cfg.recommender)):
+        check_agent_spec(spec, role)  # fail before touching the run dir
     data = load_simulation_data(cfg.data, cfg.split)
     retriever = None
     if cfg.recommender_candidates:  # built (and its encoder found) before touching the run dir
