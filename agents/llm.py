@@ -178,13 +178,15 @@ class FineTunedAgent(LLMAgent):
     inference exactly the token layout it was trained on, and it writes ``<action>`` itself.
     ``grounded`` / ``with_candidates``: the checkpoint was trained on grounded observations / with
     recommender candidates; one that was not gets them stripped, so it never sees a layout it was
-    not trained on."""
+    not trained on. ``grounding_match``: it was trained with match counts on the facts."""
 
-    def __init__(self, *args, grounded: bool = False, with_candidates: bool = False, **kwargs):
+    def __init__(self, *args, grounded: bool = False, with_candidates: bool = False, grounding_match: bool = False,
+                 **kwargs):
         kwargs.setdefault("prefill", "")
         super().__init__(*args, **kwargs)
         self.grounded = grounded
         self.with_candidates = with_candidates
+        self.grounding_match = grounding_match
         from interplay.training.serialize import END
 
         self.params = self.params.model_copy(update={"stop": (*self.params.stop, END)})
@@ -194,8 +196,8 @@ class FineTunedAgent(LLMAgent):
 
         history = observation.history if self.grounded else strip_grounding(observation.history)
         if not self.with_candidates:
-            return inference_prompt(self.role, self.view, strip_candidates(history))
-        return inference_prompt(self.role, self.view, history, observation.candidates)
+            return inference_prompt(self.role, self.view, strip_candidates(history), match=self.grounding_match)
+        return inference_prompt(self.role, self.view, history, observation.candidates, match=self.grounding_match)
 
 
 class FineTunedUserSimulator(FineTunedAgent):

@@ -14,6 +14,8 @@
 #   plus     ReDial + redial-more (data/redial-plus: 1,450 train dialogues)
 #   ep2      2 epochs
 #   simrule  trained on simulated dialogue: 500 rule-agent episodes on ReDial train (data/sim-rule)
+#   match    grounded facts with match counts ("Matches 2 of your 6 wishes", --grounding-match)
+#   matchcf  match counts and counterfactual negatives for half the train records
 set -euo pipefail
 CKPTS=${CKPTS:-runs/ckpt}
 OUT=${OUT:-runs/decisions}
@@ -27,6 +29,8 @@ args_of() {
     plus) echo "--data data/redial-plus" ;;
     ep2) echo "--data data/redial" ;;  # epochs set below
     simrule) echo "--data data/sim-rule" ;;
+    match) echo "--data data/redial --grounding-match" ;;
+    matchcf) echo "--data data/redial --grounding-match --counterfactual-negatives 0.5" ;;
     *) echo "unknown variant $1" >&2; return 2 ;;
   esac
 }

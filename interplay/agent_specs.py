@@ -136,7 +136,8 @@ def _fine_tuned(role: Role):
             raise ValueError(f"a {role.value} simulator checkpoint cannot play the {ctx.role.value}")
         cls = FineTunedUserSimulator if role is Role.USER else FineTunedRecommenderSimulator
         return cls(ctx.backend, ctx.tokenizer, ctx.params, catalogue=ctx.catalogue, seed=ctx.seed,
-                   grounded=trained_grounded(ctx.arg), with_candidates=trained_candidates(ctx.arg))
+                   grounded=trained_grounded(ctx.arg), with_candidates=trained_candidates(ctx.arg),
+                   grounding_match=trained_grounded(ctx.arg) and bool(training_config(ctx.arg).get("grounding_match")))
 
     return build
 
@@ -151,7 +152,7 @@ def training_config(checkpoint: str | None) -> dict:
 
 
 #: the recipe settings an evaluation records about the checkpoint it evaluated
-RECIPE_KEYS = ("role", "data", "epochs", "grounded", "action_loss_weight", "counterfactual_negatives",
+RECIPE_KEYS = ("role", "data", "epochs", "grounded", "grounding_match", "action_loss_weight", "counterfactual_negatives",
                "recommender_candidates", "model")
 
 

@@ -420,6 +420,8 @@ def train_cmd(
     padding_free: bool = typer.Option(True, help="flattened batches with position_ids (faster) vs padded"),
     recommender_sees_persona: bool = typer.Option(False, help="RecSim header includes the persona"),
     grounded: bool = typer.Option(True, help="UserSim reads the catalogue facts of each recommended item (DATA/catalogue.jsonl)"),
+    grounding_match: bool = typer.Option(False, help="UserSim, grounded: each item's facts also say how many of its "
+                                         "target attributes the item shows ('Matches 2 of your 6 wishes')"),
     action_loss_weight: float = typer.Option(1.0, min=0.0, help="loss weight of the action tags vs 1 for other tokens"),
     counterfactual_negatives: float = typer.Option(0.0, min=0.0, max=1.0, help="UserSim: share of train records "
                                                    "that also give a rejected counterfactual recommendation"),
@@ -440,7 +442,7 @@ def train_cmd(
                       batch_size=batch_size, grad_accum=grad_accum, max_length=max_length, bf16=bf16, lora=lora,
                       lora_rank=lora_rank, lora_alpha=lora_alpha, lora_targets=lora_targets.split(","),
                       padding_free=padding_free, recommender_sees_persona=recommender_sees_persona,
-                      grounded=grounded, action_loss_weight=action_loss_weight,
+                      grounded=grounded, grounding_match=grounding_match, action_loss_weight=action_loss_weight,
                       counterfactual_negatives=counterfactual_negatives,
                       recommender_candidates=recommender_candidates, max_steps=max_steps, eval_steps=eval_steps, logging_steps=logging_steps,
                       save_steps=save_steps, report_to=report_to, seed=seed)

@@ -64,7 +64,21 @@ def strip_grounding(history: list[HistoryTurn]) -> list[HistoryTurn]:
     return [h.model_copy(update={"about": []}) if h.about else h for h in history]
 
 
-def facts_text(facts: list[ItemFacts]) -> str:
-    """One line per item: ``About Inside Man (2006): crime, thriller, heist.``"""
-    return "\n".join(f"About {f.title}: {', '.join(f.attributes)}." if f.attributes else f"About {f.title}."
-                     for f in facts)
+def matches(facts: ItemFacts, wanted: list[str]) -> int:
+    """How many of the ``wanted`` attributes the item's facts show (case-insensitive)."""
+    have = {a.lower() for a in facts.attributes}
+    return sum(1 for a in dict.fromkeys(w.lower() for w in wanted) if a in have)
+
+
+def facts_text(facts: list[ItemFacts], wanted: list[str] | None = None) -> str:
+    """One line per item: ``About Inside Man (2006): crime, thriller, heist.``; with ``wanted``
+    (the user's own target attributes, for a checkpoint trained with ``--grounding-match``) each
+    line also says how many of them the item shows: ``... Matches 2 of your 6 wishes.`` It is a
+    reading of two things the user already sees, not new information."""
+    lines = []
+    for f in facts:
+        line = f"About {f.title}: {', '.join(f.attributes)}." if f.attributes else f"About {f.title}."
+        if wanted:
+            line += f" Matches {matches(f, wanted)} of your {len(dict.fromkeys(w.lower() for w in wanted))} wishes."
+        lines.append(line)
+    return "\n".join(lines)

@@ -107,6 +107,49 @@ def test_training_and_inference_share_the_grounded_serialisation(tiny_model_dir)
     example = tokenize_record(record, tok, Role.USER, grounding=CATALOGUE)[0]["input_ids"]
     assert example[: len(prompt)] == prompt
     assert tokenize_record(record, tok, Role.USER)[0]["input_ids"] != example  # ungrounded: no facts
+    # --grounding-match: the facts also count the target attributes the item shows, in training
+    # and at inference alike (Heat shows none of Potter's)
+    matched = inference_prompt(Role.USER, record_view(record, Role.USER), history, match=True)
+    assert f"About Heat (1995): action, crime, heist. Matches 0 of your {len(POTTER.attributes)} wishes." in matched
+    example = tokenize_record(record, tok, Role.USER, grounding=CATALOGUE, grounding_match=True)[0]["input_ids"]
+    assert example[: len(tok(matched, add_special_tokens=False)["input_ids"])] == \
+        tok(matched, add_special_tokens=False)["input_ids"]
+
+
+def test_match_counts_and_the_checkpoint_decides_the_layout(tiny_model_dir, tmp_path):
+    """``matches`` counts distinct wanted attributes case-insensitively; an agent on a checkpoint
+    trained with --grounding-match reads the counts, one trained without does not."""
+    import json
+    import shutil
+
+    from interplay.agent_specs import AgentContext, AgentSpec, build_agent
+    from interplay.backends.base import GenerationParams
+    from interplay.episode import ItemFacts, Observation
+    from interplay.grounding import facts_text, matches
+
+    heat = ItemFacts(title="Heat (1995)", attributes=["action", "crime", "heist"])
+    assert matches(heat, ["Crime", "heist", "romance", "crime"]) == 2
+    assert facts_text([heat], ["Crime", "heist", "romance", "crime"]) == \
+        "About Heat (1995): action, crime, heist. Matches 2 of your 3 wishes."
+    assert facts_text([heat]) == "About Heat (1995): action, crime, heist."
+    view = UserView(episode_id="e", persona=SPEC.persona, target_attributes=["crime", "heist"],
+                    target_attribute_text="A crime heist.")
+    history = ground_history([HistoryTurn(role=Role.USER, action=Action.DISCLOSE_GOAL, text="A heist?"),
+                              HistoryTurn(role=Role.RECOMMENDER, action=Action.RECOMMEND,
+                                          text=f"Try {mark_title('Heat (1995)')}.")], CATALOGUE, POTTER)
+    prompts = {}
+    for match in (True, False):
+        ckpt = tmp_path / f"ckpt-{match}"
+        shutil.copytree(tiny_model_dir, ckpt)
+        (ckpt / "interplay_training.json").write_text(json.dumps(
+            {"config": {"role": "user", "grounded": True, "grounding_match": match}}))
+        tok = AutoTokenizer.from_pretrained(ckpt)
+        agent = build_agent(AgentSpec.parse(f"usersim:{ckpt}"),
+                            AgentContext(Role.USER, str(ckpt), CATALOGUE, 0, GenerationParams(), None, tok))
+        agent.reset(view)
+        prompts[match] = agent.prompt(Observation(history=history, turn_index=2))
+    assert "About Heat (1995): action, crime, heist. Matches 2 of your 2 wishes." in prompts[True]
+    assert "About Heat (1995): action, crime, heist." in prompts[False] and "Matches" not in prompts[False]
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,8 @@
     <|context|>ROLE HEADER (what the role may know)<|end|>
     <|user|><action><disclose-goal></action><response>...</response><|end|>
     <|recommender|><action><recommend></action><response>...</response><|end|>
-    <|context|>About Heat (1995): action, crime, heist.<|end|>     (grounded user only)
+    <|context|>About Heat (1995): action, crime, heist.<|end|>     (grounded user only; with
+                                                                   --grounding-match: "... Matches 2 of your 6 wishes.")
     ...
 
 The speaker tokens and ``<|end|>`` are added to the tokenizer as special tokens together with the
@@ -54,28 +55,38 @@ def header(role: Role, view: UserView | RecommenderView) -> str:
     return "Role: recommender" + (f"\n{_persona(view.persona)}" if view.persona is not None else "")
 
 
-def turn_segments(role: Role, turn: HistoryTurn) -> list[Segment]:
+def turn_segments(role: Role, turn: HistoryTurn, wanted: list[str] | None = None) -> list[Segment]:
     """One turn as ``role`` reads it: for a recommender run with candidates, the candidates it
     was shown before its turn; speaker cue, body (trained when ``role`` spoke it); for a grounded
-    user, the facts of the items the turn names. Context segments are never trained."""
+    user, the facts of the items the turn names (with ``wanted``, each item's match count against
+    those target attributes). Context segments are never trained."""
     out = [Segment(f"{CONTEXT}{candidates_text(turn.candidates)}{END}")] \
         if role is Role.RECOMMENDER and turn.role is Role.RECOMMENDER and turn.candidates else []
     out += [Segment(SPEAKER[turn.role]),
            Segment(format_turn(Turn(turn.action, turn.text)) + END, trained_for=turn.role if turn.role is role else None)]
     if role is Role.USER and turn.about:
-        out.append(Segment(f"{CONTEXT}{facts_text(turn.about)}{END}"))
+        out.append(Segment(f"{CONTEXT}{facts_text(turn.about, wanted)}{END}"))
     return out
 
 
-def segments(role: Role, view: UserView | RecommenderView, history: list[HistoryTurn]) -> list[Segment]:
+def match_wishes(role: Role, view: UserView | RecommenderView, match: bool) -> list[str] | None:
+    """The attributes grounded facts are matched against: the user's target attributes when
+    ``match`` (a ``--grounding-match`` checkpoint), else None."""
+    return list(view.target_attributes) if match and role is Role.USER and isinstance(view, UserView) else None
+
+
+def segments(role: Role, view: UserView | RecommenderView, history: list[HistoryTurn],
+             match: bool = False) -> list[Segment]:
     """Header and every turn, each turn's body marked as trained for its speaker ``role`` only."""
-    return [Segment(f"{CONTEXT}{header(role, view)}{END}")] + [s for t in history for s in turn_segments(role, t)]
+    wanted = match_wishes(role, view, match)
+    return [Segment(f"{CONTEXT}{header(role, view)}{END}")] + \
+        [s for t in history for s in turn_segments(role, t, wanted)]
 
 
 def inference_prompt(role: Role, view: UserView | RecommenderView, history: list[HistoryTurn],
-                     candidates: list[str] | None = None) -> str:
+                     candidates: list[str] | None = None, match: bool = False) -> str:
     """The prompt for ``role``'s next turn: the same serialisation, ending with its speaker cue
     (after the turn's ``candidates``, for a recommender run with them)."""
     upcoming = HistoryTurn(role=role, action=Action.INQUIRE, text="", candidates=candidates or [])
     cue = "".join(s.text for s in turn_segments(role, upcoming)[:-1])  # the turn's context and speaker cue
-    return "".join(s.text for s in segments(role, view, history)) + cue
+    return "".join(s.text for s in segments(role, view, history, match)) + cue

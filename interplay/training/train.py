@@ -35,6 +35,9 @@ class TrainConfig:
     #: UserSim reads the catalogue facts of each recommended item (interplay.grounding), as a
     #: grounded run shows them; needs DATA/catalogue.jsonl. No effect on RecSim
     grounded: bool = True
+    #: with ``grounded``: each item's facts also say how many of the user's target attributes it
+    #: shows ("Matches 2 of your 6 wishes"), a reading of what the user already sees
+    grounding_match: bool = False
     #: decision-aware recipe (UserSim): the loss weight of the action tags (<accept>, <feedback>, ...)
     #: against 1 for every other trained token
     action_loss_weight: float = 1.0
@@ -64,7 +67,8 @@ def build_dataset(records, tokenizer, cfg: TrainConfig, grounding=None, candidat
     from interplay.training.tokenize import tokenize_record
 
     rows = [ex for r in records for ex in tokenize_record(r, tokenizer, cfg.role, cfg.max_length,
-                                                          cfg.recommender_sees_persona, grounding, candidates)]
+                                                          cfg.recommender_sees_persona, grounding, candidates,
+                                                          cfg.grounding_match)]
     if not rows:
         raise ValueError(f"no training example for the {cfg.role.value} in {cfg.data}")
     return Dataset.from_list(rows)
