@@ -135,9 +135,10 @@ def _fine_tuned(role: Role):
         if ctx.role is not role:
             raise ValueError(f"a {role.value} simulator checkpoint cannot play the {ctx.role.value}")
         cls = FineTunedUserSimulator if role is Role.USER else FineTunedRecommenderSimulator
+        grounded = trained_grounded(ctx.arg)
         return cls(ctx.backend, ctx.tokenizer, ctx.params, catalogue=ctx.catalogue, seed=ctx.seed,
-                   grounded=trained_grounded(ctx.arg), with_candidates=trained_candidates(ctx.arg),
-                   grounding_match=trained_grounded(ctx.arg) and bool(training_config(ctx.arg).get("grounding_match")))
+                   grounded=grounded, with_candidates=trained_candidates(ctx.arg),
+                   grounding_match=grounded and bool(training_config(ctx.arg).get("grounding_match")))
 
     return build
 
