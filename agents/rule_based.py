@@ -18,6 +18,19 @@ def attribute_overlap(item: Item, wanted: list[str]) -> float:
     return sum(1 for a in wanted if a.lower() in have) / len(wanted)
 
 
+def _honour(observation: Observation, role: Role, turn: Turn, alternatives: dict[Action, object]) -> Turn:
+    """``turn`` when its action is allowed at ``observation``; otherwise the first allowed action
+    among ``alternatives`` (action -> a function making that turn), for a caller that narrows the
+    turn (``observation.allowed_actions``)."""
+    allowed = observation.legal_actions(role)
+    if turn.action in allowed:
+        return turn
+    for action, make in alternatives.items():
+        if action in allowed:
+            return make()
+    raise ValueError(f"none of the allowed actions {sorted(a.value for a in allowed)} is one this agent can take")
+
+
 def _require(catalogue: Catalogue | None, who: str) -> Catalogue:
     if catalogue is None:
         raise ValueError(f"{who} needs the item catalogue")
@@ -45,6 +58,16 @@ class RuleBasedUser(UserAgent):
         return new
 
     def act(self, observation: Observation) -> Turn:
+        return _honour(observation, self.role, self._act(observation), {
+            Action.FEEDBACK: lambda: Turn(Action.FEEDBACK, "Hmm, let me think about what I want."),
+            Action.DISCLOSE_GOAL: lambda: Turn(Action.DISCLOSE_GOAL, "I'm looking for a movie with "
+                                               + " and ".join(self.view.target_attributes[:2] or ["a good story"]) + "."),
+            Action.ACCEPT: lambda: Turn(Action.ACCEPT, "Alright, I'll watch it."),
+            Action.INQUIRE: lambda: Turn(Action.INQUIRE, "What is it about?"),
+            Action.GREETING: lambda: Turn(Action.GREETING, "Hi!"),
+        })
+
+    def _act(self, observation: Observation) -> Turn:
         last = observation.last
         if last is not None and last.role is Role.RECOMMENDER and last.action is Action.RECOMMEND:
             return self._react(Turn(last.action, last.text).titles)
@@ -114,13 +137,25 @@ class RuleBasedRecommender(RecommenderAgent):
         return found
 
     def act(self, observation: Observation) -> Turn:
-        catalogue = _require(self.catalogue, "RuleBasedRecommender")
+        return _honour(observation, self.role, self._act(observation), {
+            Action.RECOMMEND: lambda: self._recommend(observation, self._mentioned(observation)),
+            Action.INQUIRE: lambda: Turn(Action.INQUIRE, "Tell me more: which genres or themes do you enjoy?"),
+            Action.GREETING: lambda: Turn(Action.GREETING, "Hi! What kind of movie are you in the mood for?"),
+            Action.FEEDBACK: lambda: Turn(Action.FEEDBACK, "Good to know."),
+        })
+
+    def _act(self, observation: Observation) -> Turn:
         if not any(t.role is Role.USER for t in observation.history):
             return Turn(Action.GREETING, "Hi! What kind of movie are you in the mood for?")
         wanted = self._mentioned(observation)
         asked = sum(1 for t in observation.history if t.role is Role.RECOMMENDER and t.action is Action.INQUIRE)
         if len(wanted) < self.min_attributes and asked < self.max_questions:
             return Turn(Action.INQUIRE, "Tell me more: which genres or themes do you enjoy?")
+        return self._recommend(observation, wanted)
+
+    def _recommend(self, observation: Observation, wanted: list[str]) -> Turn:
+        """The unrecommended item matching most of ``wanted``; an inquiry when none is left."""
+        catalogue = _require(self.catalogue, "RuleBasedRecommender")
         shown = {
             title
             for t in observation.history

@@ -125,12 +125,16 @@ class UniCRSRecommender(RecommenderAgent):
             for title in titles[:n]:
                 text = text.replace(PLACEHOLDER, mark_title(title), 1)
             action = Action.RECOMMEND
-        elif observation.allowed_actions is not None and Action.INQUIRE not in observation.allowed_actions:
+        elif observation.allowed_actions is not None and Action.INQUIRE not in observation.allowed_actions \
+                and Action.RECOMMEND in observation.allowed_actions:
             # asked for a recommendation (the evaluated turn): the top item of its ranking
             action, text = Action.RECOMMEND, f"You might like {mark_title(titles[0])}."
             meta["forced"] = True
         else:
             action = Action.INQUIRE
+        allowed = observation.legal_actions(self.role)
+        if action not in allowed:  # the caller narrowed the turn to other actions: say the text as one
+            action = _first_of(allowed)
         return Turn(action=action, text=text, raw=text, meta=meta)
 
 
@@ -145,8 +149,18 @@ class PopularityRecommender(RecommenderAgent):
     def act(self, observation: Observation) -> Turn:
         mentioned = {t.lower() for h in observation.history for t in Turn(h.action, h.text).titles}
         ranked = [t for t in self.ranking if t.lower() not in mentioned][:RANKED_IN_LOG]
+        if not ranked or Action.RECOMMEND not in observation.legal_actions(self.role):
+            # every popular title was mentioned, or the caller narrowed the turn to other actions
+            action = _first_of(observation.legal_actions(self.role) - ({Action.RECOMMEND} if not ranked else set()))
+            return Turn(action=action, text="What kind of movie are you in the mood for?", meta={"ranked_items": ranked})
         return Turn(action=Action.RECOMMEND, text=f"You might like {mark_title(ranked[0])}.",
                     meta={"ranked_items": ranked})
+
+
+def _first_of(allowed: frozenset[Action]) -> Action:
+    """The action a recommender that cannot recommend now takes: inquire, else greet, else comment."""
+    return next((a for a in (Action.INQUIRE, Action.GREETING, Action.FEEDBACK, Action.RECOMMEND) if a in allowed),
+                Action.INQUIRE)
 
 
 @lru_cache(maxsize=4)

@@ -9,35 +9,15 @@ views, so the user agent never receives the target title or id.
 from __future__ import annotations
 
 import asyncio
-import time
-import traceback
-from dataclasses import dataclass
 from typing import Protocol
 
+from environments.episode_core import EnvConfig, EpisodeCore
 from interplay.agent import Agent
-from interplay.candidates import CandidateRetriever, strip_candidates
-from interplay.catalogue import Catalogue
-from interplay.episode import (
-    EpisodeSpec,
-    HistoryTurn,
-    Observation,
-    RecommenderView,
-    UserView,
-    build_recommender_view,
-    build_user_view,
-)
-from interplay.grounding import strip_grounding, turn_facts
-from interplay.episode_log import EpisodeLog, FailedAttempt, Termination, TurnLog
-from interplay.protocol import (
-    TITLE_REQUIRED,
-    Action,
-    ProtocolError,
-    ProtocolErrorKind,
-    Role,
-    Turn,
-    check_turn,
-    legal_actions,
-)
+from interplay.episode import EpisodeSpec, Observation, RecommenderView, UserView
+from interplay.episode_log import EpisodeLog
+from interplay.protocol import Role, Turn
+
+__all__ = ["AgentHandle", "EnvConfig", "LocalAgentHandle", "RecommendationEnv"]
 
 
 class AgentHandle(Protocol):
@@ -61,23 +41,6 @@ class LocalAgentHandle:
         return await asyncio.to_thread(self.agent.act, observation)
 
 
-@dataclass
-class EnvConfig:
-    """Rules of an episode."""
-
-    max_turns: int = 10
-    first_speaker: Role = Role.USER
-    max_retries: int = 2
-    recommender_sees_persona: bool = False
-    #: grounded observations: the user sees the catalogue facts of each item a recommender turn
-    #: names (interplay.grounding); None: titles only
-    grounding: Catalogue | None = None
-    #: recommender candidates: each recommender turn is shown the top ``candidates_k`` catalogue
-    #: items retrieved from the conversation (interplay.candidates); None: none
-    candidates: CandidateRetriever | None = None
-    candidates_k: int = 0
-
-
 class RecommendationEnv:
     """Runs one episode between two agents and returns its :class:`EpisodeLog`.
 
@@ -94,135 +57,31 @@ class RecommendationEnv:
     """
 
     def __init__(self, user: AgentHandle, recommender: AgentHandle, config: EnvConfig | None = None):
+
         self.agents = {Role.USER: user, Role.RECOMMENDER: recommender}
         self.config = config or EnvConfig()
-
-    @staticmethod
-    def _validate(turn: Turn, role: Role, recommended: list[str]) -> Turn:
-        if not isinstance(turn, Turn):
-            raise ProtocolError(ProtocolErrorKind.EMPTY, f"agent returned {type(turn).__name__}, not a Turn", None)
-        checked = check_turn(turn, role)
-        if checked.action in TITLE_REQUIRED and not checked.titles:
-            raise ProtocolError(ProtocolErrorKind.MISSING_RESPONSE,
-                                f"{checked.action.value} without a <movie_title>", turn.raw)
-        if checked.action not in legal_actions(role, bool(recommended)):
-            raise ProtocolError(ProtocolErrorKind.ROLE_ACTION,
-                                f"{checked.action.value} before any recommendation", turn.raw)
-        return Turn(checked.action, checked.text, raw=turn.raw, meta=turn.meta)
 
     async def run(
         self, episode_id: str, spec: EpisodeSpec, seed: int, user_spec: str = "", recommender_spec: str = ""
     ) -> EpisodeLog:
-        """Play the episode to its end."""
-        cfg = self.config
-        started = time.perf_counter()
-        turns: list[TurnLog] = []
-        history: list[HistoryTurn] = []
-        recommended: list[str] = []
-        termination = Termination.MAX_TURNS
-        accepted: str | None = None
-        error: str | None = None
-
-        def finish() -> EpisodeLog:
-            return EpisodeLog(
-                episode_id=episode_id,
-                record_id=spec.record_id,
-                source=spec.source,
-                seed=seed,
-                user_spec=user_spec,
-                recommender_spec=recommender_spec,
-                persona=spec.persona,
-                target=spec.target,
-                turns=turns,
-                termination=termination,
-                num_turns=len(turns),
-                accepted_item=accepted,
-                recommended_items=recommended,
-                error=error,
-                wall_s=round(time.perf_counter() - started, 4),
-            )
-
+        """Play the episode to its end: a loop over :class:`~environments.episode_core.EpisodeCore`."""
+        core = EpisodeCore(self.config)
         try:
-            await self.agents[Role.USER].reset(build_user_view(episode_id, spec))
-            await self.agents[Role.RECOMMENDER].reset(
-                build_recommender_view(episode_id, spec, with_persona=cfg.recommender_sees_persona)
-            )
+            views = core.reset(episode_id, spec, seed, user_spec, recommender_spec)
+            await self.agents[Role.USER].reset(views[Role.USER])
+            await self.agents[Role.RECOMMENDER].reset(views[Role.RECOMMENDER])
         except Exception as exc:  # agent failure at reset ends the episode, never the run
-            termination, error = Termination.AGENT_ERROR, _describe(exc)
-            return finish()
-
-        role = cfg.first_speaker
-        for index in range(cfg.max_turns):
-            failed: list[FailedAttempt] = []
-            turn: Turn | None = None
-            t0 = time.perf_counter()
-            shown: list[str] = []
-            if role is Role.USER:
-                seen = strip_candidates(history)
-            else:
-                seen = strip_grounding(history)
-                if cfg.candidates is not None and cfg.candidates_k > 0:
-                    shown = await asyncio.to_thread(cfg.candidates.retrieve, history, cfg.candidates_k)
-            for attempt in range(cfg.max_retries + 1):
-                obs = Observation(history=seen, turn_index=index, attempt=attempt,
-                                  turns_left=cfg.max_turns - index - 1, candidates=shown)
-                try:
-                    out = await self.agents[role].act(obs)
-                    turn = self._validate(out, role, recommended)
-                    break
-                except ProtocolError as exc:
-                    failed.append(FailedAttempt(raw=exc.raw, error=str(exc)))
-                except Exception as exc:
-                    termination, error = Termination.AGENT_ERROR, _describe(exc)
-                    turns.append(
-                        TurnLog(index=index, role=role, action=None, text=None, parse_error=None,
-                                latency_s=time.perf_counter() - t0, failed_attempts=failed)
-                    )
-                    return finish()
-            latency = time.perf_counter() - t0
-            if turn is None:
-                last = failed.pop()
-                turns.append(
-                    TurnLog(index=index, role=role, action=None, text=None, raw=last.raw,
-                            parse_error=last.error, latency_s=latency, failed_attempts=failed)
-                )
-                termination, error = Termination.PROTOCOL_ERROR, last.error
-                return finish()
-            said = HistoryTurn(role=role, action=turn.action, text=turn.text, candidates=shown)
-            meta = dict(turn.meta)
-            if shown:
-                meta["candidates"] = shown
-            if cfg.grounding is not None and role is Role.RECOMMENDER:
-                said.about = turn_facts(said, cfg.grounding, spec.target)
-                if said.about:  # what the user was shown, in the log
-                    meta["about"] = [f.model_dump() for f in said.about]
-            turns.append(
-                TurnLog(index=index, role=role, action=turn.action, text=turn.text, titles=turn.titles,
-                        raw=turn.raw, latency_s=latency, failed_attempts=failed, meta=meta)
-            )
-            history.append(said)
-            if turn.action is Action.RECOMMEND:
-                recommended.extend(t for t in turn.titles if t not in recommended)
-            if turn.action is Action.ACCEPT:
-                termination = Termination.ACCEPTED
-                accepted = _accepted_title(turn, history)
-                return finish()
-            role = role.other
-        return finish()
-
-
-def _accepted_title(turn: Turn, history: list[HistoryTurn]) -> str | None:
-    """The item accepted: a title named in the accept turn, else the last one recommended."""
-    if turn.titles:
-        return turn.titles[0]
-    for past in reversed(history):
-        if past.role is Role.RECOMMENDER and past.action is Action.RECOMMEND:
-            titles = Turn(past.action, past.text).titles
-            if titles:
-                return titles[-1]
-    return None
-
-
-def _describe(exc: BaseException) -> str:
-    tb = traceback.format_exception_only(type(exc), exc)
-    return "".join(tb).strip()[-2000:]
+            core.fail(exc)
+            return core.log()
+        retrieves = self.config.candidates is not None and self.config.candidates_k > 0
+        while not core.done:
+            role = core.next_role
+            # candidate retrieval encodes the conversation: off the event loop, like an agent's act
+            obs = await asyncio.to_thread(core.observation) if retrieves and role is Role.RECOMMENDER \
+                else core.observation()
+            try:
+                out: Turn | BaseException = await self.agents[role].act(obs)
+            except Exception as exc:  # a ProtocolError is retried; anything else ends the episode
+                out = exc
+            core.step(out)
+        return core.log()

@@ -30,6 +30,9 @@ def print_summary(summary: dict, run_dir: str) -> None:
     table.add_row("episodes", f"{summary['episodes']} / {summary['planned']} planned")
     for reason, n in summary["termination"].items():
         table.add_row(f"  {reason}", str(n))
+    for kind, n in summary.get("failure", {}).items():
+        if n:
+            table.add_row(f"  failed: {kind}", str(n))
     table.add_row("mean turns", f"{summary['mean_turns']:.2f}")
     table.add_row("parsed turn rate", f"{summary['parsed_turn_rate']:.3f}")
     table.add_row("wall s (this invocation)", f"{summary['wall_s']:.1f}")
@@ -49,7 +52,9 @@ def simulate(
     episodes: int = typer.Option(12, min=1, help="number of episodes (records are cycled)"),
     max_turns: int = typer.Option(10, min=1, help="turn cap per episode"),
     out: str = typer.Option("runs/demo", help="run directory"),
-    resume: bool = typer.Option(False, help="continue a run in OUT, skipping logged episodes"),
+    resume: bool = typer.Option(False, help="continue a run in OUT, skipping logged episodes (infrastructure "
+                                "failures are run again)"),
+    rerun_failed: bool = typer.Option(False, help="with --resume: run failed episodes (protocol, agent) again too"),
     seed: int = typer.Option(0, help="base seed; episode i uses seed+i"),
     first_speaker: Role = typer.Option(Role.USER, help="who opens the dialogue"),
     max_retries: int = typer.Option(2, min=0, help="retries of a malformed turn before protocol_error"),
@@ -95,7 +100,8 @@ def simulate(
         console.print(f"[red]error:[/red] config {config}: {exc}")
         raise typer.Exit(2)
     try:
-        summary = run_simulation(cfg, resume=resume, ray_address=ray_address, progress=progress)
+        summary = run_simulation(cfg, resume=resume, ray_address=ray_address, progress=progress,
+                                 rerun_failed=rerun_failed)
     except KeyboardInterrupt:
         console.print(f"[yellow]interrupted; finished episodes are in {cfg.out}/episodes.jsonl. Continue with --resume.")
         raise typer.Exit(130)

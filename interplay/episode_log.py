@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field, model_validator
 
 from interplay.episode import Persona, Target
 from interplay.protocol import Action, Role
@@ -29,6 +29,26 @@ class Termination(str, enum.Enum):
     MAX_TURNS = "max_turns"
     PROTOCOL_ERROR = "protocol_error"
     AGENT_ERROR = "agent_error"
+
+
+class Outcome(str, enum.Enum):
+    """How an episode ended, in the three kinds a driver of the episode core tells apart."""
+
+    TERMINATED = "terminated"  # the user accepted
+    TRUNCATED = "truncated"  # the turn cap
+    FAILED = "failed"  # see FailureKind
+
+
+class FailureKind(str, enum.Enum):
+    """Whose fault a failed episode is: re-running helps only for ``infrastructure``."""
+
+    PROTOCOL = "protocol"  # the agent's output broke the protocol after its retries
+    AGENT = "agent"  # the agent raised (a bug, a bad spec, a view that would leak the target)
+    INFRASTRUCTURE = "infrastructure"  # a dead actor, a server down or timing out
+
+
+_OUTCOME = {Termination.ACCEPTED: Outcome.TERMINATED, Termination.MAX_TURNS: Outcome.TRUNCATED,
+            Termination.PROTOCOL_ERROR: Outcome.FAILED, Termination.AGENT_ERROR: Outcome.FAILED}
 
 
 class FailedAttempt(BaseModel):
@@ -69,11 +89,32 @@ class EpisodeLog(BaseModel):
     target: Target
     turns: list[TurnLog]
     termination: Termination
+    #: for a failed episode, whose fault (None in logs written before the kinds were recorded)
+    failure: FailureKind | None = None
     num_turns: int
     accepted_item: str | None = None
     recommended_items: list[str] = Field(default_factory=list)
     error: str | None = None
     wall_s: float = 0.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_derived(cls, data):
+        if isinstance(data, dict) and "outcome" in data:  # written for readers of the JSON, derived
+            data = {k: v for k, v in data.items() if k != "outcome"}
+        return data
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def outcome(self) -> Outcome:
+        """terminated (accepted), truncated (turn cap) or failed (see ``failure``)."""
+        return _OUTCOME[self.termination]
+
+    @property
+    def rerunnable(self) -> bool:
+        """Whether ``--resume`` runs this episode again by default: an infrastructure failure
+        (or an ``agent_error`` from a log that did not record the kind)."""
+        return self.termination is Termination.AGENT_ERROR and self.failure in (None, FailureKind.INFRASTRUCTURE)
 
 
 class EpisodeLogError(ValueError):
@@ -135,13 +176,15 @@ class EpisodeLogWriter:
         drop_partial_tail(self.path)
         self._fh = self.path.open("a", encoding="utf-8")
 
-    def existing_ids(self) -> set[str]:
-        """Ids a resumed run skips: episodes in the log whose latest line did not end in
-        ``agent_error`` (an agent or its server failed; those are run again, appended, and the
-        newer line supersedes the older one for every reader of :func:`latest_episodes`)."""
+    def existing_ids(self, rerun_failed: bool = False) -> set[str]:
+        """Ids a resumed run skips: episodes in the log whose latest line is not an infrastructure
+        failure (a dead actor, a server down: :attr:`EpisodeLog.rerunnable`), nor, with
+        ``rerun_failed``, any failure. Those are run again, appended, and the newer line
+        supersedes the older one for every reader of :func:`latest_episodes`."""
         if not self.path.exists():
             return set()
-        return {ep.episode_id for ep in latest_episodes(self.path) if ep.termination is not Termination.AGENT_ERROR}
+        return {ep.episode_id for ep in latest_episodes(self.path)
+                if not (ep.rerunnable or (rerun_failed and ep.outcome is Outcome.FAILED))}
 
     def write(self, episode: EpisodeLog) -> None:
         self._fh.write(episode.model_dump_json() + "\n")
@@ -179,6 +222,9 @@ def summarize(episodes: list[EpisodeLog]) -> dict:
     return {
         "episodes": len(episodes),
         "termination": counts,
+        # the same episodes as the episode core tells them apart, and whose fault the failed ones are
+        "outcome": {o.value: sum(ep.outcome is o for ep in episodes) for o in Outcome},
+        "failure": {k.value: sum(ep.failure is k for ep in episodes) for k in FailureKind},
         "mean_turns": n_turns / len(episodes) if episodes else 0.0,
         "total_turns": n_turns,
         "parsed_turn_rate": parsed / attempts if attempts else 0.0,

@@ -233,3 +233,14 @@ def test_unicrs_recommends_its_top_item_when_asked(unicrs_ckpt, unicrs_data):
             assert forced.meta["forced"] is True
         checked += 1
     assert checked == 6
+
+
+def test_unicrs_and_popularity_conform(unicrs_ckpt, unicrs_data, catalogue):
+    from agents.unicrs import PopularityRecommender, UniCRSRecommender
+    from interplay.testing import check_agent
+
+    out, _ = unicrs_ckpt
+    for make in (lambda seed: UniCRSRecommender(str(out), catalogue=catalogue, seed=seed),
+                 lambda seed: PopularityRecommender(str(unicrs_data), catalogue=catalogue, seed=seed)):
+        report = check_agent(make, episodes=2, max_turns=6)
+        assert report.ok, report.summary()

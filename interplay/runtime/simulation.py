@@ -167,8 +167,11 @@ async def _drive(cfg: SimulationConfig, data: SimulationData, todo, hosts, write
 
 
 def run_simulation(cfg: SimulationConfig, resume: bool = False, ray_address: str | None = None,
-                   progress: bool = True) -> dict:
-    """Run (or resume) a simulation; return the run summary, also written to ``summary.json``."""
+                   progress: bool = True, rerun_failed: bool = False) -> dict:
+    """Run (or resume) a simulation; return the run summary, also written to ``summary.json``.
+
+    A resumed run skips the episodes already logged except infrastructure failures (a dead actor,
+    a server down), which it runs again; with ``rerun_failed`` every failed episode is run again."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from interplay.runtime import ray_cluster
@@ -191,7 +194,7 @@ def run_simulation(cfg: SimulationConfig, resume: bool = False, ray_address: str
     host_rss = 0.0
     try:
         with EpisodeLogWriter(run_dir) as writer:
-            done = writer.existing_ids()
+            done = writer.existing_ids(rerun_failed=rerun_failed)
             todo = [t for t in plan if t[0] not in done]
             hosts, servers = (start_agent_hosts({Role.USER: cfg.user, Role.RECOMMENDER: cfg.recommender}, data.catalogue,
                                                  cfg.generation, cfg.dtype, cfg.max_batch, cfg.batch_wait_ms,
