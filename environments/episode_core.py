@@ -32,7 +32,7 @@ from interplay.episode import (
     build_user_view,
 )
 from interplay.candidates import CandidateRetriever, strip_candidates
-from interplay.episode_log import EpisodeLog, FailedAttempt, FailureKind, Outcome, Termination, TurnLog
+from interplay.episode_log import EpisodeLog, FailedAttempt, FailureKind, Termination, TurnLog
 from interplay.grounding import strip_grounding, turn_facts
 from interplay.protocol import (
     TITLE_REQUIRED,

@@ -320,9 +320,11 @@ def build_agent(spec: AgentSpec, ctx: AgentContext) -> Agent:
     return agent
 
 
-def _recommender_only(kind: str, cls_name: str, what: str):
+def _recommender_only(kind: str, cls_name: str, what: str, module: str):
     def build(ctx: AgentContext) -> Agent:
-        import agents.unicrs as mod
+        import importlib
+
+        mod = importlib.import_module(module)
 
         if ctx.role is not Role.RECOMMENDER:
             raise ValueError(f"'{kind}' is a recommender; it cannot play the {ctx.role.value}")
@@ -334,8 +336,8 @@ def _recommender_only(kind: str, cls_name: str, what: str):
 
 
 register_agent_kind("unicrs", AgentKind(
-    _recommender_only("unicrs", "UniCRSRecommender", "checkpoint dir"),
+    _recommender_only("unicrs", "UniCRSRecommender", "checkpoint dir", "agents.unicrs"),
     description="UniCRS recommender from 'interplay train-unicrs': unicrs:CKPT_DIR (runs in the agent host)"))
 register_agent_kind("popular", AgentKind(
-    _recommender_only("popular", "PopularityRecommender", "data dir"),
+    _recommender_only("popular", "PopularityRecommender", "data dir", "agents.popularity"),
     description="popularity baseline: the train split's most recommended items, popular:DATA_DIR"))

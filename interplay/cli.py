@@ -214,7 +214,7 @@ def evaluate_run_cmd(
 ) -> None:
     """Metrics of a free simulation run: termination mix, SR/ET/FR, turns to accept, actions, Dist-4, words."""
     from interplay.episode_log import EpisodeLogError
-    from interplay.metrics.run_report import evaluate_run
+    from interplay.evaluation.run_report import evaluate_run
 
     try:
         m = evaluate_run(run_dir, out, plots=plots)
@@ -386,7 +386,7 @@ def matchscore_train_cmd(
     """Train the item encoder (frozen MiniLM text embedding + projection) with BPR on MovieLens ratings."""
     from interplay.data.build import default_data_root
     from interplay.data.errors import DataFormatError
-    from interplay.evaluation.evaluate import matchscore_dir
+    from interplay.matchscore.location import matchscore_dir
     from interplay.matchscore.train import MatchScoreTrainConfig, train_item_encoder
 
     folder = out or matchscore_dir(None)

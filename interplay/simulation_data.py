@@ -10,6 +10,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from interplay.catalogue import Catalogue, Item
+from interplay.data.errors import DataError
 from interplay.episode import EpisodeSpec
 
 DEMO = "demo"
@@ -23,10 +24,6 @@ class SimulationData:
     episodes: list[EpisodeSpec]
     catalogue: Catalogue
     left_out: int = 0
-
-
-class DataError(ValueError):
-    """A data file is malformed; the message names the file and the field."""
 
 
 def _from_json(obj: dict, name: str, origin: str) -> SimulationData:

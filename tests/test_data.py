@@ -11,7 +11,7 @@ from conftest import ROOT, subprocess_env
 
 from interplay.catalogue import Catalogue, Item, normalize_title
 from interplay.data.build import build_dataset, dataset_stats, read_catalogue, read_records
-from interplay.data.builder import mark_titles
+from interplay.data.raw_dialogue import mark_titles
 from interplay.data.errors import DataFormatError
 from interplay.data.pearl import PearlReport, load_pearl
 from interplay.data.schema import DialogueRecord, Outcome, RecordTurn

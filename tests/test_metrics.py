@@ -17,7 +17,7 @@ from interplay.metrics import (
     turns_to_accept,
     words,
 )
-from interplay.metrics.run_report import evaluate_run
+from interplay.evaluation.run_report import evaluate_run
 from interplay.protocol import Action, Role
 
 

@@ -493,7 +493,7 @@ def test_evaluate_recommender_forces_a_catalogue_recommendation_and_ranks_the_ca
     assert m["recall@10"] == 1.0 and m["recall@50"] == 1.0  # so every target is in the top 10
     # the beam ranking through the same path (a beam at least k wide covers this 4-title trie: the
     # exact order, and the setting is recorded)
-    beam = evaluate_recommender(EvalConfig(**common, rank_beam=2, out=str(tmp_path / "beam"),
+    evaluate_recommender(EvalConfig(**common, rank_beam=2, out=str(tmp_path / "beam"),
                                            generation=GenerationParams(max_new_tokens=16)), progress=False)
     beam_rows = [json.loads(line) for line in (tmp_path / "beam" / "recommendations.jsonl").read_text().splitlines()]
     assert [r["ranked_items"] for r in beam_rows] == [r["ranked_items"] for r in rows]

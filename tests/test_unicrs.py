@@ -193,7 +193,7 @@ def test_unicrs_agent_in_the_env_ranks_and_recommends(unicrs_ckpt, unicrs_data, 
 def test_popularity_baseline_ranks_train_recommendations_not_yet_mentioned(unicrs_data, catalogue, tmp_path):
     import shutil
 
-    from agents.unicrs import PopularityRecommender
+    from agents.popularity import PopularityRecommender
     from interplay.episode import HistoryTurn, Observation, RecommenderView
 
     data = tmp_path / "data"
@@ -236,7 +236,8 @@ def test_unicrs_recommends_its_top_item_when_asked(unicrs_ckpt, unicrs_data):
 
 
 def test_unicrs_and_popularity_conform(unicrs_ckpt, unicrs_data, catalogue):
-    from agents.unicrs import PopularityRecommender, UniCRSRecommender
+    from agents.popularity import PopularityRecommender
+    from agents.unicrs import UniCRSRecommender
     from interplay.testing import check_agent
 
     out, _ = unicrs_ckpt

@@ -1,12 +1,16 @@
-"""Errors of malformed source data: they name the file, the line and the field."""
+"""Errors of data that cannot be used: they name the file (the line and the field where there is one)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 
-class DataFormatError(ValueError):
-    """A record of a source file is malformed."""
+class DataError(ValueError):
+    """A data file or folder cannot be used; the message names it (and the field)."""
+
+
+class DataFormatError(DataError):
+    """A record of a source file is malformed: the message names the file, the line and the field."""
 
     def __init__(self, path: str | Path, line: int | None, field: str, message: str):
         where = f"{path}:{line}" if line is not None else str(path)

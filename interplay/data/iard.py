@@ -15,7 +15,7 @@ from pathlib import Path
 
 from interplay.catalogue import Catalogue
 from interplay.data.annotate import iard_action
-from interplay.data.builder import RawTurn, build_record, mark_titles, merge_consecutive
+from interplay.data.raw_dialogue import RawTurn, build_record, mark_titles, merge_consecutive
 from interplay.data.errors import DataFormatError
 from interplay.data.schema import DialogueRecord
 from interplay.protocol import Action, Role

@@ -19,7 +19,7 @@ from itertools import groupby
 from pathlib import Path
 
 from interplay.catalogue import Catalogue
-from interplay.data.builder import RawTurn, build_record, merge_consecutive
+from interplay.data.raw_dialogue import RawTurn, build_record, merge_consecutive
 from interplay.data.errors import DataFormatError
 from interplay.data.schema import DialogueRecord
 from interplay.protocol import Role, mark_title

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from interplay.catalogue import Catalogue
-from interplay.data.builder import RawTurn, build_record, mark_titles, merge_consecutive
+from interplay.data.raw_dialogue import RawTurn, build_record, mark_titles, merge_consecutive
 from interplay.data.errors import DataFormatError, jsonl_lines
 from interplay.data.schema import DialogueRecord
 from interplay.episode import Persona, Target, WatchedItem, find_target_leak

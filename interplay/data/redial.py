@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from interplay.catalogue import Catalogue
-from interplay.data.builder import RawTurn, build_record, merge_consecutive
+from interplay.data.raw_dialogue import RawTurn, build_record, merge_consecutive
 from interplay.data.errors import DataFormatError, jsonl_lines
 from interplay.data.schema import DialogueRecord
 from interplay.protocol import Role, mark_title

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from interplay.evaluation.report import METRICS_FILE, plot_matchscores, plot_outcomes
+from interplay.evaluation.agent_report import METRICS_FILE, plot_matchscores, plot_outcomes
 
 
 def _f(x, digits: int = 3) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from pathlib import Path
 
 from interplay.agent_specs import check_agent_spec
 from interplay.evaluation.config import EvalConfig, prepare_eval_dir
@@ -15,6 +14,7 @@ from interplay.evaluation.tasks import (
     replay_tasks,
     user_turn_tasks,
 )
+from interplay.matchscore.location import matchscore_dir
 from interplay.protocol import Action, Role
 from interplay.turn_grammar import check_actions
 
@@ -65,7 +65,7 @@ def evaluate_user(cfg: EvalConfig, resume: bool = False, ray_address: str | None
     """Replay (SR/ET/FR), single-turn replies (BERTScore, Dist-4, words) and the real-human view of
     a user agent on ``cfg.split`` of ``cfg.data``; writes the report to ``cfg.out``."""
     from interplay.episode_log import EpisodeLogWriter, latest_episodes
-    from interplay.evaluation.report import user_report
+    from interplay.evaluation.agent_report import user_report
 
     check_agent_spec(cfg.agent, Role.USER)
     out = prepare_eval_dir(cfg, resume)
@@ -109,7 +109,7 @@ def evaluate_recommender(cfg: EvalConfig, resume: bool = False, ray_address: str
                          progress: bool = True) -> dict:
     """Recall@k, MatchScore, Dist-4 and words of a recommender agent's turn at the recorded
     recommendation of the target, generated from the gold history; writes the report."""
-    from interplay.evaluation.report import recommender_report
+    from interplay.evaluation.agent_report import recommender_report
     from interplay.matchscore.scorer import MatchScorer
 
     check_agent_spec(cfg.agent, Role.RECOMMENDER)
@@ -145,9 +145,3 @@ def evaluate_recommender(cfg: EvalConfig, resume: bool = False, ray_address: str
     return recommender_report(cfg, out, rows, scorer, records=len(records), skipped=dict(skipped),
                               model_servers=stats)
 
-
-def matchscore_dir(path: str | None) -> Path:
-    """The MatchScore encoder folder: ``path``, else the default one ``interplay matchscore train`` writes."""
-    from interplay.backends.default_model import cache_dir
-
-    return Path(path) if path else cache_dir() / "matchscore"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from interplay.evaluation.report import METRICS_FILE
+from interplay.evaluation.agent_report import METRICS_FILE
 
 REPORT_FILE = "report.md"
 

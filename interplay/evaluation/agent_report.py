@@ -23,7 +23,7 @@ from interplay.metrics.core import (
     turns_to_accept,
     words,
 )
-from interplay.metrics.run_report import episode_row
+from interplay.evaluation.run_report import episode_row
 
 METRICS_FILE = "metrics.json"
 
@@ -164,7 +164,7 @@ def _decoding_counts(rows: list[dict]) -> dict:
 
 
 def scorer_path(cfg: EvalConfig) -> Path:
-    from interplay.evaluation.evaluate import matchscore_dir
+    from interplay.matchscore.location import matchscore_dir
 
     return matchscore_dir(cfg.matchscore_encoder)
 
@@ -211,6 +211,6 @@ def plot_matchscores(by_agent: dict[str, list[dict]], path: Path) -> None:
 
 
 def _turns_and_actions(episodes: list[EpisodeLog], metrics: dict, out: Path) -> None:
-    from interplay.metrics.run_report import _plots
+    from interplay.evaluation.run_report import _plots
 
     _plots({"actions": action_distribution(episodes)}, [episode_row(e) for e in episodes], out)
