@@ -118,7 +118,8 @@ app.add_typer(data_app, name="data")
 @data_app.command("build")
 def data_build(
     source: str = typer.Option(..., help="redial | inspired | iard | pearl | episodes (the episode log of "
-                               "an 'interplay simulate' run: simulated dialogues as training data)"),
+                               "an 'interplay simulate' run: simulated dialogues as training data), a source "
+                               "registered with interplay.data.sources, or module.path:loader"),
     path: list[str] = typer.Option(..., help="the source's file or folder ('hub' for PEARL from the Hugging Face "
                                    "hub); repeat to combine several: duplicate record ids are kept once"),
     out: Path = typer.Option(..., help="output folder (replaced only when the build succeeds)"),

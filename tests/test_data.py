@@ -460,3 +460,43 @@ def test_llm_annotator_with_the_default_model():
     assert any(src == "llm" for _, src in labels)  # the model named an allowed action at least once
     prompt = annotator.prompt(Role.RECOMMENDER, "What genre?", "Hi")
     assert "recommend" in prompt and "accept" not in prompt.split("Which action")[1]
+
+
+def test_docs_source_example_builds_by_name_and_by_path(shared_data, tmp_path, monkeypatch):
+    """docs/data.md's source, run as written: registered by name, named as module:function, its
+    malformed line skipped with file and line; an unknown source fails before anything is written."""
+    import re
+
+    from interplay.data.sources import source_names, unregister_source
+
+    text = (ROOT / "docs" / "data.md").read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "register_source" in b)
+    rows = [{"id": 1, "split": "train", "movies": ["Heat (1995)"],
+             "turns": [["user", "I want a heist film"], ["recommender", "Have you seen Heat (1995)?"],
+                       ["user", "Yes, I'll watch it!"]], "accepted": "Heat (1995)"},
+            {"id": 2, "split": "test", "movies": [], "turns": [["user", "hello"], ["someone", "?"]]},
+            {"id": 3, "split": "test", "movies": ["Toy Story (1995)"],
+             "turns": [["user", "something for kids"], ["recommender", "Toy Story (1995) is great"],
+                       ["user", "not that one"]]}]
+    src = tmp_path / "chats.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "my_chats.py").write_text(block)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        by_path = build_dataset("my_chats:load_chats", src, tmp_path / "by-path", shared_data, skip_invalid=True,
+                                progress=False)  # importing the module registers "chats" too
+        assert "chats" in source_names()
+        by_name = build_dataset("chats", src, tmp_path / "by-name", shared_data, skip_invalid=True, progress=False)
+    finally:
+        unregister_source("chats")
+        sys.modules.pop("my_chats", None)
+    for report in (by_path, by_name):
+        assert report["records"] == {"train": 1, "test": 1}
+        assert report["skipped"] == 1 and f"{src}:2: field 'turns'" in report["skipped_reasons"][0]
+    (train,) = read_records(tmp_path / "by-name", "train")
+    assert train.id == "chats:1" and train.outcome.accepted_item == "Heat (1995)"
+    assert train.turns[1].titles == ["Heat (1995)"] and train.turns[-1].action is Action.ACCEPT
+    assert train.target is not None and train.target.title == "Heat (1995)"
+    with pytest.raises(ValueError, match="unknown source 'nope'"):
+        build_dataset("nope", src, tmp_path / "nope", shared_data, progress=False)
+    assert not (tmp_path / "nope").exists() and not list(tmp_path.glob(".nope-*"))

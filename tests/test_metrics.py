@@ -105,3 +105,39 @@ def test_evaluate_run_writes_metrics_csv_and_plots(tmp_path):
     assert json.loads((run / "eval" / "metrics.json").read_text())["episodes"] == 2
     for png in ("turns_to_accept.png", "action_mix.png"):
         assert (run / "eval" / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_docs_metric_example_registers_and_lands_in_the_report(tmp_path):
+    """docs/metrics.md's example, run as written: both metrics appear in metrics.json and the CSV."""
+    import re
+    from pathlib import Path
+
+    from interplay.metrics.registry import unregister_metric
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "metrics.md").read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "register_episode_metric" in b)
+    exec(compile(block, "docs/metrics.md", "exec"), {})
+    try:
+        run = tmp_path / "run"
+        asked = [t(Role.USER, Action.DISCLOSE_GOAL, "a heist film", 0), t(Role.RECOMMENDER, Action.INQUIRE, "Any actor?", 1),
+                 t(Role.USER, Action.DISCLOSE_GOAL, "De Niro", 2),
+                 t(Role.RECOMMENDER, Action.RECOMMEND, "Try <movie_title>Heat (1995)</movie_title>", 3),
+                 t(Role.USER, Action.ACCEPT, "Great", 4)]
+        direct = [t(Role.USER, Action.DISCLOSE_GOAL, "a heist film", 0),
+                  t(Role.RECOMMENDER, Action.RECOMMEND, "Try <movie_title>Ronin (1998)</movie_title>", 1)]
+        with EpisodeLogWriter(run) as w:
+            w.write(ep(0, Termination.ACCEPTED, "Heat (1995)", turns=asked).model_copy(
+                update={"recommended_items": ["Heat (1995)", "Ronin (1998)"]}))
+            w.write(ep(1, Termination.MAX_TURNS, turns=direct).model_copy(update={"recommended_items": ["Ronin (1998)"]}))
+            w.write(ep(2, Termination.MAX_TURNS, turns=asked[:2]))
+        m = evaluate_run(run, plots=False)
+        # by hand: episode 0 accepted after 2 recommended titles; the others accepted nothing
+        assert m["recommendations_before_accept"] == {"count": 1, "mean": 2.0, "std": 0.0, "min": 2.0, "max": 2.0}
+        # by hand: e0 asks before recommending; e1 recommends at once; e2 never recommends
+        assert m["share_asking_first"] == pytest.approx(1 / 3)
+        rows = list(csv.DictReader((run / "eval" / "episodes.csv").open()))
+        assert [r["recommendations_before_accept"] for r in rows] == ["2", "", ""]
+    finally:
+        unregister_metric("recommendations_before_accept")
+        unregister_metric("share_asking_first")
+    assert "share_asking_first" not in evaluate_run(run, out=tmp_path / "again", plots=False)

@@ -25,8 +25,8 @@ from interplay.data.annotate import make_annotator
 from interplay.data.errors import DataFormatError
 from interplay.data.movielens import load_movielens_catalogue
 from interplay.data.schema import DialogueRecord
+from interplay.data.sources import SourceContext, get_source
 
-SOURCES = ("redial", "inspired", "iard", "pearl", "episodes")
 CATALOGUE_FILE = "catalogue.jsonl"
 BUILD_FILE = "build.json"
 
@@ -38,29 +38,10 @@ def default_data_root() -> Path:
 
 def iter_records(source: str, path: str | Path, catalogue: Catalogue, on_error=None, pearl_report=None,
                  field_map: dict | None = None, annotator=None):
-    """Records of one source."""
-    if source == "redial":
-        from interplay.data.redial import load_redial
-
-        return load_redial(path, catalogue, on_error=on_error, annotator=annotator)
-    if source == "inspired":
-        from interplay.data.inspired import load_inspired
-
-        return load_inspired(path, catalogue, on_error=on_error, annotator=annotator)
-    if source == "iard":
-        from interplay.data.iard import load_iard
-
-        return load_iard(path, catalogue, on_error=on_error, annotator=annotator)
-    if source == "pearl":
-        from interplay.data.pearl import load_pearl
-
-        return load_pearl(path, catalogue, field_map=field_map, on_error=on_error, report=pearl_report,
-                          annotator=annotator)
-    if source == "episodes":  # simulated dialogues: the episode log of an 'interplay simulate' run
-        from interplay.data.simulated import load_episodes
-
-        return load_episodes(path, catalogue, on_error=on_error)
-    raise ValueError(f"unknown source {source!r}; choose from {', '.join(SOURCES)}")
+    """Records of one source (a name of :mod:`interplay.data.sources`, or ``module:function``)."""
+    ctx = SourceContext(catalogue=catalogue, on_error=on_error, annotator=annotator,
+                        options={"field_map": field_map, "pearl_report": pearl_report})
+    return get_source(source).loader(Path(path), ctx)
 
 
 #: how held out a split is: among copies of one record id the most held-out one is kept
@@ -93,6 +74,7 @@ def build_dataset(source: str, path: str | Path | Sequence[str | Path], out: str
     paths = [path] if isinstance(path, (str, Path)) else list(path)
     if not paths:
         raise ValueError("no source path given")
+    get_source(source)  # an unknown source fails before anything is written
     catalogue = load_movielens_catalogue(catalogue_root or default_data_root())
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

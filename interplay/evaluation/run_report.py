@@ -8,38 +8,19 @@ import os
 from pathlib import Path
 
 from interplay.episode_log import EPISODES_FILE, EpisodeLog, latest_episodes
-from interplay.metrics.core import (
-    action_distribution,
-    dist_n,
-    outcome_class,
-    summarize_values,
-    target_accepted,
-    termination_mix,
-    turns_to_accept,
-    words,
-)
-from interplay.protocol import Role
+from interplay.metrics.registry import episode_values, run_values
 
 
 def episode_row(ep: EpisodeLog) -> dict:
-    """One CSV row of per-episode values."""
-    user = [t.text for t in ep.turns if t.role is Role.USER and t.text]
-    rec = [t.text for t in ep.turns if t.role is Role.RECOMMENDER and t.text]
-    attempts = sum(1 + len(t.failed_attempts) for t in ep.turns)
-    return {
-        "episode_id": ep.episode_id, "record_id": ep.record_id, "termination": ep.termination.value,
-        "num_turns": ep.num_turns, "turns_to_accept": turns_to_accept(ep), "outcome": outcome_class(ep),
-        "target_accepted": int(target_accepted(ep)), "accepted_item": ep.accepted_item or "",
-        "target": ep.target.title, "recommendations": len(ep.recommended_items),
-        "user_words": sum(map(words, user)) / len(user) if user else None,
-        "recommender_words": sum(map(words, rec)) / len(rec) if rec else None,
-        "parsed_rate": sum(t.action is not None for t in ep.turns) / attempts if attempts else 0.0,
-    }
+    """One CSV row: the episode's ids and every registered episode metric
+    (:mod:`interplay.metrics.registry`)."""
+    return {"episode_id": ep.episode_id, "record_id": ep.record_id, "termination": ep.termination.value,
+            "accepted_item": ep.accepted_item or "", "target": ep.target.title, **episode_values(ep)}
 
 
 def evaluate_run(run_dir: str | Path, out: str | Path | None = None, plots: bool = True) -> dict:
-    """Compute the run's metrics; write ``metrics.json``, ``episodes.csv`` and PNG plots to ``out``
-    (default ``RUN_DIR/eval``)."""
+    """Compute every registered metric of the run; write ``metrics.json``, ``episodes.csv`` and PNG
+    plots to ``out`` (default ``RUN_DIR/eval``)."""
     run_dir = Path(run_dir)
     out = Path(out) if out else run_dir / "eval"
     out.mkdir(parents=True, exist_ok=True)
@@ -47,19 +28,10 @@ def evaluate_run(run_dir: str | Path, out: str | Path | None = None, plots: bool
     if not episodes:
         raise ValueError(f"{run_dir / EPISODES_FILE}: no episodes")
     rows = [episode_row(ep) for ep in episodes]
-    outcomes = [r["outcome"] for r in rows]
-    texts = {role: [t.text for ep in episodes for t in ep.turns if t.role is role and t.text] for role in Role}
     metrics = {
         "run": str(run_dir), "episodes": len(episodes),
         "agents": sorted({f"user={e.user_spec} recommender={e.recommender_spec}" for e in episodes}),
-        "termination": termination_mix(episodes),
-        "outcome": {k: outcomes.count(k) / len(outcomes) for k in ("SR", "ET", "FR")},
-        "turns_to_accept": summarize_values(r["turns_to_accept"] for r in rows).as_dict(),
-        "num_turns": summarize_values(r["num_turns"] for r in rows).as_dict(),
-        "parsed_rate": summarize_values(r["parsed_rate"] for r in rows).as_dict(),
-        "actions": action_distribution(episodes),
-        "dist4": {role.value: dist_n(texts[role], 4) for role in Role},
-        "words": {role.value: summarize_values(words(t) for t in texts[role]).as_dict() for role in Role},
+        **run_values(episodes, rows),
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     with (out / "episodes.csv").open("w", newline="") as fh:
