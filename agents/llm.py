@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from interplay.agent import Agent
-from interplay.backends.base import GenerationBackend, GenerationParams, TurnConstraint
+from interplay.backends.base import GenerationBackend, GenerationParams, TurnConstraint, capabilities_of
 from interplay.catalogue import Catalogue
 from interplay.episode import Observation
 from interplay.candidates import strip_candidates
@@ -52,7 +52,7 @@ class LLMAgent(Agent):
     def constrains(self) -> bool:
         """Whether this agent's turns are generated under the turn grammar: constrained
         decoding asked for and a backend that applies it."""
-        return self.params.decoding == "constrained" and getattr(self.backend, "accepts_constraints", False)
+        return self.params.decoding == "constrained" and capabilities_of(self.backend).constraints
 
     def constraint(self, observation: Observation) -> TurnConstraint:
         """The legal turns of this observation: the role's legal actions (narrowed by
@@ -81,9 +81,8 @@ class LLMAgent(Agent):
         return "constrained"
 
     def _register_catalogue(self) -> None:
-        register = getattr(self.backend, "register_catalogue", None)
-        if register is not None and self.catalogue is not None:
-            register(self.catalogue.key, self.catalogue.titles())
+        if capabilities_of(self.backend).constraints and self.catalogue is not None:
+            self.backend.register_catalogue(self.catalogue.key, self.catalogue.titles())
 
     def act_batch(self, observations: list[Observation]) -> list[Turn | ProtocolError]:
         groups: dict[GenerationParams, list[int]] = {}
@@ -97,7 +96,7 @@ class LLMAgent(Agent):
             extra = {}
             if self.constrains:
                 extra["constraints"] = [self.constraint(observations[i]) for i in idx]
-            if getattr(self.backend, "prefers_chat", False):  # a chat API applies its own template
+            if capabilities_of(self.backend).chat:  # a chat API applies its own template
                 outputs = self.backend.chat([self.messages(observations[i]) for i in idx], params, **extra)
             else:
                 outputs = self.backend.generate([self.prompt(observations[i]) for i in idx], params, **extra)
@@ -122,7 +121,8 @@ class LLMAgent(Agent):
         one token, so the most probable action is the one greedy constrained decoding writes;
         with a plain tokenizer a tag is several tokens and the two can differ. None when the
         backend cannot score (an HTTP server)."""
-        if not getattr(self.backend, "accepts_scoring", False) or getattr(self.backend, "prefers_chat", False):
+        caps = capabilities_of(self.backend)
+        if not caps.scoring or caps.chat:
             return None
         import math
 
@@ -139,8 +139,8 @@ class LLMAgent(Agent):
         """The ``k`` catalogue titles the model finds most likely at the first ``<movie_title>`` of
         its ``output`` for this observation, best first (empty when the backend cannot rank);
         exact, or by a beam of ``beam`` prefixes per token depth when ``beam > 0``."""
-        if (not getattr(self.backend, "accepts_ranking", False) or getattr(self.backend, "prefers_chat", False)
-                or self.catalogue is None or not len(self.catalogue)):
+        caps = capabilities_of(self.backend)
+        if not caps.ranking or caps.chat or self.catalogue is None or not len(self.catalogue):
             return []
         prompt = self.prompt(observation) + output[: output.index(TITLE_OPEN) + len(TITLE_OPEN)]
         return self.backend.rank_titles([prompt], self.catalogue.key, k, beam)[0]

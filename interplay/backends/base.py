@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
@@ -42,10 +43,33 @@ class TurnConstraint(BaseModel):
     prefill: str = ""
 
 
+@dataclass(frozen=True)
+class BackendCapabilities:
+    """What a backend can do beyond ``generate(prompts, params)``; a backend declares them as its
+    ``capabilities`` attribute, and callers read them with :func:`capabilities_of`."""
+
+    #: ``generate(..., constraints=[TurnConstraint | None, ...])`` and ``register_catalogue``
+    constraints: bool = False
+    #: ``rank_titles(prompts, catalogue, k, beam)``: catalogue titles by likelihood
+    ranking: bool = False
+    #: ``score_continuations(prompts, continuations)``: log-likelihoods (decisions without generating)
+    scoring: bool = False
+    #: ``generate(..., cache_keys=, seeds=, keep_caches=)``: per-request KV reuse and seeding
+    request_keys: bool = False
+    #: a chat API that applies its own template: agents send ``chat(messages, ...)``, not prompts
+    chat: bool = False
+
+
 class GenerationBackend(Protocol):
     """Anything that completes a batch of prompts."""
 
     def generate(self, prompts: list[str], params: GenerationParams) -> list[str]: ...
+
+
+def capabilities_of(backend: object) -> BackendCapabilities:
+    """The backend's declared capabilities (none beyond ``generate`` when it declares nothing)."""
+    caps = getattr(backend, "capabilities", None)
+    return caps if isinstance(caps, BackendCapabilities) else BackendCapabilities()
 
 
 def cut_at_stop(text: str, stop: tuple[str, ...]) -> str:

@@ -15,7 +15,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from interplay.backends.base import GenerationParams, TurnConstraint, cut_at_stop
+from interplay.backends.base import BackendCapabilities, GenerationParams, TurnConstraint, cut_at_stop
 from interplay.turn_grammar import conforms, turn_grammar
 
 _LIMITS: dict[str, threading.BoundedSemaphore] = {}
@@ -34,10 +34,9 @@ class OpenAIChatBackend:
     accept any key; ``EMPTY`` is sent when the variable is unset).
     """
 
-    prefers_chat = True
-    #: requests may carry a TurnConstraint: its grammar is sent to the server (vLLM's
+    #: a chat API; requests may carry a TurnConstraint: its grammar is sent to the server (vLLM's
     #: ``structured_outputs.grammar``, llguidance's Lark dialect) until the server shows it ignores it
-    accepts_constraints = True
+    capabilities = BackendCapabilities(constraints=True, chat=True)
 
     def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY", timeout_s: float = 120.0,
                  max_retries: int = 3, max_concurrency: int = 8):

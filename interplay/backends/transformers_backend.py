@@ -15,7 +15,7 @@ import threading
 
 import torch
 
-from interplay.backends.base import GenerationParams, cut_at_stop
+from interplay.backends.base import BackendCapabilities, GenerationParams, cut_at_stop
 from interplay.backends.default_model import resolve_model_path
 from interplay.backends.kv_reuse import PrefixKVStore, generate_reusing_prefix
 from interplay.protocol import STRUCTURAL_TOKENS
@@ -78,7 +78,6 @@ class TransformersBackend:
         self._lock = threading.Lock()
         self._constrainer = None
         self._tries: dict = {}  # catalogue key -> TitleTrie (ranking)
-        self.accepts_request_keys = True  # the model server passes each request's cache key and seed
         # kept KV of a float32 model is stored as float16 (half the memory; agreement measured in
         # docs/performance.md); "model" keeps the model's dtype (exact reuse)
         store_dtype = None
@@ -90,12 +89,8 @@ class TransformersBackend:
     def has_chat_template(self) -> bool:
         return bool(getattr(self.tokenizer, "chat_template", None))
 
-    #: the model server passes each request's TurnConstraint (constrained decoding)
-    accepts_constraints = True
-    #: ranks a registered catalogue's titles by likelihood (``rank_titles``)
-    accepts_ranking = True
-    #: scores continuations after a prompt (``score_continuations``)
-    accepts_scoring = True
+    #: constrained decoding, title ranking, continuation scoring, per-request KV reuse and seeds
+    capabilities = BackendCapabilities(constraints=True, ranking=True, scoring=True, request_keys=True)
 
     @property
     def constrainer(self):

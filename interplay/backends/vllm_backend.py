@@ -7,7 +7,7 @@ waiting, both roles) instead of serialising small batches.
 
 from __future__ import annotations
 
-from interplay.backends.base import GenerationParams
+from interplay.backends.base import BackendCapabilities, GenerationParams
 from interplay.backends.default_model import resolve_model_path
 
 
@@ -38,7 +38,7 @@ class VLLMBackend:
         self._grammars: dict = {}
 
     #: requests may carry a TurnConstraint, applied through vLLM structured outputs
-    accepts_constraints = True
+    capabilities = BackendCapabilities(constraints=True)
 
     def register_catalogue(self, key: str, titles: list[str]) -> None:
         """Titles that constrained turns may name under ``TurnConstraint.catalogue == key``."""

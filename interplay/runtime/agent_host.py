@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from interplay.agent import Agent
 from interplay.agent_specs import AgentContext, AgentSpec, build_agent
-from interplay.backends.base import GenerationParams
+from interplay.backends.base import BackendCapabilities, GenerationParams
 from interplay.catalogue import Catalogue
 from interplay.episode import Observation, RecommenderView, UserView
 from interplay.protocol import ProtocolError, Role, Turn
@@ -76,9 +76,9 @@ class AgentHost:
             from interplay.runtime.model_server import RemoteBackend
 
             backend = RemoteBackend(self.servers[role], cache_key=self._cache_key(role, episode_id),
-                                    accepts_constraints=self.constrains.get(role, False),
-                                    accepts_ranking=self.ranks.get(role, False),
-                                    accepts_scoring=self.scores.get(role, False))
+                                    capabilities=BackendCapabilities(constraints=self.constrains.get(role, False),
+                                                                     ranking=self.ranks.get(role, False),
+                                                                     scoring=self.scores.get(role, False)))
         ctx = AgentContext(role=role, arg=self.specs[role].arg, catalogue=self.catalogue, seed=seed,
                            params=self.params, backend=backend, tokenizer=self.tokenizers.get(role))
         agent = build_agent(self.specs[role], ctx)

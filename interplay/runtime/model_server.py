@@ -23,7 +23,7 @@ import asyncio
 import resource
 import time
 
-from interplay.backends.base import GenerationParams, TurnConstraint
+from interplay.backends.base import BackendCapabilities, GenerationParams, TurnConstraint, capabilities_of
 
 
 class ModelServer:
@@ -58,7 +58,7 @@ class ModelServer:
 
     def supports_constraints(self) -> bool:
         """Whether the backend applies :class:`~interplay.backends.base.TurnConstraint` s."""
-        return bool(getattr(self.backend, "accepts_constraints", False))
+        return capabilities_of(self.backend).constraints
 
     async def register_catalogue(self, key: str, titles: list[str]) -> None:
         """Titles that constrained requests may name under ``catalogue == key`` (idempotent)."""
@@ -128,7 +128,7 @@ class ModelServer:
             self._pending = skipped + self._pending
             prompts = [r[1] for r in batch]
             extra = {}
-            if getattr(self.backend, "accepts_request_keys", False):
+            if capabilities_of(self.backend).request_keys:
                 extra = {"cache_keys": [r[3] for r in batch], "seeds": [r[0].seed for r in batch],
                          "keep_caches": [r[4] for r in batch]}
             if any(r[5] is not None for r in batch):
@@ -150,7 +150,7 @@ class ModelServer:
 
     def supports_ranking(self) -> bool:
         """Whether the backend ranks catalogue titles by likelihood (``rank_titles``)."""
-        return getattr(self.backend, "rank_titles", None) is not None and self.supports_constraints()
+        return capabilities_of(self.backend).ranking and self.supports_constraints()
 
     async def rank_titles(self, prompts: list[str], catalogue: str, k: int, beam: int = 0) -> list[list[str]]:
         """The backend's top-``k`` titles of ``catalogue`` after each prompt (see
@@ -159,7 +159,7 @@ class ModelServer:
 
     def supports_scoring(self) -> bool:
         """Whether the backend scores continuations (``score_continuations``)."""
-        return getattr(self.backend, "score_continuations", None) is not None
+        return capabilities_of(self.backend).scoring
 
     async def score_continuations(self, prompts: list[str], continuations: list[list[str]]) -> list[list[float]]:
         """Log-likelihoods of each prompt's continuations (decisions read without generating)."""
@@ -192,24 +192,23 @@ class RemoteBackend:
     """A :class:`~interplay.backends.base.GenerationBackend` that forwards to a ModelServer actor;
     ``cache_key`` (one per episode and role) lets the server reuse that conversation's KV cache."""
 
-    def __init__(self, server_handle, cache_key: str | None = None, accepts_constraints: bool = False,
-                 accepts_ranking: bool = False, accepts_scoring: bool = False):
+    def __init__(self, server_handle, cache_key: str | None = None,
+                 capabilities: BackendCapabilities | None = None):
         self.server = server_handle
         self.cache_key = cache_key
         self.keep_cache = True  # False on the conversation's last turn (set by the agent host)
-        #: the server's backend applies TurnConstraints / ranks titles (asked once by the agent host)
-        self.accepts_constraints = accepts_constraints
-        self.accepts_ranking = accepts_ranking
-        self.accepts_scoring = accepts_scoring
+        #: what the server's backend can do (asked once by the agent host); the keys and seeds are
+        #: this proxy's business, so ``request_keys`` stays off
+        self.capabilities = capabilities or BackendCapabilities()
 
     def score_continuations(self, prompts: list[str], continuations: list[list[str]]) -> list[list[float]]:
-        """The server's log-likelihoods of each prompt's continuations (only when ``accepts_scoring``)."""
+        """The server's log-likelihoods of each prompt's continuations (only with the ``scoring`` capability)."""
         import ray
 
         return ray.get(self.server.score_continuations.remote(prompts, continuations))
 
     def rank_titles(self, prompts: list[str], catalogue: str, k: int, beam: int = 0) -> list[list[str]]:
-        """The server's top-``k`` titles after each prompt (only when ``accepts_ranking``)."""
+        """The server's top-``k`` titles after each prompt (only with the ``ranking`` capability)."""
         import ray
 
         return ray.get(self.server.rank_titles.remote(prompts, catalogue, k, beam))
