@@ -269,9 +269,10 @@ register_agent_kind("zero-shot-vllm", AgentKind(
     description="zero-shot LLM on vLLM in-process (GPU, optional extra 'vllm'): zero-shot-vllm:MODEL"))
 
 
-def sees_persona(recommender_spec: str, flag: bool = False) -> bool:
+def sees_persona(recommender_spec: str | AgentSpec, flag: bool = False) -> bool:
     """Whether the recommender gets the persona: asked for, or a prompted-baseline kind."""
-    return flag or AGENT_KINDS[AgentSpec.parse(recommender_spec).kind].recommender_sees_persona
+    spec = recommender_spec if isinstance(recommender_spec, AgentSpec) else AgentSpec.parse(recommender_spec)
+    return flag or AGENT_KINDS[spec.kind].recommender_sees_persona
 
 
 def model_of(spec: AgentSpec) -> str | None:
@@ -289,11 +290,12 @@ def _looks_like_path(model: str) -> bool:
     return model.startswith(("/", "./", "../", "~")) or model.count("/") > 1 or Path(model).exists()
 
 
-def check_agent_spec(text: str, role: Role) -> AgentSpec:
-    """Parse ``text`` and check, before any run starts, what can be checked without loading a
+def check_agent_spec(text: str | AgentSpec, role: Role) -> AgentSpec:
+    """Parse ``text`` (unless given parsed) and check, before any run starts, what can be checked without loading a
     model: a ``py:`` class imports, is an Agent and plays ``role``; a model given as a local
     folder exists and holds a ``config.json``. Raises ValueError with one clear line."""
-    spec = AgentSpec.parse(text)
+    spec = text if isinstance(text, AgentSpec) else AgentSpec.parse(text)
+    text = str(spec)
     if spec.kind == "py":
         try:
             cls = import_agent_class(spec.arg or "")

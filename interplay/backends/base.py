@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from interplay.protocol import RESPONSE_CLOSE, Action, Role
 
@@ -15,14 +15,14 @@ class GenerationParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    max_new_tokens: int = 96
-    temperature: float = 0.0
+    max_new_tokens: int = Field(96, ge=1, description="generation cap per turn")
+    temperature: float = Field(0.0, ge=0.0, description="0 = greedy")
     top_p: float = 1.0
     stop: tuple[str, ...] = (RESPONSE_CLOSE,)
     seed: int = 0
-    #: ``constrained``: LLM agents generate only legal turns (token masks from the turn grammar,
-    #: :mod:`interplay.backends.constrained`); ``free``: free text, parsed afterwards
-    decoding: Literal["constrained", "free"] = "constrained"
+    decoding: Literal["constrained", "free"] = Field(
+        "constrained", description="constrained: LLM agents generate only legal turns (turn grammar, catalogue "
+        "titles; interplay.backends.constrained); free: free text parsed afterwards")
 
     def batch_key(self) -> tuple:
         """Requests with equal keys can share one generate call (seed and decoding mode aside:

@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from interplay.agent_specs import AgentSpec
 from interplay.backends.base import GenerationParams
 
 UserPart = Literal["replay", "single", "human"]
@@ -19,44 +20,58 @@ class EvalConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["user", "recommender"]
-    agent: str
-    data: str
-    split: str = "test"
-    out: str
-    limit: int | None = Field(None, ge=1, description="first N records of the split (None: all)")
-    parts: list[UserPart] = Field(default_factory=lambda: ["replay", "single", "human"])
-    max_retries: int = Field(2, ge=0)
-    recommender_sees_persona: bool = False
-    #: user evaluation: the user sees the catalogue facts of each recommended item (interplay.grounding)
-    grounded: bool = True
-    #: user evaluation, real-human view: ``generate`` the reply and read its action, or ``score``
-    #: the legal actions without generating (P(accept); agents that cannot score fall back to
-    #: generating) and accept when P(accept) >= ``accept_threshold``
-    decision: Literal["generate", "score"] = "generate"
-    accept_threshold: float = Field(0.5, ge=0.0, le=1.0)
-    #: recommender evaluation: narrow the scored turn to ``recommend`` (honoured under constrained decoding)
-    force_recommend: bool = True
-    #: recommender evaluation: ask LLM recommenders for their top-k catalogue titles by likelihood
-    #: (Recall@10/50); 0 = off. Exact but costly on a CPU: 531 s for one ReDial record with the
-    #: 135M model and 14.6k titles (docs/structured_turns.md)
-    rank_items: int = Field(0, ge=0)
-    #: recommender evaluation, with rank_items: 0 = exact ranking; B > 0 = beam search keeping B
-    #: title prefixes per token depth (approximate; seconds per record)
-    rank_beam: int = Field(0, ge=0)
-    #: recommender evaluation: show the recommender K catalogue candidates retrieved from the
-    #: conversation (interplay.candidates); 0: none
-    recommender_candidates: int = Field(0, ge=0)
-    seed: int = 0
-    concurrency: int = Field(16, ge=1)
-    max_batch: int = Field(16, ge=1)
-    batch_wait_ms: float = 20.0
-    dtype: str = "auto"
+    agent: str = Field(description="agent spec under test: rule, llm[:MODEL], usersim:CKPT, recsim:CKPT, py:module:Class")
+    data: str = Field(description="a folder from 'interplay data build'")
+    split: str = Field("test", description="split to evaluate on")
+    out: str = Field(description="evaluation folder (metrics.json, CSVs, plots)")
+    limit: int | None = Field(None, ge=1, description="only the first N records of the split (None: all)")
+    parts: list[UserPart] = Field(default_factory=lambda: ["replay", "single", "human"],
+                                  description="user evaluation: replay (SR/ET/FR), single (BERTScore...), human "
+                                  "(real-human view)")
+    max_retries: int = Field(2, ge=0, description="retries of a malformed turn in replays")
+    recommender_sees_persona: bool = Field(False, description="give the recommender the persona (prompted baselines)")
+    grounded: bool = Field(True, description="user evaluation: the user sees the catalogue facts of each "
+                           "recommended item (interplay.grounding)")
+    decision: Literal["generate", "score"] = Field(
+        "generate", description="real-human view: generate the reply and read its action, or score P(action) "
+        "without generating (LLM agents; much faster; agents that cannot score fall back to generating)")
+    accept_threshold: float = Field(0.5, ge=0.0, le=1.0, description="with --decision score: accept when "
+                                    "P(accept) >= this (choose it on a valid split: metrics' best_threshold)")
+    force_recommend: bool = Field(True, description="recommender evaluation: narrow the scored turn to a "
+                                  "recommendation (honoured under constrained decoding)")
+    rank_items: int = Field(0, ge=0, description="LLM recommenders: rank the catalogue by likelihood, top N "
+                            "(Recall@10/50); exact ranking costs minutes per record on a CPU "
+                            "(docs/structured_turns.md)")
+    rank_beam: int = Field(0, ge=0, description="with --rank-items: 0 = exact ranking; B = beam search keeping B "
+                           "title prefixes per token (approximate, seconds per record)")
+    recommender_candidates: int = Field(0, ge=0, description="show the recommender K catalogue candidates retrieved "
+                                        "from the conversation (interplay.candidates); 0: none")
+    seed: int = Field(0, description="base seed")
+    concurrency: int = Field(16, ge=1, description="tasks in flight")
+    max_batch: int = Field(16, ge=1, description="largest generation batch")
+    batch_wait_ms: float = Field(20.0, ge=0, description="a model server keeps collecting a batch while requests "
+                                 "arrive less than this apart")
+    dtype: str = Field("auto", description="model dtype: auto (bf16 where supported) | float32 | bfloat16")
+    #: per-model budget for kept conversation KV caches (MiB; 0 = off: tasks rarely share a prefix)
+    prefix_cache_mb: float = Field(0.0, ge=0, description="MiB of conversation KV caches kept per model (0: off)")
     generation: GenerationParams = GenerationParams()
-    bertscore_model: str | None = None
-    bertscore_layers: int | None = None
-    matchscore_encoder: str | None = None
+    bertscore_model: str | None = Field(None, description="local model folder for BERTScore (default: offline MiniLM)")
+    bertscore_layers: int | None = Field(None, description="its layer (default: 6 for MiniLM)")
+    matchscore_encoder: str | None = Field(None, description="item encoder folder (default: the one 'interplay "
+                                           "matchscore train' writes)")
 
     RESUMABLE_CHANGES: ClassVar[frozenset[str]] = frozenset({"concurrency", "max_batch", "batch_wait_ms"})
+
+    @field_validator("agent")
+    @classmethod
+    def _spec_parses(cls, value: str) -> str:
+        AgentSpec.parse(value)  # a ValueError naming the spec
+        return value
+
+    @property
+    def spec(self) -> AgentSpec:
+        """The agent under test, parsed (once: here)."""
+        return AgentSpec.parse(self.agent)
 
     def identity(self) -> dict:
         return {k: v for k, v in self.model_dump(mode="json").items() if k not in self.RESUMABLE_CHANGES}

@@ -46,12 +46,11 @@ def _run_on_ray(cfg: EvalConfig, role: Role, catalogue, work, ray_address: str |
     import ray
 
     from interplay.runtime import ray_cluster
-    from interplay.runtime.simulation import start_agent_hosts
+    from interplay.runtime.hosts import start_agent_hosts
 
     started = ray_cluster.connect(address=ray_address)
     try:
-        hosts, servers = start_agent_hosts({role: cfg.agent}, catalogue, cfg.generation, cfg.dtype,
-                                           cfg.max_batch, cfg.batch_wait_ms, cfg.concurrency)
+        hosts, servers = start_agent_hosts({role: cfg.spec}, catalogue, cfg)
         result = asyncio.run(work(hosts[role]))
         stats = {m: ray.get(s.stats.remote()) for m, s in servers.items()}
         return result, stats
@@ -67,7 +66,7 @@ def evaluate_user(cfg: EvalConfig, resume: bool = False, ray_address: str | None
     from interplay.episode_log import EpisodeLogWriter, latest_episodes
     from interplay.evaluation.agent_report import user_report
 
-    check_agent_spec(cfg.agent, Role.USER)
+    check_agent_spec(cfg.spec, Role.USER)
     out = prepare_eval_dir(cfg, resume)
     records, catalogue = _records(cfg)
     replay, skipped_replay = replay_tasks(records) if "replay" in cfg.parts else ([], Counter())
@@ -112,7 +111,7 @@ def evaluate_recommender(cfg: EvalConfig, resume: bool = False, ray_address: str
     from interplay.evaluation.agent_report import recommender_report
     from interplay.matchscore.scorer import MatchScorer
 
-    check_agent_spec(cfg.agent, Role.RECOMMENDER)
+    check_agent_spec(cfg.spec, Role.RECOMMENDER)
     records, catalogue = _records(cfg)
     if cfg.force_recommend and cfg.generation.decoding == "constrained":
         check_actions(Role.RECOMMENDER, {Action.RECOMMEND}, len(catalogue) > 0)  # GrammarError before any work
@@ -126,7 +125,7 @@ def evaluate_recommender(cfg: EvalConfig, resume: bool = False, ray_address: str
 
         candidates = (CandidateRetriever.for_data(cfg.data, catalogue, cfg.matchscore_encoder and
                                                   matchscore_dir(cfg.matchscore_encoder)), cfg.recommender_candidates)
-    tasks, skipped = recommender_turn_tasks(records, sees_persona(cfg.agent, cfg.recommender_sees_persona),
+    tasks, skipped = recommender_turn_tasks(records, sees_persona(cfg.spec, cfg.recommender_sees_persona),
                                             force_recommend=cfg.force_recommend, rank_items=cfg.rank_items,
                                             rank_beam=cfg.rank_beam,
                                             candidates=candidates)

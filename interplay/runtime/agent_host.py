@@ -30,9 +30,9 @@ class AgentHost:
     ``model_servers`` and ``model_paths`` map a role to its model server actor and model path
     (absent for agents without a model)."""
 
-    def __init__(self, specs: dict[Role, str], catalogue: Catalogue, params: GenerationParams,
+    def __init__(self, specs: dict[Role, AgentSpec], catalogue: Catalogue, params: GenerationParams,
                  model_servers: dict | None = None, model_paths: dict | None = None):
-        self.specs = {role: AgentSpec.parse(spec) for role, spec in specs.items()}
+        self.specs = dict(specs)
         self.catalogue = catalogue
         self.params = params
         self.servers = dict(model_servers or {})

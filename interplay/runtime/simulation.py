@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from environments.recommendation_env import EnvConfig, RecommendationEnv
-from interplay.agent_specs import AgentSpec, backend_of, check_agent_spec, model_of, sees_persona
+from interplay.agent_specs import AgentSpec, check_agent_spec, sees_persona
 from interplay.backends.base import GenerationParams
 from interplay.episode_log import (
     CONFIG_FILE,
@@ -42,35 +41,48 @@ class SimulationConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    user: str = "llm"
-    recommender: str = "llm"
-    data: str = "demo"
-    split: str = "test"
-    episodes: int = Field(12, ge=1)
-    max_turns: int = Field(10, ge=1)
-    seed: int = 0
-    out: str = "runs/demo"
-    first_speaker: Role = Role.USER
-    max_retries: int = Field(2, ge=0)
-    recommender_sees_persona: bool = False
-    #: grounded observations: the user sees the catalogue facts of each recommended item (interplay.grounding)
-    grounded: bool = True
-    #: recommender candidates: K catalogue items retrieved from the conversation before each
-    #: recommender turn (interplay.candidates; needs the MatchScore encoder); 0: none, the paper's setup
-    recommender_candidates: int = Field(0, ge=0)
-    #: the MatchScore encoder folder candidates are retrieved with (None: the default one)
-    candidates_encoder: str | None = None
-    concurrency: int = Field(32, ge=1)  # measured: docs/performance.md
-    max_batch: int = Field(32, ge=1)  # measured: docs/performance.md
-    batch_wait_ms: float = 20.0
-    dtype: str = "auto"
-    #: per-model budget for kept episode KV caches (MiB; 0 = no reuse, plain batched generate)
-    prefix_cache_mb: float = Field(1024.0, ge=0)
+    user: str = Field("llm", description="user agent spec: rule | llm | llm:PATH_OR_ID | usersim:CKPT | py:module:Class")
+    recommender: str = Field("llm", description="recommender agent spec: rule | llm[:MODEL] | recsim:CKPT | "
+                             "py:module:Class")
+    data: str = Field("demo", description="'demo' (embedded set), a folder from 'interplay data build', or a JSON file")
+    split: str = Field("test", description="which split of a built data folder to simulate")
+    episodes: int = Field(12, ge=1, description="number of episodes (records are cycled)")
+    max_turns: int = Field(10, ge=1, description="turn cap per episode")
+    seed: int = Field(0, description="base seed; episode i uses seed+i")
+    out: str = Field("runs/demo", description="run directory")
+    first_speaker: Role = Field(Role.USER, description="who opens the dialogue")
+    max_retries: int = Field(2, ge=0, description="retries of a malformed turn before protocol_error")
+    recommender_sees_persona: bool = Field(False, description="give the recommender the persona (prompted baselines)")
+    grounded: bool = Field(True, description="the user sees the catalogue facts (genres, keywords, year) of each "
+                           "recommended item, never the target's identity (interplay.grounding)")
+    recommender_candidates: int = Field(0, ge=0, description="show the recommender K catalogue items retrieved from "
+                                        "the conversation before each of its turns (interplay.candidates; needs the "
+                                        "MatchScore encoder); 0: none, the paper's setup")
+    candidates_encoder: str | None = Field(None, description="the MatchScore encoder folder candidates are retrieved "
+                                           "with (default: the one 'interplay matchscore train' writes)")
+    concurrency: int = Field(32, ge=1, description="episodes in flight at once (measured: docs/performance.md)")
+    max_batch: int = Field(32, ge=1, description="largest generation batch of a model server (docs/performance.md)")
+    batch_wait_ms: float = Field(20.0, ge=0, description="a model server keeps collecting a batch while requests "
+                                 "arrive less than this apart")
+    dtype: str = Field("auto", description="auto (bf16 where the CPU/GPU supports it) | float32 | bfloat16 | float16")
+    prefix_cache_mb: float = Field(1024.0, ge=0, description="MiB of episode KV caches kept per model for reuse "
+                                   "across turns (0: off, plain batched generate)")
     generation: GenerationParams = GenerationParams()
 
     #: fields that may differ between a run and its resumption
     RESUMABLE_CHANGES: ClassVar[frozenset[str]] = frozenset(
         {"episodes", "concurrency", "max_batch", "batch_wait_ms", "prefix_cache_mb"})
+
+    @field_validator("user", "recommender")
+    @classmethod
+    def _spec_parses(cls, value: str) -> str:
+        AgentSpec.parse(value)  # a ValueError naming the spec
+        return value
+
+    @property
+    def specs(self) -> dict[Role, AgentSpec]:
+        """The two agent specs, parsed (once: here)."""
+        return {Role.USER: AgentSpec.parse(self.user), Role.RECOMMENDER: AgentSpec.parse(self.recommender)}
 
     def identity(self) -> dict:
         """The config minus settings a resumed run may change."""
@@ -104,51 +116,12 @@ def _prepare_run_dir(cfg: SimulationConfig, resume: bool) -> None:
     write_json_atomic(config_path, cfg.model_dump(mode="json"))
 
 
-def start_agent_hosts(specs: dict[Role, str], catalogue, generation: GenerationParams, dtype: str = "auto",
-                      max_batch: int = 32, batch_wait_ms: float = 20.0, concurrency: int = 16,
-                      prefix_cache_mb: float = 0.0):
-    """One :class:`ModelServer` actor per distinct model of ``specs`` (CPUs split between them) and
-    one :class:`AgentHost` actor for all roles; returns ``(host refs by role, servers by model)``.
-    ``prefix_cache_mb`` > 0 keeps each episode's KV cache in transformers-backed servers."""
-    import ray
-
-    from interplay.runtime.agent_host import AgentHost, HostRef
-    from interplay.runtime.model_server import ModelServer
-
-    parsed = {role: AgentSpec.parse(spec) for role, spec in specs.items()}
-    models = {role: model_of(spec) for role, spec in parsed.items()}
-    distinct = sorted({m for m in models.values() if m is not None})
-    backend = {models[role]: backend_of(spec) for role, spec in parsed.items() if models[role] is not None}
-    cpus = int(ray.available_resources().get("CPU", os.cpu_count() or 1))
-    per_server = max(1, cpus // max(1, len(distinct)))
-    # glibc: few malloc arenas (generation runs in worker threads, whose arenas kept freed KV buffers
-    # resident). A fixed low mmap threshold cut RSS further but made every decode step page-fault
-    # its logits: batch-1 generation was 25% slower (measured), so it is not set.
-    malloc = {"MALLOC_ARENA_MAX": "2"}
-    server_cls = ray.remote(num_cpus=per_server, runtime_env={"env_vars": malloc})(ModelServer)
-    # vLLM schedules its own continuous batch: hand it everything that waits, never small slices
-    batch_of = {m: max(max_batch, 2 * concurrency) if backend[m] == "vllm" else max_batch for m in distinct}
-    servers = {
-        m: server_cls.remote(m, dtype=dtype, max_batch=batch_of[m], batch_wait_ms=batch_wait_ms,
-                             num_threads=per_server, backend=backend[m],
-                             prefix_cache_mb=prefix_cache_mb if backend[m] == "transformers" else 0.0)
-        for m in distinct
-    }
-    paths = {m: ray.get(s.model_path.remote()) for m, s in servers.items()}
-    host_cls = ray.remote(num_cpus=0, max_concurrency=max(4, concurrency * 2 * len(parsed)))(AgentHost)
-    actor = host_cls.remote({role: str(spec) for role, spec in parsed.items()}, catalogue, generation,
-                            {role: servers[m] for role, m in models.items() if m is not None},
-                            {role: paths[m] for role, m in models.items() if m is not None})
-    hosts = {role: HostRef(actor, role) for role in parsed}
-    return hosts, servers
-
-
 async def _drive(cfg: SimulationConfig, data: SimulationData, todo, hosts, writer: EpisodeLogWriter,
                  on_done: Callable[[EpisodeLog], None], retriever=None) -> None:
     from interplay.runtime.agent_host import RayAgentHandle
 
     env_cfg = EnvConfig(max_turns=cfg.max_turns, first_speaker=cfg.first_speaker, max_retries=cfg.max_retries,
-                        recommender_sees_persona=sees_persona(cfg.recommender, cfg.recommender_sees_persona),
+                        recommender_sees_persona=sees_persona(cfg.specs[Role.RECOMMENDER], cfg.recommender_sees_persona),
                         grounding=data.catalogue if cfg.grounded else None,
                         candidates=retriever, candidates_k=cfg.recommender_candidates)
     sem = asyncio.Semaphore(cfg.concurrency)
@@ -175,8 +148,10 @@ def run_simulation(cfg: SimulationConfig, resume: bool = False, ray_address: str
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from interplay.runtime import ray_cluster
+    from interplay.runtime.hosts import start_agent_hosts
 
-    for role, spec in ((Role.USER, cfg.user), (Role.RECOMMENDER, cfg.recommender)):
+    specs = cfg.specs
+    for role, spec in specs.items():
         check_agent_spec(spec, role)  # fail before touching the run dir
     data = load_simulation_data(cfg.data, cfg.split)
     retriever = None
@@ -196,9 +171,7 @@ def run_simulation(cfg: SimulationConfig, resume: bool = False, ray_address: str
         with EpisodeLogWriter(run_dir) as writer:
             done = writer.existing_ids(rerun_failed=rerun_failed)
             todo = [t for t in plan if t[0] not in done]
-            hosts, servers = (start_agent_hosts({Role.USER: cfg.user, Role.RECOMMENDER: cfg.recommender}, data.catalogue,
-                                                 cfg.generation, cfg.dtype, cfg.max_batch, cfg.batch_wait_ms,
-                                                 cfg.concurrency, cfg.prefix_cache_mb) if todo else ({}, {}))
+            hosts, servers = start_agent_hosts(specs, data.catalogue, cfg) if todo else ({}, {})
             with Progress(TextColumn("[bold]simulate"), BarColumn(), MofNCompleteColumn(),
                           TextColumn("{task.fields[last]}"), TimeElapsedColumn(), disable=not progress) as bar:
                 task = bar.add_task("episodes", total=len(plan), completed=len(plan) - len(todo), last="")

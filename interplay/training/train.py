@@ -16,43 +16,48 @@ TRAINING_CONFIG = "interplay_training.json"
 class TrainConfig:
     """Settings of one training run (saved beside the checkpoint)."""
 
-    role: Role
-    data: str
-    out: str
-    model: str | None = None  # None: the offline default model
-    epochs: float = 2.0
-    learning_rate: float | None = None  # None: 2e-4 (the paper's LoRA rate; measured fine for full FT of 135M here)
-    batch_size: int = 4
-    grad_accum: int = 4  # effective batch 16, as in the paper
-    max_length: int = 1024
-    bf16: bool = False
-    lora: bool = False
-    lora_rank: int = 16
-    lora_alpha: int = 32
-    lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
-    padding_free: bool = True
-    recommender_sees_persona: bool = False
-    #: UserSim reads the catalogue facts of each recommended item (interplay.grounding), as a
-    #: grounded run shows them; needs DATA/catalogue.jsonl. No effect on RecSim
-    grounded: bool = True
-    #: with ``grounded``: each item's facts also say how many of the user's target attributes it
-    #: shows ("Matches 2 of your 6 wishes"), a reading of what the user already sees
-    grounding_match: bool = False
-    #: decision-aware recipe (UserSim): the loss weight of the action tags (<accept>, <feedback>, ...)
-    #: against 1 for every other trained token
-    action_loss_weight: float = 1.0
-    #: decision-aware recipe (UserSim): share of train records that also give a counterfactual
-    #: negative (a recommendation swapped for a contradicting item, rejected; interplay.training.counterfactual)
-    counterfactual_negatives: float = 0.0
-    #: RecSim: each recommender turn is preceded by this many catalogue candidates retrieved from
-    #: the conversation (interplay.candidates; needs the MatchScore encoder); 0: none, the paper's setup
-    recommender_candidates: int = 0
-    max_steps: int = -1
-    seed: int = 0
-    report_to: str = "auto"  # auto: tensorboard when installed, else none
-    logging_steps: int = 10
-    eval_steps: int = 0  # 0: evaluate on valid once per epoch
-    save_steps: int = 0  # 0: a resumable checkpoint once per epoch; N: every N optimizer steps
+    role: Role = field(metadata={"help": "which simulator: user (UserSim) or recommender (RecSim)"})
+    data: str = field(metadata={"help": "a folder from 'interplay data build' (train.jsonl, valid.jsonl)"})
+    out: str = field(metadata={"help": "checkpoint folder"})
+    model: str | None = field(default=None, metadata={"help": "HF id or path of a causal LM (default: offline SmolLM2-135M)"})
+    epochs: float = field(default=2.0, metadata={"help": "epochs (the paper: 2)"})
+    learning_rate: float | None = field(default=None, metadata={
+        "help": "learning rate (default 2e-4, the paper's LoRA rate, measured fine for full FT of 135M here; use "
+                "~1e-5 for full fine-tuning of 8B models)"})
+    batch_size: int = field(default=4, metadata={"help": "records per micro-batch", "min": 1})
+    grad_accum: int = field(default=4, metadata={"help": "micro-batches per optimizer step (effective batch 16, as "
+                                                         "in the paper)", "min": 1})
+    max_length: int = field(default=1024, metadata={"help": "tokens per example; longer dialogues are windowed", "min": 16})
+    bf16: bool = field(default=False, metadata={"help": "bfloat16 weights and autocast"})
+    lora: bool = field(default=False, metadata={"help": "LoRA (peft) instead of full fine-tuning; merged into the checkpoint"})
+    lora_rank: int = field(default=16, metadata={"help": "LoRA rank", "min": 1})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha", "min": 1})
+    lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
+                                    metadata={"help": "comma-separated module names"})
+    padding_free: bool = field(default=True, metadata={"help": "flattened batches with position_ids (faster) vs padded"})
+    recommender_sees_persona: bool = field(default=False, metadata={"help": "RecSim header includes the persona"})
+    grounded: bool = field(default=True, metadata={
+        "help": "UserSim reads the catalogue facts of each recommended item (interplay.grounding), as a grounded "
+                "run shows them; needs DATA/catalogue.jsonl. No effect on RecSim"})
+    grounding_match: bool = field(default=False, metadata={
+        "help": "UserSim, grounded: each item's facts also say how many of its target attributes the item shows "
+                "('Matches 2 of your 6 wishes')"})
+    action_loss_weight: float = field(default=1.0, metadata={
+        "help": "decision-aware recipe: loss weight of the action tags (<accept>, <feedback>, ...) vs 1 for other "
+                "tokens", "min": 0.0})
+    counterfactual_negatives: float = field(default=0.0, metadata={
+        "help": "decision-aware recipe (UserSim): share of train records that also give a counterfactual negative "
+                "(a recommendation swapped for a contradicting item, rejected)", "min": 0.0, "max": 1.0})
+    recommender_candidates: int = field(default=0, metadata={
+        "help": "RecSim: show K catalogue candidates retrieved from the conversation before each of its turns "
+                "(needs the MatchScore encoder); 0: the paper's setup", "min": 0})
+    max_steps: int = field(default=-1, metadata={"help": "stop after N optimizer steps (-1: by epochs)"})
+    seed: int = field(default=0, metadata={"help": "seed"})
+    report_to: str = field(default="auto", metadata={"help": "auto (tensorboard when installed) | none | tensorboard | wandb"})
+    logging_steps: int = field(default=10, metadata={"help": "log the training loss every N steps", "min": 1})
+    eval_steps: int = field(default=0, metadata={"help": "evaluate on valid every N steps (0: once per epoch)", "min": 0})
+    save_steps: int = field(default=0, metadata={"help": "save a resumable checkpoint every N steps (0: once per "
+                                                         "epoch)", "min": 0})
 
     @property
     def lr(self) -> float:
