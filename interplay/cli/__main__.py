@@ -1,0 +1,3 @@
+from interplay.cli import main
+
+main()
