@@ -7,8 +7,6 @@ they end, so an interrupted run loses nothing it finished and ``--resume`` can s
 from __future__ import annotations
 
 import enum
-import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,9 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_fie
 
 from interplay.episode import Persona, Target
 from interplay.protocol import Action, Role
+from interplay.run_folder import JsonlLog
 
 EPISODES_FILE = "episodes.jsonl"
-CONFIG_FILE = "config.json"
 SUMMARY_FILE = "summary.json"
 
 
@@ -153,17 +151,7 @@ def latest_episodes(path: str | Path) -> list[EpisodeLog]:
     return list(latest.values())
 
 
-def drop_partial_tail(path: Path) -> None:
-    """Cut a JSONL file after its last complete line (a run killed while writing leaves half a line)."""
-    if not path.exists():
-        return
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        with path.open("r+b") as fh:
-            fh.truncate(data.rfind(b"\n") + 1)
-
-
-class EpisodeLogWriter:
+class EpisodeLogWriter(JsonlLog):
     """Appends episodes to ``RUN_DIR/episodes.jsonl``, one fsync'd line each.
 
     On open it drops a partial last line left by a killed run (an unfinished episode, which is
@@ -171,10 +159,7 @@ class EpisodeLogWriter:
     """
 
     def __init__(self, run_dir: str | Path):
-        self.path = Path(run_dir) / EPISODES_FILE
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        drop_partial_tail(self.path)
-        self._fh = self.path.open("a", encoding="utf-8")
+        super().__init__(Path(run_dir) / EPISODES_FILE)
 
     def existing_ids(self, rerun_failed: bool = False) -> set[str]:
         """Ids a resumed run skips: episodes in the log whose latest line is not an infrastructure
@@ -187,26 +172,7 @@ class EpisodeLogWriter:
                 if not (ep.rerunnable or (rerun_failed and ep.outcome is Outcome.FAILED))}
 
     def write(self, episode: EpisodeLog) -> None:
-        self._fh.write(episode.model_dump_json() + "\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-
-    def close(self) -> None:
-        self._fh.close()
-
-    def __enter__(self) -> "EpisodeLogWriter":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def write_json_atomic(path: str | Path, obj: object) -> None:
-    """Write JSON to ``path`` through a temporary file, so a reader never sees half a file."""
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+        self.append(episode.model_dump_json())
 
 
 def summarize(episodes: list[EpisodeLog]) -> dict:

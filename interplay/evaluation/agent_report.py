@@ -8,7 +8,8 @@ import os
 from pathlib import Path
 
 from interplay.agent_specs import agent_training
-from interplay.episode_log import EpisodeLog, write_json_atomic
+from interplay.episode_log import EpisodeLog
+from interplay.run_folder import write_json_atomic
 from interplay.evaluation.config import EvalConfig
 from interplay.metrics.agreement import decision_agreement
 from interplay.metrics.bertscore import BERTScoreSettings, bertscore

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -10,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from interplay.agent_specs import AgentSpec
 from interplay.backends.base import GenerationParams
+from interplay.run_folder import prepare_run_folder
 
 UserPart = Literal["replay", "single", "human"]
 
@@ -78,16 +78,5 @@ class EvalConfig(BaseModel):
 
 
 def prepare_eval_dir(cfg: EvalConfig, resume: bool) -> Path:
-    """Create ``cfg.out``; refuse to mix two evaluations in one folder."""
-    out = Path(cfg.out)
-    path = out / "config.json"
-    if path.exists():
-        old = EvalConfig.model_validate(json.loads(path.read_text()))
-        if not resume:
-            raise FileExistsError(f"{out} already holds an evaluation; pass --resume or choose another --out")
-        diff = sorted(k for k, v in cfg.identity().items() if old.identity().get(k) != v)
-        if diff:
-            raise ValueError(f"{path}: cannot resume, these settings differ: {', '.join(diff)}")
-    out.mkdir(parents=True, exist_ok=True)
-    path.write_text(cfg.model_dump_json(indent=2) + "\n")
-    return out
+    """Create ``cfg.out``; refuse to mix two evaluations in one folder (:mod:`interplay.run_folder`)."""
+    return prepare_run_folder(cfg.out, cfg, resume, what="evaluation")

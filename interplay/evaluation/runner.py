@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 from collections.abc import Callable
 from pathlib import Path
 
 from environments.recommendation_env import EnvConfig, LocalAgentHandle, RecommendationEnv
 from interplay.evaluation.tasks import ReplayTask, TurnTask
-from interplay.episode_log import EpisodeLog, EpisodeLogWriter, drop_partial_tail
+from interplay.episode_log import EpisodeLog, EpisodeLogWriter
 from interplay.protocol import ProtocolError
+from interplay.run_folder import JsonlLog
 
 _TAG = re.compile(r"</?[a-z_-]+>")
 
@@ -24,32 +24,23 @@ def plain_text(raw: str) -> str:
     return " ".join(_TAG.sub(" ", raw).split())
 
 
-class ResultLog:
+class ResultLog(JsonlLog):
     """Append-only JSONL of per-task results (one fsync'd line each); a partial last line is
     dropped on open, and the ids already there are skipped by a resumed run."""
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        super().__init__(path)
         self.rows: dict[str, dict] = {}
-        drop_partial_tail(self.path)
-        if self.path.exists():
-            for lineno, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), 1):
-                try:
-                    row = json.loads(line)
-                    self.rows[row["task_id"]] = row
-                except (json.JSONDecodeError, KeyError) as exc:
-                    raise ValueError(f"{self.path}:{lineno}: task_id: not a result line ({exc})") from None
-        self._fh = self.path.open("a", encoding="utf-8")
+        for lineno, line in self.lines():
+            try:
+                row = json.loads(line)
+                self.rows[row["task_id"]] = row
+            except (json.JSONDecodeError, KeyError) as exc:
+                raise ValueError(f"{self.path}:{lineno}: task_id: not a result line ({exc})") from None
 
     def write(self, row: dict) -> None:
         self.rows[row["task_id"]] = row
-        self._fh.write(json.dumps(row) + "\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-
-    def close(self) -> None:
-        self._fh.close()
+        self.append(json.dumps(row))
 
 
 def _row_head(task: TurnTask) -> dict:

@@ -21,17 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from environments.recommendation_env import EnvConfig, RecommendationEnv
 from interplay.agent_specs import AgentSpec, check_agent_spec, sees_persona
 from interplay.backends.base import GenerationParams
-from interplay.episode_log import (
-    CONFIG_FILE,
-    EPISODES_FILE,
-    SUMMARY_FILE,
-    EpisodeLog,
-    EpisodeLogWriter,
-    latest_episodes,
-    summarize,
-    write_json_atomic,
-)
+from interplay.episode_log import EPISODES_FILE, SUMMARY_FILE, EpisodeLog, EpisodeLogWriter, latest_episodes, summarize
 from interplay.protocol import Role
+from interplay.run_folder import prepare_run_folder, write_json_atomic
 from interplay.runtime.model_server import peak_rss_mb
 from interplay.simulation_data import SimulationData, load_simulation_data
 
@@ -89,31 +81,12 @@ class SimulationConfig(BaseModel):
         return {k: v for k, v in self.model_dump(mode="json").items() if k not in self.RESUMABLE_CHANGES}
 
 
-class RunDirError(RuntimeError):
-    """The run directory cannot be used as asked (exists without --resume, or config mismatch)."""
-
-
 def plan_episodes(cfg: SimulationConfig, data: SimulationData) -> list[tuple[str, int, int]]:
     """(episode id, seed, index into data.episodes) for every episode of the run, in order."""
     n = len(data.episodes)
     if n == 0:
         raise ValueError(f"data {cfg.data!r} has no episodes")
     return [(f"{i:06d}-{data.episodes[i % n].record_id}", cfg.seed + i, i % n) for i in range(cfg.episodes)]
-
-
-def _prepare_run_dir(cfg: SimulationConfig, resume: bool) -> None:
-    run_dir = Path(cfg.out)
-    config_path = run_dir / CONFIG_FILE
-    has_log = (run_dir / EPISODES_FILE).exists() and (run_dir / EPISODES_FILE).stat().st_size > 0
-    if config_path.exists() and resume:
-        old = SimulationConfig.model_validate_json(config_path.read_text())
-        diff = sorted(k for k, v in cfg.identity().items() if old.identity().get(k) != v)
-        if diff:
-            raise RunDirError(f"{config_path}: cannot resume, these settings differ: {', '.join(diff)}")
-    elif (config_path.exists() or has_log) and not resume:
-        raise RunDirError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(config_path, cfg.model_dump(mode="json"))
 
 
 async def _drive(cfg: SimulationConfig, data: SimulationData, todo, hosts, writer: EpisodeLogWriter,
@@ -159,7 +132,7 @@ def run_simulation(cfg: SimulationConfig, resume: bool = False, ray_address: str
         from interplay.candidates import CandidateRetriever
 
         retriever = CandidateRetriever.for_data(cfg.data, data.catalogue, cfg.candidates_encoder)
-    _prepare_run_dir(cfg, resume)
+    prepare_run_folder(cfg.out, cfg, resume, what="run", marks=(EPISODES_FILE,))
     plan = plan_episodes(cfg, data)
     run_dir = Path(cfg.out)
     started = ray_cluster.connect(address=ray_address)
