@@ -30,7 +30,7 @@ class PopularityRecommender(RecommenderAgent):
         self.ranking = popularity_ranking(str(Path(data).resolve()))
 
     def act(self, observation: Observation) -> Turn:
-        mentioned = {t.lower() for h in observation.history for t in Turn(h.action, h.text).titles}
+        mentioned = {t.lower() for h in observation.history for t in h.titles}
         ranked = [t for t in self.ranking if t.lower() not in mentioned][:RANKED_IN_LOG]
         if not ranked or Action.RECOMMEND not in observation.legal_actions(self.role):
             # every popular title was mentioned, or the caller narrowed the turn to other actions
@@ -48,7 +48,7 @@ def _popularity_ranking(data: str) -> list[str]:
     for rec in read_records(data, "train"):
         for t in rec.turns:
             if t.role is Role.RECOMMENDER:  # titles as marked in the text (the record's own list may be empty)
-                counts.update(Turn(t.action, t.text).titles or t.titles)
+                counts.update(t.marked_titles or t.titles)
     return [t for t, _ in counts.most_common()]
 
 

@@ -70,7 +70,7 @@ class RuleBasedUser(UserAgent):
     def _act(self, observation: Observation) -> Turn:
         last = observation.last
         if last is not None and last.role is Role.RECOMMENDER and last.action is Action.RECOMMEND:
-            return self._react(Turn(last.action, last.text).titles)
+            return self._react(last.titles)
         new = self._disclose()
         if not new:
             return Turn(Action.FEEDBACK, "I told you what I like: " + ", ".join(self.view.target_attributes) + ".")
@@ -98,7 +98,7 @@ class RuleBasedUser(UserAgent):
         if last is None or last.role is not Role.RECOMMENDER or last.action is not Action.RECOMMEND:
             more = self._disclosed < len(self.view.target_attributes)
             return {(Action.DISCLOSE_GOAL if more else Action.FEEDBACK).value: 1.0}
-        best = self._best(Turn(last.action, last.text).titles)
+        best = self._best(last.titles)
         coverage = best[0] if best is not None else 0.0
         return {Action.ACCEPT.value: coverage, Action.FEEDBACK.value: 1.0 - coverage}
 
@@ -160,7 +160,7 @@ class RuleBasedRecommender(RecommenderAgent):
             title
             for t in observation.history
             if t.role is Role.RECOMMENDER and t.action is Action.RECOMMEND
-            for title in Turn(t.action, t.text).titles
+            for title in t.titles
         }
         candidates = [i for i in catalogue if i.title not in shown]
         if not candidates:

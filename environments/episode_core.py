@@ -310,7 +310,7 @@ def accepted_title(turn: Turn, history: list[HistoryTurn]) -> str | None:
         return turn.titles[0]
     for past in reversed(history):
         if past.role is Role.RECOMMENDER and past.action is Action.RECOMMEND:
-            titles = Turn(past.action, past.text).titles
+            titles = past.titles
             if titles:
                 return titles[-1]
     return None

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from interplay.catalogue import Catalogue
 from interplay.episode import HistoryTurn
-from interplay.protocol import Role, Turn
+from interplay.protocol import Role
 
 TEXT_EMBEDDINGS_FILE = "text_embeddings.pt"
 
@@ -83,7 +83,7 @@ class CandidateRetriever:
             for rec in read_records(data, "train"):
                 for t in rec.turns:
                     if t.role is Role.RECOMMENDER:
-                        counts.update(it.title for x in Turn(t.action, t.text).titles if (it := catalogue.find(x)))
+                        counts.update(it.title for x in t.marked_titles if (it := catalogue.find(x)))
         return cls(encoder_dir or cache_dir() / "matchscore", catalogue, popularity=dict(counts), **kwargs)
 
     def query_text(self, history: list[HistoryTurn]) -> str:
@@ -109,7 +109,7 @@ class CandidateRetriever:
         text = self.query_text(history)
         if not text.strip() or k <= 0:
             return []
-        named = {self.catalogue.find(t).title for h in history for t in Turn(h.action, h.text).titles
+        named = {self.catalogue.find(t).title for h in history for t in h.titles
                  if self.catalogue.find(t) is not None}
         import torch
 

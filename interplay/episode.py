@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from interplay.catalogue import normalize_title, split_year
 from interplay.protocol import Action, Role, legal_actions
+from interplay.protocol import marked_titles as _marked_titles
 
 
 class _Model(BaseModel):
@@ -75,16 +76,36 @@ class ItemFacts(_Model):
     attributes: list[str] = Field(default_factory=list)
 
 
-class HistoryTurn(_Model):
-    """A turn as the agents see it in the history. ``about``: in a grounded user's observation, the
-    facts of the catalogue items this turn names (see :mod:`interplay.grounding`)."""
+class SpokenTurn(_Model):
+    """What every parsed turn shape shares: who spoke, the action, the text with titles marked.
+
+    The shapes: :class:`HistoryTurn` (what agents see), ``interplay.data.schema.RecordTurn`` (a
+    recorded dialogue's turn) extend it; ``interplay.protocol.Turn`` (an agent's output, before the
+    environment assigns the role) and ``interplay.episode_log.TurnLog`` (a logged turn, which may
+    have failed to parse) have the same ``action``, ``text`` and ``titles``."""
 
     role: Role
     action: Action
     text: str
+
+    @property
+    def marked_titles(self) -> list[str]:
+        """Item titles marked in the text, in order of appearance (what the environment sees)."""
+        return _marked_titles(self.text)
+
+
+class HistoryTurn(SpokenTurn):
+    """A turn as the agents see it in the history. ``about``: in a grounded user's observation, the
+    facts of the catalogue items this turn names (see :mod:`interplay.grounding`)."""
+
     about: list[ItemFacts] = Field(default_factory=list)
     #: in a recommender's observation: the candidates it was shown before this turn of its own
     candidates: list[str] = Field(default_factory=list)
+
+    @property
+    def titles(self) -> list[str]:
+        """Item titles marked in the text, in order of appearance."""
+        return self.marked_titles
 
 
 class Observation(_Model):

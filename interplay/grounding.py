@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from interplay.catalogue import Catalogue
 from interplay.episode import HistoryTurn, ItemFacts, Target, find_target_leak
-from interplay.protocol import Role, Turn
+from interplay.protocol import Role
 
 #: attributes shown per item: genres come first in the catalogue, then keywords by relevance
 MAX_ATTRIBUTES = 12
@@ -47,7 +47,7 @@ def turn_facts(turn: HistoryTurn, catalogue: Catalogue, target: Target | None,
     """The facts of each catalogue item a recommender turn names, in order (user turns: none)."""
     if turn.role is not Role.RECOMMENDER:
         return []
-    facts = [item_facts(t, catalogue, target, max_attributes) for t in Turn(turn.action, turn.text).titles]
+    facts = [item_facts(t, catalogue, target, max_attributes) for t in turn.titles]
     seen: set[str] = set()
     return [f for f in facts if f is not None and not (f.title in seen or seen.add(f.title))]
 

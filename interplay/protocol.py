@@ -135,12 +135,17 @@ class Turn:
     @property
     def titles(self) -> list[str]:
         """Item titles marked in the text, in order of appearance."""
-        return [t.strip() for t in _TITLE_RE.findall(self.text)]
+        return marked_titles(self.text)
 
     @property
     def plain_text(self) -> str:
         """The text without title markup."""
         return self.text.replace(TITLE_OPEN, "").replace(TITLE_CLOSE, "")
+
+
+def marked_titles(text: str) -> list[str]:
+    """Item titles marked with ``<movie_title>`` in ``text``, in order of appearance."""
+    return [t.strip() for t in _TITLE_RE.findall(text)]
 
 
 def mark_title(title: str) -> str:

@@ -6,21 +6,22 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from interplay.episode import EpisodeSpec, Persona, Target
+from interplay.episode import EpisodeSpec, HistoryTurn, Persona, SpokenTurn, Target
 from interplay.protocol import Action, Role, Turn, check_turn
 
 Provenance = Literal["review", "catalogue", "source"]
 
 
-class RecordTurn(BaseModel):
-    """One turn: consecutive messages of one speaker, titles marked with ``<movie_title>``."""
+class RecordTurn(SpokenTurn):
+    """One turn: consecutive messages of one speaker, titles marked with ``<movie_title>``
+    (``titles``: the source's own list, which may differ from the marked ones)."""
 
-    model_config = ConfigDict(extra="forbid")
-    role: Role
-    action: Action
-    text: str
     titles: list[str] = Field(default_factory=list)
     meta: dict = Field(default_factory=dict)
+
+    def to_history(self) -> HistoryTurn:
+        """The turn as agents see it in a history."""
+        return HistoryTurn(role=self.role, action=self.action, text=self.text)
 
     @model_validator(mode="after")
     def _follows_protocol(self) -> "RecordTurn":

@@ -9,6 +9,7 @@ import json
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypedDict
 
 from environments.recommendation_env import EnvConfig, LocalAgentHandle, RecommendationEnv
 from interplay.evaluation.tasks import ReplayTask, TurnTask
@@ -24,13 +25,40 @@ def plain_text(raw: str) -> str:
     return " ".join(_TAG.sub(" ", raw).split())
 
 
+class TurnRow(TypedDict, total=False):
+    """One result line of a single-turn task (``single_turn.jsonl``, ``human_view.jsonl``,
+    ``recommendations.jsonl``): the task's head, then the agent's answer or decision. A task's
+    ``extra`` fields (e.g. ``human_decision``, ``gold_titles``) join the head."""
+
+    task_id: str
+    record_id: str
+    role: str
+    reference: str | None
+    reference_action: str | None
+    target: str | None
+    parsed: bool
+    action: str | None
+    text: str
+    titles: list[str]
+    raw: str
+    error: str
+    fallback: Any
+    ranked_items: list[str]
+    decoding: str | None
+    #: decisions read by scoring (``decide``): P(accept), P of every legal action, and how
+    p_accept: float
+    action_probabilities: dict[str, float]
+    decision_method: str
+    scoring_error: str
+
+
 class ResultLog(JsonlLog):
     """Append-only JSONL of per-task results (one fsync'd line each); a partial last line is
     dropped on open, and the ids already there are skipped by a resumed run."""
 
     def __init__(self, path: str | Path):
         super().__init__(path)
-        self.rows: dict[str, dict] = {}
+        self.rows: dict[str, TurnRow] = {}
         for lineno, line in self.lines():
             try:
                 row = json.loads(line)
@@ -38,19 +66,19 @@ class ResultLog(JsonlLog):
             except (json.JSONDecodeError, KeyError) as exc:
                 raise ValueError(f"{self.path}:{lineno}: task_id: not a result line ({exc})") from None
 
-    def write(self, row: dict) -> None:
+    def write(self, row: TurnRow) -> None:
         self.rows[row["task_id"]] = row
         self.append(json.dumps(row))
 
 
-def _row_head(task: TurnTask) -> dict:
+def _row_head(task: TurnTask) -> TurnRow:
     """The fields every result row of a task starts with."""
-    return {"task_id": task.task_id, "record_id": task.record_id, "role": task.role.value,
-            "reference": task.reference, "reference_action": task.reference_action, "target": task.target,
-            **task.extra}
+    return TurnRow(task_id=task.task_id, record_id=task.record_id, role=task.role.value,  # type: ignore[typeddict-item]
+                   reference=task.reference, reference_action=task.reference_action, target=task.target,
+                   **task.extra)
 
 
-async def answer(host, task: TurnTask, seed: int) -> dict:
+async def answer(host, task: TurnTask, seed: int) -> TurnRow:
     """The agent's turn for one single-turn task, as a result row (never raises)."""
     from interplay.runtime.agent_host import RayAgentHandle
 
@@ -77,7 +105,7 @@ async def answer(host, task: TurnTask, seed: int) -> dict:
     return row
 
 
-async def decide(host, task: TurnTask, seed: int, accept_threshold: float) -> dict:
+async def decide(host, task: TurnTask, seed: int, accept_threshold: float) -> TurnRow:
     """The agent's decision for one task read without generating: P(action) over the legal
     actions; ``accept`` when P(accept) >= ``accept_threshold``, else the likeliest other action.
     An agent that cannot score is asked to generate (:func:`answer`); the row says which."""
@@ -105,12 +133,12 @@ async def decide(host, task: TurnTask, seed: int, accept_threshold: float) -> di
     p_accept = probs.get("accept", 0.0)
     others = {a: p for a, p in probs.items() if a != "accept"}
     action = "accept" if p_accept >= accept_threshold or not others else max(others, key=others.get)
-    return {**_row_head(task), "parsed": True, "action": action, "text": "", "titles": [], "raw": "",
-            "p_accept": p_accept, "action_probabilities": probs, "decision_method": "score"}
+    return TurnRow(**_row_head(task), parsed=True, action=action, text="", titles=[], raw="",  # type: ignore[typeddict-item]
+                   p_accept=p_accept, action_probabilities=probs, decision_method="score")
 
 
 async def run_turn_tasks(host, tasks: list[TurnTask], log: ResultLog, concurrency: int, seed: int,
-                         on_done: Callable[[dict], None], accept_threshold: float | None = None) -> None:
+                         on_done: Callable[[TurnRow], None], accept_threshold: float | None = None) -> None:
     """Answer every task not yet in ``log``; with ``accept_threshold``, by :func:`decide`
     (decisions scored, not generated)."""
     sem = asyncio.Semaphore(concurrency)

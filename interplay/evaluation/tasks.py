@@ -24,7 +24,7 @@ from interplay.episode import (
     build_user_view,
 )
 from interplay.metrics.core import same_item
-from interplay.protocol import Action, Role, Turn
+from interplay.protocol import Action, Role
 
 
 @dataclass
@@ -56,7 +56,7 @@ class TurnTask:
 
 def titles_of(turn) -> list[str]:
     """The titles marked in a turn's text (what the env sees, whatever a loader stored beside it)."""
-    return Turn(turn.action, turn.text).titles
+    return turn.marked_titles
 
 
 def _grounded(turns: list[HistoryTurn], grounding: Catalogue | None, target) -> list[HistoryTurn]:
@@ -64,7 +64,7 @@ def _grounded(turns: list[HistoryTurn], grounding: Catalogue | None, target) -> 
 
 
 def history(record: DialogueRecord) -> list[HistoryTurn]:
-    return [HistoryTurn(role=t.role, action=t.action, text=t.text) for t in record.turns]
+    return [t.to_history() for t in record.turns]
 
 
 def _user_view(record: DialogueRecord, skipped: Counter, episode_id: str | None = None) -> UserView | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from interplay.data.schema import DialogueRecord
-from interplay.episode import HistoryTurn, RecommenderView, build_recommender_view, build_user_view
+from interplay.episode import RecommenderView, build_recommender_view, build_user_view
 from interplay.protocol import Role
 from interplay.candidates import CandidateRetriever, with_candidates
 from interplay.catalogue import Catalogue
@@ -90,7 +90,7 @@ def tokenize_record(record: DialogueRecord, tokenizer, role: Role, max_length: i
     view = record_view(record, role, recommender_sees_persona)
     if view is None:
         return []
-    history = [HistoryTurn(role=t.role, action=t.action, text=t.text) for t in record.turns]
+    history = [t.to_history() for t in record.turns]
     if grounding is not None and role is Role.USER:
         history = ground_history(history, grounding, record.target)
     if candidates is not None and role is Role.RECOMMENDER:
