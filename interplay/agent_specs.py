@@ -224,12 +224,12 @@ def http_backend(url: str, model: str):
     INTERPLAY_HTTP_CONCURRENCY (8), INTERPLAY_API_KEY_ENV (name of the key's variable, OPENAI_API_KEY)."""
     import os
 
-    from interplay.backends.openai_http import OpenAIChatBackend
+    from interplay.backends.registry import create_backend
 
     key = (url, model)
     if key not in _HTTP_BACKENDS:
-        _HTTP_BACKENDS[key] = OpenAIChatBackend(
-            url, model, api_key_env=os.environ.get("INTERPLAY_API_KEY_ENV", "OPENAI_API_KEY"),
+        _HTTP_BACKENDS[key] = create_backend(
+            "openai", model, base_url=url, api_key_env=os.environ.get("INTERPLAY_API_KEY_ENV", "OPENAI_API_KEY"),
             timeout_s=float(os.environ.get("INTERPLAY_HTTP_TIMEOUT", 120)),
             max_retries=int(os.environ.get("INTERPLAY_HTTP_RETRIES", 3)),
             max_concurrency=int(os.environ.get("INTERPLAY_HTTP_CONCURRENCY", 8)))

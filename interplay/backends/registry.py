@@ -2,7 +2,10 @@
 
 A backend factory takes ``(model, dtype=..., num_threads=...)`` and returns an object with
 ``generate(prompts, params) -> list[str]`` (see :class:`~interplay.backends.base.GenerationBackend`)
-and, optionally, a ``model_path`` attribute and a ``tokenizer``.
+and, optionally, a ``model_path`` attribute and a ``tokenizer``; what else it can do it declares in
+``capabilities`` (:class:`~interplay.backends.base.BackendCapabilities`). ``transformers`` and ``vllm``
+run inside a model-server actor; ``openai`` (an OpenAI-compatible HTTP server, ``base_url=``) is
+created in the process that hosts the agents.
 """
 
 from __future__ import annotations
@@ -41,3 +44,12 @@ def _vllm(model: str | None, **kwargs):
 
 
 register_backend("vllm", _vllm)
+
+
+def _openai(model: str | None, *, base_url: str, **kwargs):
+    from interplay.backends.openai_http import OpenAIChatBackend
+
+    return OpenAIChatBackend(base_url, model or "", **kwargs)
+
+
+register_backend("openai", _openai)
