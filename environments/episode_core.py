@@ -53,6 +53,7 @@ INFRASTRUCTURE_ERRORS = frozenset({
     "WorkerCrashedError", "NodeDiedError", "RaySystemError", "ObjectLostError", "OwnerDiedError",
     "LocalRayletDiedError", "GetTimeoutError", "OutOfMemoryError",
     "APIConnectionError", "APITimeoutError", "InternalServerError",  # an OpenAI-compatible server
+    "AgentLostError",  # interplay.runtime.agent_host: the host restarted, the episode's agent is gone
 })
 
 

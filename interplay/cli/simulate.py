@@ -36,7 +36,7 @@ def print_summary(summary: dict, run_dir: str) -> None:
 #: options that are SimulationConfig fields (the rest: how this invocation runs)
 RUN_FIELDS = ("user", "recommender", "data", "split", "episodes", "max_turns", "out", "seed", "first_speaker",
               "max_retries", "concurrency", "max_batch", "dtype", "prefix_cache_mb", "grounded",
-              "recommender_candidates")
+              "recommender_candidates", "actor_restarts")
 GENERATION_FIELDS = ("max_new_tokens", "temperature", "decoding")
 
 
@@ -66,6 +66,7 @@ def simulate(
     prefix_cache_mb: float = option(S, "prefix_cache_mb"),
     grounded: bool = option(S, "grounded"),
     recommender_candidates: int = option(S, "recommender_candidates"),
+    actor_restarts: int = option(S, "actor_restarts"),
     ray_address: Optional[str] = typer.Option(None, help="Ray cluster address (default: RAY_ADDRESS or local)"),
     progress: bool = typer.Option(True, help="show a progress bar"),
 ) -> None:
@@ -88,10 +89,16 @@ def simulate(
             cfg = S(**flags, generation=GenerationParams(**gen))
     except (ValueError, OSError) as exc:
         fail(f"config {config}: {exc}" if config is not None and not hasattr(exc, "errors") else exc)
+    from interplay.runtime.simulation import RunStopped
+
     try:
-        with bad_input(ValueError, RuntimeError, FileNotFoundError):
-            summary = run_simulation(cfg, resume=resume, ray_address=ray_address, progress=progress,
-                                     rerun_failed=rerun_failed)
+        summary = run_simulation(cfg, resume=resume, ray_address=ray_address, progress=progress,
+                                 rerun_failed=rerun_failed)
+    except RunStopped as exc:
+        console.print(f"[red]stopped:[/red] {exc}", markup=True, highlight=False)
+        raise typer.Exit(1)
+    except (ValueError, RuntimeError, FileNotFoundError) as exc:
+        fail(exc)
     except KeyboardInterrupt:
         console.print(f"[yellow]interrupted; finished episodes are in {cfg.out}/episodes.jsonl. Continue with --resume.")
         raise typer.Exit(130)

@@ -54,13 +54,16 @@ class EvalConfig(BaseModel):
     dtype: str = Field("auto", description="model dtype: auto (bf16 where supported) | float32 | bfloat16")
     #: per-model budget for kept conversation KV caches (MiB; 0 = off: tasks rarely share a prefix)
     prefix_cache_mb: float = Field(0.0, ge=0, description="MiB of conversation KV caches kept per model (0: off)")
+    actor_restarts: int = Field(3, ge=0, description="times Ray restarts a model server or agent host whose "
+                                "process died (a task in flight then fails)")
     generation: GenerationParams = GenerationParams()
     bertscore_model: str | None = Field(None, description="local model folder for BERTScore (default: offline MiniLM)")
     bertscore_layers: int | None = Field(None, description="its layer (default: 6 for MiniLM)")
     matchscore_encoder: str | None = Field(None, description="item encoder folder (default: the one 'interplay "
                                            "matchscore train' writes)")
 
-    RESUMABLE_CHANGES: ClassVar[frozenset[str]] = frozenset({"concurrency", "max_batch", "batch_wait_ms"})
+    RESUMABLE_CHANGES: ClassVar[frozenset[str]] = frozenset({"concurrency", "max_batch", "batch_wait_ms",
+                                                             "actor_restarts"})
 
     @field_validator("agent")
     @classmethod

@@ -24,6 +24,11 @@ from interplay.episode import Observation, RecommenderView, UserView
 from interplay.protocol import ProtocolError, Role, Turn
 
 
+class AgentLostError(ConnectionError):
+    """An episode's agent is gone: the agent host was restarted after its process died (an
+    infrastructure failure: the episode is worth re-running)."""
+
+
 class AgentHost:
     """Agents of the given roles, keyed by (role, episode id) (use as a threaded Ray actor).
 
@@ -88,8 +93,18 @@ class AgentHost:
             if backend is not None:
                 self._backends[(role, episode_id)] = backend
 
+    def _agent(self, role: Role, episode_id: str) -> Agent:
+        try:
+            return self._agents[(role, episode_id)]
+        except KeyError:
+            raise AgentLostError(f"no {role.value} agent for episode {episode_id} in this host (restarted?)") from None
+
+    def ping(self) -> bool:
+        """Whether the host answers (the driver asks after an infrastructure failure)."""
+        return True
+
     def act(self, role: Role, episode_id: str, observation: Observation) -> Turn | ProtocolError:
-        agent = self._agents[(role, episode_id)]
+        agent = self._agent(role, episode_id)
         backend = self._backends.get((role, episode_id))
         if backend is not None:  # turns alternate: a role speaks again two turns later, if at all
             backend.keep_cache = observation.turns_left is None or observation.turns_left >= 2
@@ -101,7 +116,7 @@ class AgentHost:
     def action_probabilities(self, role: Role, episode_id: str, observation: Observation) -> dict[str, float] | None:
         """The agent's probability of each action at ``observation`` without generating (None:
         it cannot tell)."""
-        return self._agents[(role, episode_id)].action_probabilities(observation)
+        return self._agent(role, episode_id).action_probabilities(observation)
 
     def close(self, role: Role, episode_id: str) -> None:
         with self._lock:

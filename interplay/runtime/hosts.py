@@ -19,6 +19,7 @@ class HostSettings(Protocol):
     batch_wait_ms: float
     concurrency: int
     prefix_cache_mb: float
+    actor_restarts: int
 
 
 def start_agent_hosts(specs: dict[Role, AgentSpec], catalogue, cfg: HostSettings):
@@ -42,17 +43,23 @@ def start_agent_hosts(specs: dict[Role, AgentSpec], catalogue, cfg: HostSettings
     # resident). A fixed low mmap threshold cut RSS further but made every decode step page-fault
     # its logits: batch-1 generation was 25% slower (measured), so it is not set.
     malloc = {"MALLOC_ARENA_MAX": "2"}
-    server_cls = ray.remote(num_cpus=per_server, runtime_env={"env_vars": malloc})(ModelServer)
+    # a dead server or host is restarted (its constructor runs again) up to actor_restarts times;
+    # calls in flight when it died fail (their episodes end as infrastructure failures), calls
+    # made while it restarts wait for it
+    restarts = cfg.actor_restarts
+    server_cls = ray.remote(num_cpus=per_server, runtime_env={"env_vars": malloc}, max_restarts=restarts)(ModelServer)
     # vLLM schedules its own continuous batch: hand it everything that waits, never small slices
     batch_of = {m: max(max_batch, 2 * concurrency) if backend[m] == "vllm" else max_batch for m in distinct}
     servers = {
         m: server_cls.remote(m, dtype=dtype, max_batch=batch_of[m], batch_wait_ms=batch_wait_ms,
                              num_threads=per_server, backend=backend[m],
-                             prefix_cache_mb=prefix_cache_mb if backend[m] == "transformers" else 0.0)
+                             prefix_cache_mb=prefix_cache_mb if backend[m] == "transformers" else 0.0,
+                             catalogues={catalogue.key: catalogue.titles()})
         for m in distinct
     }
     paths = {m: ray.get(s.model_path.remote()) for m, s in servers.items()}
-    host_cls = ray.remote(num_cpus=0, max_concurrency=max(4, concurrency * 2 * len(parsed)))(AgentHost)
+    host_cls = ray.remote(num_cpus=0, max_concurrency=max(4, concurrency * 2 * len(parsed)),
+                          max_restarts=restarts)(AgentHost)
     actor = host_cls.remote(parsed, catalogue, generation,
                             {role: servers[m] for role, m in models.items() if m is not None},
                             {role: paths[m] for role, m in models.items() if m is not None})

@@ -31,7 +31,8 @@ class ModelServer:
 
     def __init__(self, model: str | None, dtype: str = "auto", max_batch: int = 16,
                  batch_wait_ms: float = 20.0, num_threads: int | None = None, backend_factory=None,
-                 backend: str = "transformers", prefix_cache_mb: float = 0.0, max_wait_ms: float = 1000.0):
+                 backend: str = "transformers", prefix_cache_mb: float = 0.0, max_wait_ms: float = 1000.0,
+                 catalogues: dict[str, list[str]] | None = None):
         if backend_factory is None:
             from interplay.backends.registry import create_backend
 
@@ -48,6 +49,15 @@ class ModelServer:
         self._stats = {"batches": 0, "requests": 0, "busy_s": 0.0}
         self._catalogues: set[str] = set()
         self._valid: set[TurnConstraint] = set()
+        # catalogues given at construction are registered again when Ray restarts a dead server
+        for key, titles in (catalogues or {}).items():
+            if self.supports_constraints():
+                self.backend.register_catalogue(key, titles)
+                self._catalogues.add(key)
+
+    def ping(self) -> bool:
+        """Whether the server answers (the driver asks after an infrastructure failure)."""
+        return True
 
     def model_path(self) -> str:
         return str(getattr(self.backend, "model_path", ""))

@@ -21,7 +21,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from environments.recommendation_env import EnvConfig, RecommendationEnv
 from interplay.agent_specs import AgentSpec, check_agent_spec, sees_persona
 from interplay.backends.base import GenerationParams
-from interplay.episode_log import EPISODES_FILE, SUMMARY_FILE, EpisodeLog, EpisodeLogWriter, latest_episodes, summarize
+from interplay.episode_log import (
+    EPISODES_FILE,
+    SUMMARY_FILE,
+    EpisodeLog,
+    EpisodeLogWriter,
+    FailureKind,
+    latest_episodes,
+    summarize,
+)
 from interplay.protocol import Role
 from interplay.run_folder import prepare_run_folder, write_json_atomic
 from interplay.runtime.model_server import peak_rss_mb
@@ -59,11 +67,14 @@ class SimulationConfig(BaseModel):
     dtype: str = Field("auto", description="auto (bf16 where the CPU/GPU supports it) | float32 | bfloat16 | float16")
     prefix_cache_mb: float = Field(1024.0, ge=0, description="MiB of episode KV caches kept per model for reuse "
                                    "across turns (0: off, plain batched generate)")
+    actor_restarts: int = Field(3, ge=0, description="times Ray restarts a model server or agent host whose "
+                                "process died; the episodes in flight end as infrastructure failures, the run "
+                                "goes on; past this the run stops (resume it)")
     generation: GenerationParams = GenerationParams()
 
     #: fields that may differ between a run and its resumption
     RESUMABLE_CHANGES: ClassVar[frozenset[str]] = frozenset(
-        {"episodes", "concurrency", "max_batch", "batch_wait_ms", "prefix_cache_mb"})
+        {"episodes", "concurrency", "max_batch", "batch_wait_ms", "prefix_cache_mb", "actor_restarts"})
 
     @field_validator("user", "recommender")
     @classmethod
@@ -89,8 +100,33 @@ def plan_episodes(cfg: SimulationConfig, data: SimulationData) -> list[tuple[str
     return [(f"{i:06d}-{data.episodes[i % n].record_id}", cfg.seed + i, i % n) for i in range(cfg.episodes)]
 
 
+class RunStopped(RuntimeError):
+    """The run cannot go on (an actor died more often than it may be restarted); everything
+    finished is in the episode log, and ``--resume`` continues."""
+
+
+async def _actors_alive(actors: list, timeout_s: float = 600.0) -> str | None:
+    """None when every actor answers (one that is restarting is waited for); else why not."""
+    import ray
+
+    deadline = time.monotonic() + timeout_s
+    for actor in actors:
+        while True:
+            try:
+                await asyncio.wait_for(actor.ping.remote(), max(1.0, deadline - time.monotonic()))
+                break
+            except ray.exceptions.ActorUnavailableError:  # restarting: ask again shortly
+                if time.monotonic() > deadline:
+                    return f"an actor did not come back within {timeout_s:.0f} s"
+                await asyncio.sleep(0.5)
+            except (ray.exceptions.RayActorError, asyncio.TimeoutError) as exc:
+                return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    return None
+
+
 async def _drive(cfg: SimulationConfig, data: SimulationData, todo, hosts, writer: EpisodeLogWriter,
-                 on_done: Callable[[EpisodeLog], None], retriever=None) -> None:
+                 on_done: Callable[[EpisodeLog], None], retriever=None, servers=None) -> str | None:
+    """Run the episodes of ``todo``; return why the run stopped early (None: it did not)."""
     from interplay.runtime.agent_host import RayAgentHandle
 
     env_cfg = EnvConfig(max_turns=cfg.max_turns, first_speaker=cfg.first_speaker, max_retries=cfg.max_retries,
@@ -98,9 +134,13 @@ async def _drive(cfg: SimulationConfig, data: SimulationData, todo, hosts, write
                         grounding=data.catalogue if cfg.grounded else None,
                         candidates=retriever, candidates_k=cfg.recommender_candidates)
     sem = asyncio.Semaphore(cfg.concurrency)
+    actors = list({id(h.actor): h.actor for h in hosts.values()}.values()) + list((servers or {}).values())
+    stopped: list[str] = []
 
     async def one(episode_id: str, seed: int, idx: int) -> None:
         async with sem:
+            if stopped:
+                return
             user = RayAgentHandle(hosts[Role.USER], episode_id, seed)
             rec = RayAgentHandle(hosts[Role.RECOMMENDER], episode_id, seed)
             env = RecommendationEnv(user, rec, env_cfg)
@@ -108,8 +148,13 @@ async def _drive(cfg: SimulationConfig, data: SimulationData, todo, hosts, write
             writer.write(episode)
             on_done(episode)
             await asyncio.gather(user.close(), rec.close(), return_exceptions=True)
+            if episode.failure is FailureKind.INFRASTRUCTURE and not stopped:
+                why = await _actors_alive(actors)  # restarted (go on) or dead for good (stop)
+                if why and not stopped:
+                    stopped.append(why)
 
     await asyncio.gather(*(one(*t) for t in todo))
+    return stopped[0] if stopped else None
 
 
 def run_simulation(cfg: SimulationConfig, resume: bool = False, ray_address: str | None = None,
@@ -138,6 +183,7 @@ def run_simulation(cfg: SimulationConfig, resume: bool = False, ray_address: str
     started = ray_cluster.connect(address=ray_address)
     t0 = time.perf_counter()
     this_run: list[EpisodeLog] = []
+    stop: str | None = None
     server_stats: dict = {}
     host_rss = 0.0
     try:
@@ -153,11 +199,9 @@ def run_simulation(cfg: SimulationConfig, resume: bool = False, ray_address: str
                     this_run.append(ep)
                     bar.update(task, advance=1, last=f"{ep.episode_id}: {ep.termination.value}")
 
-                asyncio.run(_drive(cfg, data, todo, hosts, writer, on_done, retriever))
-            import ray
-
-            server_stats = {m: ray.get(s.stats.remote()) for m, s in servers.items()}
-            host_rss = ray.get(next(iter(hosts.values())).actor.peak_rss_mb.remote()) if hosts else 0.0
+                stop = asyncio.run(_drive(cfg, data, todo, hosts, writer, on_done, retriever, servers))
+            server_stats = {m: _ask(s.stats, {}) for m, s in servers.items()}
+            host_rss = _ask(next(iter(hosts.values())).actor.peak_rss_mb, 0.0) if hosts else 0.0
     finally:
         wall = time.perf_counter() - t0
         if started:
@@ -179,8 +223,23 @@ def run_simulation(cfg: SimulationConfig, resume: bool = False, ray_address: str
                      **{f"model_server_{i}": s.get("peak_rss_mb", 0.0) for i, s in enumerate(server_stats.values())}},
         records_left_out=data.left_out,  # records with no usable target (no target, not in the catalogue)
     )
+    if stop:
+        summary["stopped"] = f"an actor died more than {cfg.actor_restarts} times ({stop})"
     write_json_atomic(run_dir / SUMMARY_FILE, summary)
+    if stop:
+        raise RunStopped(f"run stopped: {summary['stopped']}; {summary['episodes']} of {len(plan)} episodes are in "
+                         f"{run_dir / EPISODES_FILE}; continue with --resume")
     return summary
+
+
+def _ask(method, default):
+    """A dead actor's statistics are missing, not an error: the run's results are on disk."""
+    import ray
+
+    try:
+        return ray.get(method.remote(), timeout=60)
+    except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+        return default
 
 
 def load_config(path: str | Path) -> SimulationConfig:
