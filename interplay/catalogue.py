@@ -76,7 +76,7 @@ class Catalogue:
             for key in _alternative_titles(item.title):
                 self._by_title.setdefault(normalize_title(key), item)
                 named = self._by_name.setdefault(normalize_title(key, keep_year=False), [])
-                if item not in named:
+                if not named or named[-1] is not item:  # an item's alternative titles come together
                     named.append(item)
 
     def __len__(self) -> int:
