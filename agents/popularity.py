@@ -32,9 +32,12 @@ class PopularityRecommender(RecommenderAgent):
     def act(self, observation: Observation) -> Turn:
         mentioned = {t.lower() for h in observation.history for t in h.titles}
         ranked = [t for t in self.ranking if t.lower() not in mentioned][:RANKED_IN_LOG]
-        if not ranked or Action.RECOMMEND not in observation.legal_actions(self.role):
+        allowed = observation.legal_actions(self.role)
+        if not ranked and allowed == {Action.RECOMMEND}:  # asked to recommend, every title mentioned:
+            ranked = self.ranking[:RANKED_IN_LOG]  # name the most popular again
+        if not ranked or Action.RECOMMEND not in allowed:
             # every popular title was mentioned, or the caller narrowed the turn to other actions
-            action = fallback_action(observation.legal_actions(self.role) - ({Action.RECOMMEND} if not ranked else set()))
+            action = fallback_action(allowed - ({Action.RECOMMEND} if not ranked else set()))
             return Turn(action=action, text="What kind of movie are you in the mood for?", meta={"ranked_items": ranked})
         return Turn(action=Action.RECOMMEND, text=f"You might like {mark_title(ranked[0])}.",
                     meta={"ranked_items": ranked})

@@ -67,6 +67,12 @@ def failure_kind(exc: BaseException) -> FailureKind:
         if {cls.__name__ for cls in type(current).__mro__} & INFRASTRUCTURE_ERRORS:
             return FailureKind.INFRASTRUCTURE
         current = getattr(current, "cause", None) or current.__cause__
+    # an exception Ray could not pickle (an openai error holding its HTTP request) arrives as
+    # UnserializableException or a bare task error; its traceback text ends with "module.Class: message"
+    last = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
+    name = last.split(":", 1)[0].rsplit(".", 1)[-1].strip()
+    if type(exc).__module__.startswith("ray.") and name in INFRASTRUCTURE_ERRORS:
+        return FailureKind.INFRASTRUCTURE
     return FailureKind.AGENT
 
 

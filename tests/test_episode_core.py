@@ -95,6 +95,12 @@ def test_failure_kinds_are_told_apart_and_only_infrastructure_is_rerun(tmp_path)
     wrapped = RuntimeError("in the actor")
     wrapped.__cause__ = TimeoutError("no answer")
     assert failure_kind(wrapped) is FailureKind.INFRASTRUCTURE
+    # a Ray task error whose cause could not be pickled: told from its traceback's last line
+    lost = ray.exceptions.RayTaskError("act", "Traceback ...\nopenai.APIConnectionError: Connection error.", None)
+    assert failure_kind(lost) is FailureKind.INFRASTRUCTURE
+    assert failure_kind(ray.exceptions.RayTaskError("act", "Traceback ...\nValueError: bug", None)) is FailureKind.AGENT
+    unpicklable = ray.exceptions.UnserializableException("Traceback ...\nopenai.APITimeoutError: Request timed out.")
+    assert failure_kind(unpicklable) is FailureKind.INFRASTRUCTURE
 
     logs = []
     for i, exc in enumerate([ValueError("agent bug"), ActorDiedError("model server gone"), None]):
