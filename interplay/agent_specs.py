@@ -154,7 +154,7 @@ def training_config(checkpoint: str | None) -> dict:
 
 #: the recipe settings an evaluation records about the checkpoint it evaluated
 RECIPE_KEYS = ("role", "data", "epochs", "grounded", "grounding_match", "action_loss_weight", "counterfactual_negatives",
-               "recommender_candidates", "model")
+               "decision_examples", "whole_dialogues", "recommender_candidates", "model")
 
 
 def agent_training(spec: str) -> dict | None:

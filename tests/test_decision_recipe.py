@@ -108,3 +108,44 @@ def test_training_with_the_decision_recipe_records_it(tiny_model_dir, tmp_path):
     assert saved["config"]["action_loss_weight"] == 3.0 and saved["config"]["grounded"] is True
     losses = [h["loss"] for h in saved["log_history"] if "loss" in h]
     assert len(losses) == 3 and all(x > 0 for x in losses)  # the weighted loss path trained every step
+
+
+def test_decision_examples_known_answer():
+    from interplay.training.decision_examples import answered_recommendations, decision_examples
+
+    r = record(0)
+    longer = r.model_copy(update={"id": "long", "turns": [
+        *r.turns[:2], RecordTurn(role=Role.USER, action=Action.FEEDBACK, text="Seen Ronin. Another?"),
+        RecordTurn(role=Role.RECOMMENDER, action=Action.RECOMMEND, text=f"Then {mark_title('Heat (1995)')}.",
+                   titles=["Heat (1995)"]),
+        RecordTurn(role=Role.USER, action=Action.ACCEPT, text="Yes!"),
+        RecordTurn(role=Role.RECOMMENDER, action=Action.RECOMMEND, text=f"Or {mark_title('Ronin (1998)')}.",
+                   titles=["Ronin (1998)"])]})  # the last recommendation is never answered
+    assert answered_recommendations(longer) == [1, 3]
+    out = decision_examples([longer, record(9, with_recommendation=False)])
+    assert [d.id for d in out] == ["long#dec-1", "long#dec-3"]
+    assert out[0].turns == longer.turns[0:3] and out[1].turns == longer.turns[2:5]
+    assert all(d.target == TARGET and d.meta["decision_example_of"] == "long" for d in out)
+    assert [d.id for d in decision_examples([longer], copies=2)] == ["long#dec-1.0", "long#dec-1.1",
+                                                                     "long#dec-3.0", "long#dec-3.1"]
+    no_target = longer.model_copy(update={"target": None})
+    assert decision_examples([no_target]) == [] and decision_examples([longer], copies=0) == []
+    with pytest.raises(ValueError, match="negative"):
+        decision_examples([longer], copies=-1)
+
+
+def test_training_on_decision_examples_alone(tiny_model_dir, tmp_path):
+    from interplay.training.train import TrainConfig, train
+
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "train.jsonl").write_text("".join(record(i).model_dump_json() + "\n" for i in range(3)))
+    (data / "catalogue.jsonl").write_text("".join(i.model_dump_json() + "\n" for i in ITEMS))
+    common = dict(role=Role.USER, data=str(data), model=str(tiny_model_dir), max_steps=1, batch_size=2, grad_accum=1,
+                  report_to="none", grounding_match=True)
+    both = train(TrainConfig(out=str(tmp_path / "a"), decision_examples=2, **common))
+    assert both["decision_examples"] == 6 and both["train_examples"] == 3 + 6
+    alone = train(TrainConfig(out=str(tmp_path / "b"), decision_examples=1, whole_dialogues=False, **common))
+    assert alone["decision_examples"] == 3 and alone["train_examples"] == 3
+    with pytest.raises(ValueError, match="nothing to train on"):
+        train(TrainConfig(out=str(tmp_path / "c"), whole_dialogues=False, **common))

@@ -36,6 +36,8 @@ def train_cmd(
     grounding_match: bool = option(T, "grounding_match"),
     action_loss_weight: float = option(T, "action_loss_weight"),
     counterfactual_negatives: float = option(T, "counterfactual_negatives"),
+    decision_examples: int = option(T, "decision_examples"),
+    whole_dialogues: bool = option(T, "whole_dialogues"),
     recommender_candidates: int = option(T, "recommender_candidates"),
     max_steps: int = option(T, "max_steps"),
     eval_steps: int = option(T, "eval_steps"),
@@ -53,7 +55,8 @@ def train_cmd(
             lora_rank=lora_rank, lora_alpha=lora_alpha, lora_targets=lora_targets.split(","),
             padding_free=padding_free, recommender_sees_persona=recommender_sees_persona,
             grounded=grounded, grounding_match=grounding_match, action_loss_weight=action_loss_weight,
-            counterfactual_negatives=counterfactual_negatives, recommender_candidates=recommender_candidates,
+            counterfactual_negatives=counterfactual_negatives, decision_examples=decision_examples,
+            whole_dialogues=whole_dialogues, recommender_candidates=recommender_candidates,
             max_steps=max_steps, eval_steps=eval_steps, logging_steps=logging_steps, save_steps=save_steps,
             report_to=report_to, seed=seed)
     with bad_input(ValueError, OSError):

@@ -134,6 +134,8 @@ def transfer_rows(evals: list[tuple[Path, dict]]) -> list[list[str]]:
         ci = h.get("balanced_accuracy_ci95")
         kind = "simulated" if t.get("simulated") else "real"
         recipe = ", ".join(x for x in [t.get("epochs") is not None and f"{t['epochs']:g} ep", t.get("grounded") and "grounded",
+                                        t.get("grounding_match") and "match counts",
+                                        (t.get("decision_examples") or 0) and f"decision x{t['decision_examples']}",
                                         (t.get("counterfactual_negatives") or 0) and f"cf {t['counterfactual_negatives']}",
                                         (t.get("action_loss_weight") or 1) != 1 and f"action x{t['action_loss_weight']}"] if x)
         rows.append([m["agent"], f"{kind}: `{t.get('data')}` ({_f(t.get('train_records'))} train)", recipe, _data(m),

@@ -48,6 +48,13 @@ class TrainConfig:
     counterfactual_negatives: float = field(default=0.0, metadata={
         "help": "decision-aware recipe (UserSim): share of train records that also give a counterfactual negative "
                 "(a recommendation swapped for a contradicting item, rejected)", "min": 0.0, "max": 1.0})
+    decision_examples: int = field(default=0, metadata={
+        "help": "decision-aware recipe (UserSim): N short copies per recommendation the user answers (the turn "
+                "before it, the recommendation, the answer), so training spends its tokens on the decision",
+        "min": 0})
+    whole_dialogues: bool = field(default=True, metadata={
+        "help": "train on the whole dialogues' windows; --no-whole-dialogues with --decision-examples trains on "
+                "the decision examples (and negatives) alone, e.g. as a second stage from a checkpoint (--model)"})
     recommender_candidates: int = field(default=0, metadata={
         "help": "RecSim: show K catalogue candidates retrieved from the conversation before each of its turns "
                 "(needs the MatchScore encoder); 0: the paper's setup", "min": 0})
@@ -133,7 +140,15 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         from interplay.training.counterfactual import counterfactual_negatives
 
         negatives = counterfactual_negatives(train_records, catalogue, cfg.counterfactual_negatives, cfg.seed)
-    train_ds = build_dataset(train_records + negatives, tok, cfg, grounding, candidates)
+    decisions = []
+    if cfg.role is Role.USER and cfg.decision_examples > 0:
+        from interplay.training.decision_examples import decision_examples
+
+        decisions = decision_examples(train_records + negatives, cfg.decision_examples)
+    if not cfg.whole_dialogues and not decisions:
+        raise ValueError("--no-whole-dialogues leaves nothing to train on without --decision-examples N (a UserSim)")
+    base = train_records + negatives if cfg.whole_dialogues else []
+    train_ds = build_dataset(base + decisions, tok, cfg, grounding, candidates)
     valid_path = Path(cfg.data) / "valid.jsonl"
     valid_ds = build_dataset(read_records(cfg.data, "valid"), tok, cfg, grounding, candidates) \
         if valid_path.exists() else None
@@ -177,7 +192,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     tok.save_pretrained(cfg.out)
     history = [h for h in trainer.state.log_history]
     metrics = {"train": result.metrics, "valid_loss": [h["eval_loss"] for h in history if "eval_loss" in h],
-               "train_examples": len(train_ds), "counterfactual_negatives": len(negatives), "valid_examples": len(valid_ds) if valid_ds is not None else 0}
+               "train_examples": len(train_ds), "counterfactual_negatives": len(negatives),
+               "decision_examples": len(decisions), "valid_examples": len(valid_ds) if valid_ds is not None else 0}
     if metrics["valid_loss"]:
         metrics["valid_ppl"] = [math.exp(x) for x in metrics["valid_loss"]]
     (Path(cfg.out) / TRAINING_CONFIG).write_text(
