@@ -99,3 +99,16 @@ def tiny_encoder(movielens_slice, tmp_path_factory) -> Path:
     train_item_encoder(MatchScoreTrainConfig(str(movielens_slice), str(out), epochs=3, dim=32, hidden=64,
                                              batch_size=256), progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def built_sources(shared_data, tmp_path_factory):
+    """ReDial, INSPIRED and IARD built from ../shared/data (once per test session)."""
+    from interplay.data.build import build_dataset
+
+    out = tmp_path_factory.mktemp("built")
+    paths = {"redial": shared_data / "redial", "inspired": shared_data / "inspired" / "dev.tsv",
+             "iard": shared_data / "iard" / "iard_gold.json"}
+    for source, path in paths.items():
+        build_dataset(source, path, out / source, shared_data, progress=False)
+    return out

@@ -152,24 +152,13 @@ def test_match_counts_and_the_checkpoint_decides_the_layout(tiny_model_dir, tmp_
     assert "About Heat (1995): action, crime, heist." in prompts[False] and "Matches" not in prompts[False]
 
 
-@pytest.fixture(scope="module")
-def built(shared_data, tmp_path_factory):
-    from interplay.data.build import build_dataset
-
-    out = tmp_path_factory.mktemp("built")
-    paths = {"redial": shared_data / "redial", "inspired": shared_data / "inspired" / "dev.tsv",
-             "iard": shared_data / "iard" / "iard_gold.json"}
-    for source, path in paths.items():
-        build_dataset(source, path, out / source, shared_data, progress=False)
-    return out
-
-
-def test_grounding_never_carries_the_target_in_any_record_of_any_source(built):
+def test_grounding_never_carries_the_target_in_any_record_of_any_source(built_sources):
     """Every recorded recommendation of every record with a target, grounded as a user sees it:
     no item id, and no attribute text that reveals the target's title (the title a recommender
     named is in the dialogue already)."""
     from interplay.data.build import read_catalogue, read_records
 
+    built = built_sources
     facts = target_named = 0
     for source in ("redial", "inspired", "iard"):
         catalogue = read_catalogue(built / source)

@@ -92,7 +92,10 @@ def human_view_metrics(rows: list[dict]) -> dict:
 
 
 def user_report(cfg: EvalConfig, out: Path, episodes: list[EpisodeLog], single: list[dict], human: list[dict],
-                records: int, skipped: dict, model_servers: dict, plots: bool = True) -> dict:
+                records: int, skipped: dict, model_servers: dict, plots: bool = True,
+                probes: list[dict] | None = None) -> dict:
+    from interplay.evaluation.probes import discrimination
+
     settings = BERTScoreSettings(cfg.bertscore_model, cfg.bertscore_layers)
     single_m, single_rows = single_turn_metrics(single, settings) if single else ({"n": 0}, [])
     metrics = {
@@ -101,12 +104,15 @@ def user_report(cfg: EvalConfig, out: Path, episodes: list[EpisodeLog], single: 
         "replay": replay_metrics(episodes) if episodes else {"episodes": 0},
         "single_turn": single_m,
         "human_view": human_view_metrics(human) if human else {"n": 0},
+        "discrimination": discrimination([{**r, "accept": r["action"] == "accept"} for r in probes]) if probes else None,
         "model_servers": model_servers,
     }
     write_json_atomic(out / METRICS_FILE, metrics)
     _write_csv(out / "episodes.csv", [episode_row(e) for e in episodes])
     _write_csv(out / "single_turn.csv", single_rows)
     _write_csv(out / "human_view.csv", human)
+    if probes:
+        _write_csv(out / "probe.csv", probes)
     if plots and episodes:
         plot_outcomes({cfg.agent: metrics}, out / "outcomes.png")
         _turns_and_actions(episodes, metrics, out)

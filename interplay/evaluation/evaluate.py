@@ -22,6 +22,7 @@ REPLAY_DIR = "replay"
 SINGLE_FILE = "single_turn.jsonl"
 HUMAN_FILE = "human_view.jsonl"
 RECOMMEND_FILE = "recommendations.jsonl"
+PROBE_FILE = "probe.jsonl"
 
 
 def _records(cfg: EvalConfig):
@@ -73,7 +74,10 @@ def evaluate_user(cfg: EvalConfig, resume: bool = False, ray_address: str | None
     grounding = catalogue if cfg.grounded else None
     single, skipped_single = user_turn_tasks(records, grounding) if "single" in cfg.parts else ([], Counter())
     human, skipped_human = human_decision_tasks(records, grounding) if "human" in cfg.parts else ([], Counter())
+    probes, skipped_probe = _probe_tasks(cfg, records, catalogue) if "probe" in cfg.parts else ([], {})
     single_log, human_log = ResultLog(out / SINGLE_FILE), ResultLog(out / HUMAN_FILE)
+    probe_log = ResultLog(out / PROBE_FILE)
+    threshold = cfg.accept_threshold if cfg.decision == "score" else None
 
     async def work(host):
         with _progress(not progress) as bar, EpisodeLogWriter(out / REPLAY_DIR) as writer:
@@ -81,12 +85,14 @@ def evaluate_user(cfg: EvalConfig, resume: bool = False, ray_address: str | None
             t1 = bar.add_task("replay episodes", total=len(replay), completed=len(done & {t.episode_id for t in replay}))
             t2 = bar.add_task("single-turn replies", total=len(single), completed=sum(t.task_id in single_log.rows for t in single))
             t3 = bar.add_task("human-judged items", total=len(human), completed=sum(t.task_id in human_log.rows for t in human))
+            t4 = bar.add_task("probe recommendations", total=len(probes),
+                              completed=sum(t.task_id in probe_log.rows for t in probes))
             await asyncio.gather(
                 run_replays(host, replay, writer, done, cfg.agent, cfg.max_retries, cfg.concurrency, cfg.seed,
                             lambda ep: bar.advance(t1), grounding),
                 run_turn_tasks(host, single, single_log, cfg.concurrency, cfg.seed, lambda r: bar.advance(t2)),
-                run_turn_tasks(host, human, human_log, cfg.concurrency, cfg.seed, lambda r: bar.advance(t3),
-                               cfg.accept_threshold if cfg.decision == "score" else None),
+                run_turn_tasks(host, human, human_log, cfg.concurrency, cfg.seed, lambda r: bar.advance(t3), threshold),
+                run_turn_tasks(host, probes, probe_log, cfg.concurrency, cfg.seed, lambda r: bar.advance(t4), threshold),
             )
 
     try:
@@ -94,14 +100,28 @@ def evaluate_user(cfg: EvalConfig, resume: bool = False, ray_address: str | None
     finally:
         single_log.close()
         human_log.close()
+        probe_log.close()
     ids = {t.episode_id for t in replay}
     replay_path = out / REPLAY_DIR / "episodes.jsonl"
     episodes = [e for e in latest_episodes(replay_path) if e.episode_id in ids] if replay_path.exists() else []
-    skipped = {"replay": dict(skipped_replay), "single": dict(skipped_single), "human": dict(skipped_human)}
+    skipped = {"replay": dict(skipped_replay), "single": dict(skipped_single), "human": dict(skipped_human),
+               "probe": skipped_probe}
     return user_report(cfg, out, episodes,
                        [single_log.rows[t.task_id] for t in single if t.task_id in single_log.rows],
                        [human_log.rows[t.task_id] for t in human if t.task_id in human_log.rows],
-                       records=len(records), skipped=skipped, model_servers=stats)
+                       records=len(records), skipped=skipped, model_servers=stats,
+                       probes=[probe_log.rows[t.task_id] for t in probes if t.task_id in probe_log.rows])
+
+
+def _probe_tasks(cfg: EvalConfig, records, catalogue):
+    """The counterfactual-discrimination tasks (popular: the data folder's train split, if any)."""
+    from pathlib import Path
+
+    from agents.popularity import popularity_ranking
+    from interplay.evaluation.probes import probe_tasks
+
+    popular = popularity_ranking(str(Path(cfg.data).resolve())) if (Path(cfg.data) / "train.jsonl").exists() else []
+    return probe_tasks(records, catalogue, cfg.grounded, popular, seed=cfg.seed)
 
 
 def evaluate_recommender(cfg: EvalConfig, resume: bool = False, ray_address: str | None = None,

@@ -1,0 +1,132 @@
+"""Counterfactual discrimination: recommenders built to be good or bad, never shown the target.
+
+A faithful user simulator accepts items that fit its target attributes far more often than items
+that contradict them (the ConvApparel check against a recommender built to be bad). Each probe
+picks one catalogue item per record from the user's target *attributes* alone, the target item
+itself excluded:
+
+- ``matching``: an item covering the most target attributes;
+- ``contradicting``: an item sharing none of them (:func:`~interplay.training.counterfactual.contradicts`);
+- ``popular``: one of the 20 titles recommended most often in the train split;
+- ``random``: any catalogue item.
+
+The user answers the probe's recommendation after the recorded dialogue up to its first
+recommendation (when it has disclosed what it wants), with the item's grounded facts as in a run.
+Each task records the item's attribute match, so the scorecard reports acceptance per probe, the
+matching-minus-contradicting gap, and the AUC of "accepted" against the match.
+"""
+
+from __future__ import annotations
+
+import random
+
+from interplay.catalogue import Catalogue, Item
+from interplay.data.schema import DialogueRecord
+from interplay.episode import HistoryTurn, Observation, Target
+from interplay.evaluation.tasks import TurnTask, _user_view, history
+from interplay.grounding import ground_history
+from interplay.metrics.core import same_item
+from interplay.protocol import Action, Role, mark_title
+from interplay.training.counterfactual import contradicts
+
+PROBES = ("matching", "contradicting", "popular", "random")
+POPULAR_POOL = 20
+
+
+def attribute_match(item: Item, target: Target) -> float:
+    """Share of the target's attributes the item has (case-insensitive; 0 without attributes)."""
+    wanted = {a.lower() for a in target.attributes}
+    return len(wanted & {a.lower() for a in item.attributes}) / len(wanted) if wanted else 0.0
+
+
+def _not_target(item: Item, target: Target) -> bool:
+    return item.item_id != target.item_id and not same_item(item.title, target.title)
+
+
+def probe_item(kind: str, target: Target, catalogue: Catalogue, rng: random.Random,
+               popular: list[str] | None = None) -> Item | None:
+    """The item the ``kind`` probe recommends to a user with ``target``'s attributes (never the
+    target; None when no catalogue item qualifies)."""
+    pool = [it for it in catalogue if _not_target(it, target)]
+    if kind == "matching":
+        scored = [(attribute_match(it, target), it) for it in pool]
+        best = max((s for s, _ in scored), default=0.0)
+        pool = [it for s, it in scored if s == best and s > 0]
+    elif kind == "contradicting":
+        pool = [it for it in pool if contradicts(it, target)]
+    elif kind == "popular":
+        allowed = {it.title for it in pool}
+        found = [catalogue.find(t) for t in (popular or [])]
+        pool = [it for it in found if it is not None and it.title in allowed][:POPULAR_POOL]
+    elif kind != "random":
+        raise ValueError(f"unknown probe {kind!r} (known: {', '.join(PROBES)})")
+    return rng.choice(pool) if pool else None
+
+
+def probe_tasks(records: list[DialogueRecord], catalogue: Catalogue, grounded: bool = True,
+                popular: list[str] | None = None, kinds: tuple[str, ...] = PROBES, seed: int = 0
+                ) -> tuple[list[TurnTask], dict[str, int]]:
+    """One user decision per record with a target and per probe kind: the recorded turns before
+    the first recommendation, then the probe's recommendation (grounded when ``grounded``)."""
+    from collections import Counter
+
+    tasks, skipped = [], Counter()
+    for r in records:
+        view = _user_view(r, skipped)
+        if view is None:
+            continue
+        turns = history(r)
+        first = next((i for i, t in enumerate(r.turns) if t.role is Role.RECOMMENDER and t.titles), len(r.turns))
+        before = turns[:first]
+        while before and before[-1].role is Role.RECOMMENDER:  # the probe speaks in the recommender's place
+            before = before[:-1]
+        for kind in kinds:
+            item = probe_item(kind, r.target, catalogue, random.Random(f"{seed}:{r.id}:{kind}"), popular)
+            if item is None:
+                skipped[f"no {kind} item"] += 1
+                continue
+            rec = HistoryTurn(role=Role.RECOMMENDER, action=Action.RECOMMEND,
+                              text=f"You might like {mark_title(item.title)}.")
+            shown = [*before, rec]
+            if grounded:
+                shown = ground_history(shown, catalogue, r.target)
+            tasks.append(TurnTask(f"probe-{r.id}-{kind}", r.id, Role.USER, view,
+                                  Observation(history=shown, turn_index=len(shown)), target=r.target.title,
+                                  extra={"probe": kind, "item": item.title,
+                                         "attribute_match": attribute_match(item, r.target)}))
+    return tasks, dict(skipped)
+
+
+def discrimination(rows: list[dict], seed: int = 0) -> dict:
+    """From probe decisions (rows with ``probe``, ``accept``, ``attribute_match``, ``record_id``):
+    each probe's acceptance rate with a 95% bootstrap interval and its count; the matching minus
+    contradicting gap over the records probed with both (bootstrap over those records); and the
+    ROC AUC of the match score for telling accepted items from refused ones (None when the user
+    accepted all or none)."""
+    from sklearn.metrics import roc_auc_score
+
+    from interplay.metrics.fidelity import paired_bootstrap
+
+    def rate(xs):
+        return float(sum(xs) / len(xs)) if len(xs) else None
+
+    out: dict = {"rates": {}}
+    for kind in PROBES:
+        acc = [int(r["accept"]) for r in rows if r.get("probe") == kind]
+        out["rates"][kind] = {"n": len(acc), "accept_rate": rate(acc),
+                              "ci95": paired_bootstrap(lambda x: x.mean(-1), acc, seed=seed)}
+    by_record: dict[str, dict[str, int]] = {}
+    for r in rows:
+        by_record.setdefault(r["record_id"], {})[r.get("probe")] = int(r["accept"])
+    pairs = [(v["matching"], v["contradicting"]) for v in by_record.values() if "matching" in v and "contradicting" in v]
+    m, c = [p[0] for p in pairs], [p[1] for p in pairs]
+
+    def gap(a, b):
+        return float(sum(a) - sum(b)) / len(a) if len(a) else None
+
+    out["gap"] = {"n": len(pairs), "value": gap(m, c),
+                  "ci95": paired_bootstrap(lambda a, b: (a - b).mean(-1), m, c, seed=seed)}
+    labels = [int(r["accept"]) for r in rows]
+    out["match_auc"] = float(roc_auc_score(labels, [r["attribute_match"] for r in rows])) \
+        if len(set(labels)) == 2 else None
+    return out

@@ -1,0 +1,138 @@
+"""Fidelity figures of a user simulator against people: decisions (balanced accuracy, Cohen's
+kappa, F1 of the reject class, each with a paired bootstrap interval and its item count), the
+slices a decision belongs to, and Jensen-Shannon divergences of behaviour distributions."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+
+#: decision slices (issue 21): judging the target itself is easy; the other items of a dialogue
+#: with a target are the informative ones; dialogues without a target judge from the persona alone
+SLICES = ("target", "other-with-target", "no-target")
+
+
+def decision_slice(row: dict) -> str:
+    """The slice of one judged item (a ``human_view.jsonl`` row: ``item``, ``target``, ``has_target``)."""
+    from interplay.metrics.core import same_item
+
+    if not row.get("has_target", row.get("target") is not None):
+        return "no-target"
+    return "target" if same_item(row.get("item"), row.get("target")) else "other-with-target"
+
+
+def paired_bootstrap(stat: Callable, *columns: Sequence, confidence: float = 0.95, resamples: int = 2000,
+                     seed: int = 0) -> tuple[float, float] | None:
+    """Percentile bootstrap interval of ``stat(*columns)``, items resampled together across the
+    columns. ``stat`` is vectorised: it gets arrays of shape (resamples, items) and returns one
+    value per resample, NaN where undefined (those resamples are left out). None when fewer than
+    half are defined or there are fewer than two items."""
+    import numpy as np
+
+    cols = [np.asarray(c, dtype=float) for c in columns]
+    n = len(cols[0])
+    if n < 2 or any(len(c) != n for c in cols):
+        return None
+    idx = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+    values = np.asarray(stat(*(c[idx] for c in cols)), dtype=float)
+    values = values[~np.isnan(values)]
+    if len(values) < resamples / 2:
+        return None
+    tail = (1 - confidence) / 2 * 100
+    lo, hi = np.percentile(values, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
+def _counts(human, agent):
+    """tp, tn, fp, fn of accept decisions over the last axis (accept is the positive class)."""
+    import numpy as np
+
+    h, a = np.asarray(human, dtype=float), np.asarray(agent, dtype=float)
+    return ((h * a).sum(-1), ((1 - h) * (1 - a)).sum(-1), ((1 - h) * a).sum(-1), (h * (1 - a)).sum(-1))
+
+
+def _div(a, b):
+    import numpy as np
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(b > 0, a / np.where(b > 0, b, 1), np.nan)
+
+
+def _scalar(x) -> float | None:
+    import numpy as np
+
+    x = np.asarray(x, dtype=float)
+    return x if x.ndim else (None if np.isnan(x) else float(x))
+
+
+def balanced_accuracy(human, agent):
+    """Mean of the recalls of the accept and reject classes (None with one human class).
+    Vectorised over leading axes (NaN there where undefined)."""
+    tp, tn, fp, fn = _counts(human, agent)
+    return _scalar((_div(tp, tp + fn) + _div(tn, tn + fp)) / 2)
+
+
+def cohen_kappa(human, agent):
+    """Cohen's kappa of the agent's decisions against the humans' (None when chance agreement
+    is 1: both sides constant and equal)."""
+    tp, tn, fp, fn = _counts(human, agent)
+    n = tp + tn + fp + fn
+    po = _div(tp + tn, n)
+    pe = _div((tp + fn) * (tp + fp) + (tn + fp) * (tn + fn), n * n)
+    return _scalar(_div(po - pe, 1 - pe))
+
+
+def reject_f1(human, agent):
+    """F1 of the reject class: how well the agent finds the humans' rejections (None when the
+    humans never reject)."""
+    import numpy as np
+
+    tp, tn, fp, fn = _counts(human, agent)
+    return _scalar(np.where(tn + fp > 0, _div(2 * tn, 2 * tn + fn + fp), np.nan))
+
+
+DECISION_FIGURES: dict[str, Callable] = {"balanced_accuracy": balanced_accuracy, "kappa": cohen_kappa,
+                                         "reject_f1": reject_f1}
+
+
+def decision_figures(human: Sequence[int], agent: Sequence[int], seed: int = 0) -> dict:
+    """Every decision figure with its 95% bootstrap interval, the item counts, and the majority
+    baseline (always the humans' more frequent decision) scored the same way."""
+    human, agent = [int(x) for x in human], [int(x) for x in agent]
+    if len(human) != len(agent):
+        raise ValueError(f"{len(human)} human decisions but {len(agent)} agent decisions")
+    out: dict = {"n": len(human), "human_accepts": sum(human), "human_rejects": len(human) - sum(human),
+                 "agent_accepts": sum(agent)}
+    if not human:
+        return out
+    majority = [int(sum(human) * 2 >= len(human))] * len(human)
+    for name, fn in DECISION_FIGURES.items():
+        out[name] = {"value": fn(human, agent), "ci95": paired_bootstrap(fn, human, agent, seed=seed),
+                     "majority": fn(human, majority)}
+    return out
+
+
+def sliced_decision_figures(rows: list[dict], seed: int = 0) -> dict:
+    """:func:`decision_figures` over all judged items (``human_accept`` vs the agent's ``accept``)
+    and per :data:`SLICES` slice."""
+    def figures(sub):
+        return decision_figures([r["human_accept"] for r in sub], [r["accept"] for r in sub], seed)
+
+    out = {"all": figures(rows)}
+    for s in SLICES:
+        out[s] = figures([r for r in rows if decision_slice(r) == s])
+    return out
+
+
+def js_divergence(p: Counter | dict, q: Counter | dict) -> float | None:
+    """Jensen-Shannon divergence (base 2: 0 for equal distributions, 1 for disjoint ones) of two
+    count tables over the union of their keys; None when either is empty."""
+    import numpy as np
+    from scipy.spatial.distance import jensenshannon
+
+    keys = sorted(set(p) | set(q), key=str)
+    a = np.array([p.get(k, 0) for k in keys], dtype=float)
+    b = np.array([q.get(k, 0) for k in keys], dtype=float)
+    if a.sum() == 0 or b.sum() == 0:
+        return None
+    return float(jensenshannon(a, b, base=2) ** 2)

@@ -1,0 +1,225 @@
+"""The fidelity scorecard's figures: known answers computed by hand, the probes' property over every
+record, simulator faults, and a sanity check that can fail (the rule user discriminates, a
+yes-sayer does not)."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import pytest
+
+from interplay.catalogue import Catalogue, Item
+from interplay.data.schema import DialogueRecord, Outcome, RecordTurn
+from interplay.episode import Persona, Target
+from interplay.episode_log import EpisodeLog, Termination, TurnLog
+from interplay.evaluation.probes import PROBES, attribute_match, discrimination, probe_item, probe_tasks
+from interplay.evaluation.simulator_faults import episode_faults, refuses_attribute, simulator_fault_rate
+from interplay.metrics.agreement import balanced_accuracy_interval
+from interplay.metrics.fidelity import (
+    balanced_accuracy,
+    cohen_kappa,
+    decision_figures,
+    decision_slice,
+    js_divergence,
+    paired_bootstrap,
+    reject_f1,
+    sliced_decision_figures,
+)
+from interplay.metrics.core import same_item
+from interplay.protocol import Action, Role, mark_title
+
+HUMAN = [1, 1, 0, 0, 1, 0]
+AGENT = [1, 0, 0, 1, 1, 0]
+
+
+def test_kappa_and_reject_f1_known_answers():
+    # agreement 4/6; both accept half the items, so chance agreement 0.5: kappa (4/6 - 0.5) / 0.5 = 1/3
+    assert cohen_kappa(HUMAN, AGENT) == pytest.approx(1 / 3)
+    # reject class: humans reject items 2, 3, 5; the agent 1, 2, 5: precision 2/3, recall 2/3
+    assert reject_f1(HUMAN, AGENT) == pytest.approx(2 / 3)
+    assert balanced_accuracy(HUMAN, AGENT) == pytest.approx((2 / 3 + 2 / 3) / 2)
+    assert cohen_kappa([1, 1, 1], [1, 1, 1]) is None and reject_f1([1, 1], [0, 1]) is None
+    from sklearn.metrics import balanced_accuracy_score, cohen_kappa_score, f1_score
+
+    rng = np.random.default_rng(1)
+    for _ in range(20):  # and sklearn agrees on random decisions
+        h, a = rng.integers(0, 2, 30), rng.integers(0, 2, 30)
+        assert cohen_kappa(h, a) == pytest.approx(cohen_kappa_score(h, a))
+        assert reject_f1(h, a) == pytest.approx(f1_score(h, a, pos_label=0))
+        assert balanced_accuracy(h, a) == pytest.approx(balanced_accuracy_score(h, a))
+    assert balanced_accuracy([1, 1], [1, 0]) is None
+    yes = [1] * len(HUMAN)
+    assert cohen_kappa(HUMAN, yes) == 0.0 and reject_f1(HUMAN, yes) == 0.0 and balanced_accuracy(HUMAN, yes) == 0.5
+
+
+def test_js_divergence_known_answers():
+    assert js_divergence({"a": 3}, {"b": 5}) == pytest.approx(1.0)
+    assert js_divergence({"a": 2, "b": 2}, {"b": 1, "a": 1}) == pytest.approx(0.0, abs=1e-12)
+    # P = (1/2, 1/2), Q = (1, 0), M = (3/4, 1/4)
+    kl_pm = 0.5 * math.log2(0.5 / 0.75) + 0.5 * math.log2(0.5 / 0.25)
+    kl_qm = math.log2(1 / 0.75)
+    assert js_divergence({"a": 1, "b": 1}, {"a": 7}) == pytest.approx((kl_pm + kl_qm) / 2)
+    assert js_divergence({}, {"a": 1}) is None
+
+
+def test_bootstrap_known_answers():
+    assert paired_bootstrap(lambda x: x.mean(-1), [0.4] * 9) == pytest.approx((0.4, 0.4))
+    data = [0, 1, 1, 0, 1, 1, 1, 0]
+    idx = np.random.default_rng(5).integers(0, len(data), size=(300, len(data)))
+    means = np.asarray(data)[idx].mean(1)
+    assert paired_bootstrap(lambda x: x.mean(-1), data, resamples=300, seed=5) == \
+        pytest.approx(tuple(np.percentile(means, [2.5, 97.5])))
+    # paired resampling of a two-column statistic is the balanced-accuracy interval of the report
+    human = [1, 1, 0, 0, 1, 0, 1, 1, 0, 1]
+    agent = [1, 0, 0, 1, 1, 0, 1, 1, 1, 1]
+    assert paired_bootstrap(balanced_accuracy, human, agent) == pytest.approx(balanced_accuracy_interval(human, agent))
+    assert paired_bootstrap(np.mean, [1]) is None
+
+
+def test_decision_figures_with_slices_and_majority():
+    rows = [  # (item, target, has_target, human, agent)
+        ("Heat (1995)", "Heat (1995)", True, 1, 1), ("heat (1995)", "Heat (1995)", True, 1, 1),
+        ("Ronin (1998)", "Heat (1995)", True, 0, 1), ("Ronin (1998)", "Heat (1995)", True, 1, 0),
+        ("Up (2009)", "Heat (1995)", True, 0, 0), ("Up (2009)", None, False, 0, 0), ("Cars (2006)", None, False, 0, 1)]
+    dicts = [{"item": i, "target": t, "has_target": h, "human_accept": y, "accept": a} for i, t, h, y, a in rows]
+    assert [decision_slice(d) for d in dicts] == ["target"] * 2 + ["other-with-target"] * 3 + ["no-target"] * 2
+    s = sliced_decision_figures(dicts)
+    assert s["all"]["n"] == 7 and s["target"]["n"] == 2 and s["no-target"]["human_rejects"] == 2
+    other = s["other-with-target"]
+    # humans (reject, accept, reject), agent (accept, reject, reject): recalls 0 and 1/2; reject F1 2*1/(2+1+1)
+    assert other["balanced_accuracy"]["value"] == pytest.approx(0.25) and other["reject_f1"]["value"] == pytest.approx(0.5)
+    # majority (reject, 2 of 3) scored the same way: balanced accuracy 0.5, kappa 0, reject F1 2/(2+1.5)
+    assert other["balanced_accuracy"]["majority"] == 0.5 and other["kappa"]["majority"] == 0.0
+    assert other["reject_f1"]["majority"] == pytest.approx(0.8)
+    assert s["target"]["balanced_accuracy"]["value"] is None  # one human class there
+    with pytest.raises(ValueError, match="2 human decisions but 1"):
+        decision_figures([1, 0], [1])
+
+
+ITEMS = [Item(item_id="ml:6", title="Heat (1995)", attributes=("action", "crime", "heist")),
+         Item(item_id="ml:3", title="Ronin (1998)", attributes=("action", "crime", "thriller")),
+         Item(item_id="ml:1", title="Toy Story (1995)", attributes=("animation", "children", "comedy")),
+         Item(item_id="ml:2", title="Notebook, The (2004)", attributes=("romance", "drama")),
+         Item(item_id="ml:7", title="Heat (1986)", attributes=("action",))]
+CATALOGUE = Catalogue(ITEMS)
+HEAT = Target(item_id="ml:6", title="Heat (1995)", attributes=["action", "crime", "heist"])
+
+
+def test_probe_items_known_answer():
+    rng = random.Random(0)
+    assert probe_item("matching", HEAT, CATALOGUE, rng).title == "Ronin (1998)"  # 2 of 3, the target excluded
+    assert attribute_match(ITEMS[1], HEAT) == pytest.approx(2 / 3)
+    assert {probe_item("contradicting", HEAT, CATALOGUE, random.Random(s)).title for s in range(20)} == \
+        {"Toy Story (1995)", "Notebook, The (2004)"}
+    assert probe_item("popular", HEAT, CATALOGUE, rng, ["Heat (1995)", "Notebook, The (2004)"]).title == \
+        "Notebook, The (2004)"
+    assert probe_item("popular", HEAT, CATALOGUE, rng, []) is None
+    with pytest.raises(ValueError, match="unknown probe 'bad'"):
+        probe_item("bad", HEAT, CATALOGUE, rng)
+
+
+def test_probes_never_recommend_the_target_in_any_record_of_any_source(built_sources):
+    from interplay.data.build import read_catalogue, read_records
+
+    probed = 0
+    for source in ("redial", "inspired"):
+        catalogue = read_catalogue(built_sources / source)
+        records = read_records(built_sources / source)
+        popular = [it.title for it in list(catalogue)[:50]]
+        tasks, _ = probe_tasks(records, catalogue, popular=popular)
+        for t in tasks:
+            probed += 1
+            rec = t.observation.history[-1]
+            assert rec.role is Role.RECOMMENDER and rec.titles == [t.extra["item"]]
+            assert not same_item(t.extra["item"], t.target), t.task_id
+            assert all(not any(same_item(x, t.target) for x in h.titles) for h in t.observation.history[:-1]
+                       if h.role is Role.RECOMMENDER)  # the probe replaces the first recommendation
+            if t.extra["probe"] == "contradicting":
+                assert t.extra["attribute_match"] == 0.0
+        by_record: dict = {}
+        for t in tasks:
+            by_record.setdefault(t.record_id, {})[t.extra["probe"]] = t.extra["attribute_match"]
+        assert all(v["matching"] >= max(v.values()) for v in by_record.values() if "matching" in v)
+    assert probed > 1000
+
+
+def _record(i: int) -> DialogueRecord:
+    """The human rejects Toy Story and accepts Heat, the target."""
+    return DialogueRecord(
+        id=f"r{i}", source="test", split="test", persona=Persona(summary="Likes crime."), target=HEAT,
+        turns=[RecordTurn(role=Role.USER, action=Action.DISCLOSE_GOAL, text="A crime film, please."),
+               RecordTurn(role=Role.RECOMMENDER, action=Action.RECOMMEND, text=f"Try {mark_title('Toy Story (1995)')}.",
+                          titles=["Toy Story (1995)"]),
+               RecordTurn(role=Role.USER, action=Action.FEEDBACK, text="Not for me."),
+               RecordTurn(role=Role.RECOMMENDER, action=Action.RECOMMEND, text=f"Then {mark_title('Heat (1995)')}.",
+                          titles=["Heat (1995)"]),
+               RecordTurn(role=Role.USER, action=Action.ACCEPT, text="Great.")],
+        outcome=Outcome(accepted_item="Heat (1995)", rejected_items=["Toy Story (1995)"]))
+
+
+def _decide(tasks) -> list[bool]:
+    from agents.rule_based import RuleBasedUser
+
+    out = []
+    for t in tasks:
+        user = RuleBasedUser(catalogue=CATALOGUE, seed=0)
+        user.reset(t.view)
+        out.append(user.act(t.observation).action is Action.ACCEPT)
+    return out
+
+
+def test_the_rule_user_discriminates_and_a_yes_sayer_does_not():
+    """Can fail: the rule user's matching-vs-contradicting gap is large and positive, and a user
+    that accepts everything gets a gap of zero and a balanced accuracy of 0.5, in one scorecard."""
+    from interplay.evaluation.tasks import human_decision_tasks
+
+    records = [_record(i) for i in range(8)]
+    probes, _ = probe_tasks(records, CATALOGUE, popular=["Notebook, The (2004)"])
+    assert len(probes) == 8 * len(PROBES)
+    rule_rows = [{"record_id": t.record_id, "probe": t.extra["probe"], "accept": a,
+                  "attribute_match": t.extra["attribute_match"]} for t, a in zip(probes, _decide(probes))]
+    yes_rows = [{**r, "accept": True} for r in rule_rows]
+    rule, yes = discrimination(rule_rows), discrimination(yes_rows)
+    assert rule["gap"]["value"] == 1.0 and rule["gap"]["n"] == 8 and rule["match_auc"] == 1.0
+    assert rule["rates"]["contradicting"]["accept_rate"] == 0.0 and rule["rates"]["matching"]["accept_rate"] == 1.0
+    assert yes["gap"]["value"] == 0.0 and yes["match_auc"] is None
+    assert yes["rates"]["matching"]["accept_rate"] == yes["rates"]["contradicting"]["accept_rate"] == 1.0
+    human, _ = human_decision_tasks(records)
+    labels = [t.extra["human_accept"] for t in human]
+    assert labels == [1, 0] * 8
+    assert decision_figures(labels, _decide(human))["balanced_accuracy"]["value"] == 1.0
+    assert decision_figures(labels, [1] * len(labels))["balanced_accuracy"]["value"] == 0.5
+
+
+def _episode(user_texts: list[tuple[Action, str]], rec_titles: list[list[str]], termination=Termination.ACCEPTED,
+             accepted: str | None = None) -> EpisodeLog:
+    turns = []
+    for i, ((action, text), titles) in enumerate(zip(user_texts, rec_titles)):
+        rec_text = " and ".join(mark_title(t) for t in titles) or "What do you like?"
+        turns.append(TurnLog(index=2 * i, role=Role.RECOMMENDER, action=Action.RECOMMEND if titles else Action.INQUIRE,
+                             text=rec_text, titles=titles))
+        turns.append(TurnLog(index=2 * i + 1, role=Role.USER, action=action, text=text))
+    return EpisodeLog(episode_id=f"e{random.random()}", record_id="r", source="t", seed=0, user_spec="rule",
+                      recommender_spec="rule", persona=Persona(summary="x"), target=HEAT, turns=turns,
+                      termination=termination, num_turns=len(turns), accepted_item=accepted)
+
+
+def test_simulator_faults_known_answers():
+    assert refuses_attribute("I really don't like crime films", "crime")
+    assert refuses_attribute("No heist movies, please", "heist") and not refuses_attribute("I love crime", "crime")
+    clean = _episode([(Action.DISCLOSE_GOAL, "A crime film?"), (Action.ACCEPT, "Yes!")], [[], ["Ronin (1998)"]],
+                     accepted="Ronin (1998)")
+    assert episode_faults(clean) == []
+    early = _episode([(Action.ACCEPT, "Sure.")], [[]])
+    assert episode_faults(early) == ["ended_before_recommendation"]
+    late = _episode([(Action.FEEDBACK, "Hmm."), (Action.ACCEPT, "OK.")], [["Up (2009)"], []])
+    assert episode_faults(late) == ["accept_without_recommendation"]
+    leaky = _episode([(Action.DISCLOSE_GOAL, "Something like Heat, I hate crime"), (Action.DISCLOSE_GOAL,
+                      "something like heat, I hate crime!")], [[], []], termination=Termination.MAX_TURNS)
+    assert episode_faults(leaky) == ["target_leak", "repeats_itself", "contradicts_target"]
+    rate = simulator_fault_rate([clean, early, late, leaky])
+    assert rate["any_fault"] == 0.75 and rate["kinds"]["target_leak"]["examples"] == [leaky.episode_id]
+    # the clean episode accepted Ronin, not the target: four failed runs, three of them the simulator's fault
+    assert rate["failed_runs"] == 4 and rate["failed_runs_simulator_share"] == 0.75
