@@ -165,3 +165,52 @@ def test_decision_agreement_by_hand():
     assert decision_agreement([1, 1], [1, 0])["balanced_accuracy"] is None  # one class: undefined
     assert not math.isnan(decision_agreement([0], [0])["accuracy"])
     json.dumps(m)
+
+
+def test_fidelity_scorecard_known_answers(data_dir, tmp_path, ray_session):
+    """The rule user against a yes-sayer on the hand-made records: the rule agrees with every human
+    decision and tells matching from contradicting probes; the yes-sayer scores 0.5 and a gap of 0."""
+    from interplay.evaluation.fidelity import FidelityConfig, evaluate_fidelity
+
+    out = tmp_path / "fid"
+    cfg = FidelityConfig(users=["rule", "py:eval_agents:AcceptFirstUser"], data=str(data_dir), out=str(out),
+                         decision="generate", concurrency=4)
+    card = evaluate_fidelity(cfg, progress=False)
+    rule, yes = card["agents"]
+    # human: Police Academy 1, Super Troopers 1 (targets), American Pie 2 0 (covers 1 of 2 attributes < 0.6)
+    assert rule["decisions"]["all"]["balanced_accuracy"]["value"] == 1.0
+    assert rule["decisions"]["other-with-target"]["n"] == 1 and rule["decisions"]["target"]["n"] == 2
+    assert yes["decisions"]["all"]["balanced_accuracy"]["value"] == 0.5
+    assert yes["decisions"]["all"]["kappa"]["value"] == 0.0 and yes["decisions"]["all"]["reject_f1"]["value"] == 0.0
+    # probes: sr and et have a matching item (each other's film) and a contradicting one (The Matrix)
+    assert rule["discrimination"]["gap"] == {"n": 2, "value": 1.0, "ci95": pytest.approx((1.0, 1.0))}
+    assert yes["discrimination"]["gap"]["value"] == 0.0
+    assert rule["simulator_faults"]["episodes"] == 3 and yes["simulator_faults"]["episodes"] == 3
+    assert yes["behaviour"]["human"]["dialogues"] == 3 and rule["behaviour"]["js_words_per_turn"] is not None
+    text = (out / "scorecard.md").read_text()
+    assert "| rule | all | 3 (2/1) | 1.00" in text and (out / "scorecard.png").stat().st_size > 0
+    assert json.loads((out / "scorecard.json").read_text())["agents"][0]["agent"] == "rule"
+
+
+def test_fidelity_bad_input_is_one_line_and_writes_nothing(data_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from interplay.cli import app
+
+    no_attrs = tmp_path / "no-attrs"
+    no_attrs.mkdir()
+    (no_attrs / "test.jsonl").write_text((data_dir / "test.jsonl").read_text())
+    (no_attrs / "catalogue.jsonl").write_text("".join(i.model_copy(update={"attributes": ()}).model_dump_json() + "\n"
+                                                      for i in ITEMS))
+    no_human = tmp_path / "no-human"
+    no_human.mkdir()
+    (no_human / "test.jsonl").write_text(records()[2].model_dump_json() + "\n")
+    (no_human / "catalogue.jsonl").write_text((data_dir / "catalogue.jsonl").read_text())
+    cases = [(["--user", "nonsense-kind", "--data", str(data_dir)], "nonsense-kind"),
+             (["--user", "rule", "--data", str(no_human)], "no human accept/reject decision"),
+             (["--user", "rule", "--data", str(no_attrs)], "no item has attributes")]
+    for i, (args, message) in enumerate(cases):
+        out = tmp_path / f"out{i}"
+        result = CliRunner().invoke(app, ["evaluate", "fidelity", *args, "--out", str(out)])
+        assert result.exit_code == 2 and message in result.output, result.output
+        assert not out.exists()

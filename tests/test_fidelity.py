@@ -223,3 +223,24 @@ def test_simulator_faults_known_answers():
     assert rate["any_fault"] == 0.75 and rate["kinds"]["target_leak"]["examples"] == [leaky.episode_id]
     # the clean episode accepted Ronin, not the target: four failed runs, three of them the simulator's fault
     assert rate["failed_runs"] == 4 and rate["failed_runs_simulator_share"] == 0.75
+
+
+def test_behaviour_profile_known_answer():
+    from interplay.evaluation.behaviour_profile import compare_profiles, noncommittal, profile
+
+    assert noncommittal("Whatever, I'm open to anything!") and noncommittal("I don't mind.")
+    assert not noncommittal("I want a heist film") and not noncommittal("whatevers")
+    people = profile([[("disclose-goal", "Honestly, whatever you like"), ("accept", "Yes, that one.")],
+                      [("disclose-goal", "Funny movies with lots of explosions and car chases please")]])
+    assert people["actions_by_position"] == {"1:disclose-goal": 2, "2:accept": 1}
+    assert people["turns_per_dialogue"] == {"2": 1, "1": 1}
+    assert people["words_per_turn"] == {"3-5": 2, "6-10": 1} and people["noncommittal_share"] == pytest.approx(1 / 3)
+    sim = profile([[("accept", "Yes.")], [("accept", "Sure.")]])
+    cmp = compare_profiles(sim, people)
+    # actions: sim all "1:accept", people (2/3, 1/3) on other keys: disjoint
+    assert cmp["js_actions_by_position"] == pytest.approx(1.0)
+    # turns per dialogue: sim {1: 1}, people {1: 1/2, 2: 1/2}
+    m = (0.75, 0.25)
+    kl_p = 0.5 * math.log2(0.5 / m[0]) + 0.5 * math.log2(0.5 / m[1])
+    assert cmp["js_turns_per_dialogue"] == pytest.approx((math.log2(1 / m[0]) + kl_p) / 2)
+    assert cmp["noncommittal_simulated"] == 0.0 and cmp["noncommittal_human"] == pytest.approx(1 / 3)

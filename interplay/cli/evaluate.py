@@ -96,6 +96,37 @@ def evaluate_user_cmd(
     _run_evaluation(evaluate_user, user_table, cfg, resume, ray_address, progress)
 
 
+@eval_app.command("fidelity")
+def evaluate_fidelity_cmd(
+    user: list[str] = typer.Option(..., help="a user agent spec to judge (repeat: rule, llm, usersim:CKPT, py:...)"),
+    data: Path = option(E, "data"), split: str = option(E, "split"),
+    out: Path = typer.Option(..., help="scorecard folder (scorecard.md/.json/.png; one evaluation folder per agent)"),
+    limit: Optional[int] = option(E, "limit"),
+    decision: str = option(E, "decision", default="score"),
+    accept_threshold: list[float] = typer.Option([], help="P(accept) threshold per --user in order (one: all; "
+                                                 "default 0.5); choose each on a valid split"),
+    seed: int = option(E, "seed"), concurrency: int = option(E, "concurrency"),
+    resume: bool = _RESUME, ray_address: Optional[str] = _RAY, progress: bool = typer.Option(True),
+) -> None:
+    """Judge user simulators against people on real dialogues: decisions per slice (balanced accuracy,
+    kappa, reject F1 with intervals), counterfactual discrimination, behaviour vs people, simulator faults."""
+    from interplay.evaluation.fidelity import FidelityConfig, evaluate_fidelity
+
+    try:
+        cfg = FidelityConfig(users=user, data=str(data), split=split, out=str(out), limit=limit, decision=decision,
+                             accept_thresholds=accept_threshold, seed=seed, concurrency=concurrency)
+    except ValueError as exc:
+        fail(exc)
+    with bad_input(ValueError, FileNotFoundError, FileExistsError):
+        card = evaluate_fidelity(cfg, resume=resume, ray_address=ray_address, progress=progress)
+    for a in card["agents"]:
+        d, g = a["decisions"]["all"], (a["discrimination"] or {}).get("gap") or {}
+        ba, gap = (d.get("balanced_accuracy") or {}).get("value"), g.get("value")
+        console.print(f"{a['agent']}: balanced accuracy {'-' if ba is None else f'{ba:.3f}'} on {d['n']} items; "
+                      f"match-contradict gap {'-' if gap is None else f'{gap:.2f}'}")
+    console.print(f"wrote {out / 'scorecard.md'}")
+
+
 @eval_app.command("recommender")
 def evaluate_recommender_cmd(
     agent: str = option(E, "agent"), data: Path = option(E, "data"), split: str = option(E, "split"),

@@ -43,23 +43,57 @@ def _not_target(item: Item, target: Target) -> bool:
     return item.item_id != target.item_id and not same_item(item.title, target.title)
 
 
-def probe_item(kind: str, target: Target, catalogue: Catalogue, rng: random.Random,
-               popular: list[str] | None = None) -> Item | None:
+class ProbeIndex:
+    """A catalogue indexed for the probes: attribute -> items (so a matching item is found from
+    the target's few attributes, not by scanning every item), and the items a user can read."""
+
+    def __init__(self, catalogue: Catalogue):
+        self.catalogue = catalogue
+        self.items = list(catalogue)
+        self.readable = [it for it in self.items if len(it.attributes) >= 2]
+        self.by_attribute: dict[str, list[int]] = {}
+        for i, it in enumerate(self.items):
+            for a in {a.lower() for a in it.attributes}:
+                self.by_attribute.setdefault(a, []).append(i)
+
+    def matching(self, target: Target) -> list[Item]:
+        """The non-target items sharing the most target attributes (none when none shares one)."""
+        from collections import Counter
+
+        counts = Counter(i for a in {a.lower() for a in target.attributes} for i in self.by_attribute.get(a, ()))
+        for n in sorted(set(counts.values()), reverse=True):
+            best = [self.items[i] for i, c in sorted(counts.items()) if c == n]
+            best = [it for it in best if _not_target(it, target)]
+            if best:
+                return best
+        return []
+
+
+def probe_item(kind: str, target: Target, catalogue: Catalogue | ProbeIndex, rng: random.Random,
+               popular: list[str] | None = None, tries: int = 500) -> Item | None:
     """The item the ``kind`` probe recommends to a user with ``target``'s attributes (never the
     target; None when no catalogue item qualifies)."""
-    pool = [it for it in catalogue if _not_target(it, target)]
+    index = catalogue if isinstance(catalogue, ProbeIndex) else ProbeIndex(catalogue)
     if kind == "matching":
-        scored = [(attribute_match(it, target), it) for it in pool]
-        best = max((s for s, _ in scored), default=0.0)
-        pool = [it for s, it in scored if s == best and s > 0]
-    elif kind == "contradicting":
-        pool = [it for it in pool if contradicts(it, target)]
-    elif kind == "popular":
-        allowed = {it.title for it in pool}
-        found = [catalogue.find(t) for t in (popular or [])]
-        pool = [it for it in found if it is not None and it.title in allowed][:POPULAR_POOL]
-    elif kind != "random":
+        pool = index.matching(target)
+        return rng.choice(pool) if pool else None
+    if kind == "popular":
+        found = [index.catalogue.find(t) for t in (popular or [])]
+        pool = [it for it in found if it is not None and _not_target(it, target)][:POPULAR_POOL]
+        return rng.choice(pool) if pool else None
+    if kind == "contradicting":
+        ok, source = (lambda it: contradicts(it, target)), index.readable
+    elif kind == "random":
+        ok, source = (lambda it: _not_target(it, target)), index.items
+    else:
         raise ValueError(f"unknown probe {kind!r} (known: {', '.join(PROBES)})")
+    if not source:
+        return None
+    for _ in range(tries):  # rejection sampling: almost every item qualifies in a real catalogue
+        it = rng.choice(source)
+        if ok(it) and _not_target(it, target):
+            return it
+    pool = [it for it in source if ok(it) and _not_target(it, target)]  # a small or odd catalogue
     return rng.choice(pool) if pool else None
 
 
@@ -71,6 +105,7 @@ def probe_tasks(records: list[DialogueRecord], catalogue: Catalogue, grounded: b
     from collections import Counter
 
     tasks, skipped = [], Counter()
+    index = ProbeIndex(catalogue)
     for r in records:
         view = _user_view(r, skipped)
         if view is None:
@@ -81,7 +116,7 @@ def probe_tasks(records: list[DialogueRecord], catalogue: Catalogue, grounded: b
         while before and before[-1].role is Role.RECOMMENDER:  # the probe speaks in the recommender's place
             before = before[:-1]
         for kind in kinds:
-            item = probe_item(kind, r.target, catalogue, random.Random(f"{seed}:{r.id}:{kind}"), popular)
+            item = probe_item(kind, r.target, index, random.Random(f"{seed}:{r.id}:{kind}"), popular)
             if item is None:
                 skipped[f"no {kind} item"] += 1
                 continue

@@ -1,0 +1,219 @@
+"""``interplay evaluate fidelity``: one scorecard judging user simulators against people.
+
+For each user agent, on the same real dialogues: an ``evaluate user`` run with the parts the
+scorecard reads (replay, human, probe) in ``OUT/<agent>/`` (resumable), then from its logs:
+decisions per slice (:mod:`interplay.metrics.fidelity`), counterfactual discrimination
+(:mod:`interplay.evaluation.probes`), the behaviour profile vs people
+(:mod:`interplay.evaluation.behaviour_profile`) and the simulator-fault rate
+(:mod:`interplay.evaluation.simulator_faults`). Writes ``scorecard.json``, ``scorecard.md`` and
+``scorecard.png``. Every input is checked before anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from interplay.evaluation.config import EvalConfig
+
+SCORECARD = "scorecard"
+PARTS = ["replay", "human", "probe"]
+
+
+class FidelityConfig(BaseModel):
+    """What the scorecard compares and how each user agent's decisions are read."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    users: list[str] = Field(min_length=1, description="user agent specs to compare (rule, llm, usersim:CKPT, py:...)")
+    data: str = Field(description="a folder from 'interplay data build' with human decisions and catalogue attributes")
+    split: str = Field("test", description="split to evaluate on")
+    out: str = Field(description="scorecard folder (one evaluation folder per user agent inside)")
+    limit: int | None = Field(None, ge=1, description="only the first N records (None: all)")
+    decision: str = Field("score", description="score (P(accept), LLM agents) or generate")
+    accept_thresholds: list[float] = Field(default_factory=list, description="per user agent, in order (one value: "
+                                           "all); default 0.5. Choose each on a valid split")
+    seed: int = 0
+    concurrency: int = 16
+
+
+def agent_folder(spec: str) -> str:
+    """A folder name for an agent spec (``usersim:runs/ckpt/x`` -> ``usersim-runs-ckpt-x``)."""
+    return re.sub(r"[^A-Za-z0-9._=-]+", "-", spec).strip("-") or "agent"
+
+
+def check_inputs(cfg: FidelityConfig) -> tuple[list, object]:
+    """The records and catalogue, after checking every user spec, that the split has human
+    decisions, and that the catalogue has attributes (ValueError naming what is wrong)."""
+    from interplay.agent_specs import check_agent_spec
+    from interplay.data.build import read_catalogue, read_records
+    from interplay.evaluation.tasks import human_decision_tasks
+    from interplay.protocol import Role
+
+    for spec in cfg.users:
+        check_agent_spec(spec, Role.USER)
+    if len(cfg.accept_thresholds) not in (0, 1, len(cfg.users)):
+        raise ValueError(f"{len(cfg.accept_thresholds)} accept thresholds for {len(cfg.users)} user agents "
+                         "(give none, one, or one per --user)")
+    records = read_records(cfg.data, cfg.split)
+    if not records:
+        raise ValueError(f"{cfg.data}: no record in split {cfg.split!r}")
+    records = records[: cfg.limit] if cfg.limit else records
+    if not human_decision_tasks(records)[0]:
+        raise ValueError(f"{cfg.data} split {cfg.split!r}: no human accept/reject decision to compare with "
+                         "(no record has an accepted or rejected recommended item)")
+    catalogue = read_catalogue(cfg.data)
+    if not any(item.attributes for item in catalogue):
+        raise ValueError(f"{Path(cfg.data) / 'catalogue.jsonl'}: no item has attributes (genres, keywords); the "
+                         "probes and grounded decisions need them (build the data with the keyword catalogue)")
+    return records, catalogue
+
+
+def threshold_of(cfg: FidelityConfig, i: int) -> float:
+    t = cfg.accept_thresholds
+    return 0.5 if not t else (t[0] if len(t) == 1 else t[i])
+
+
+def agent_eval_config(cfg: FidelityConfig, i: int) -> EvalConfig:
+    spec = cfg.users[i]
+    return EvalConfig(kind="user", agent=spec, data=cfg.data, split=cfg.split, limit=cfg.limit,
+                      out=str(Path(cfg.out) / agent_folder(spec)), parts=PARTS, decision=cfg.decision,
+                      accept_threshold=threshold_of(cfg, i), seed=cfg.seed, concurrency=cfg.concurrency)
+
+
+def agent_card(folder: Path, records) -> dict:
+    """The scorecard row of one finished user evaluation folder."""
+    from interplay.episode_log import latest_episodes
+    from interplay.evaluation.behaviour_profile import behaviour_profile
+    from interplay.evaluation.evaluate import HUMAN_FILE, REPLAY_DIR
+    from interplay.evaluation.simulator_faults import simulator_fault_rate
+    from interplay.metrics.fidelity import sliced_decision_figures
+
+    metrics = json.loads((folder / "metrics.json").read_text())
+    human = [json.loads(line) for line in (folder / HUMAN_FILE).read_text().splitlines() if line.strip()]
+    episodes_path = folder / REPLAY_DIR / "episodes.jsonl"
+    episodes = list(latest_episodes(episodes_path)) if episodes_path.exists() else []
+    return {
+        "agent": metrics["agent"], "folder": str(folder),
+        "decisions": sliced_decision_figures([{**r, "accept": r["action"] == "accept"} for r in human]),
+        "discrimination": metrics.get("discrimination"),
+        "behaviour": behaviour_profile(episodes, records),
+        "simulator_faults": simulator_fault_rate(episodes),
+        "replay": {k: metrics["replay"].get(k) for k in ("episodes", "SR", "ET", "FR")},
+        "decision_method": metrics["human_view"].get("decision_method"),
+        "accept_threshold": metrics["settings"].get("accept_threshold"),
+    }
+
+
+def evaluate_fidelity(cfg: FidelityConfig, resume: bool = False, ray_address: str | None = None,
+                      progress: bool = True) -> dict:
+    """Run (or resume) each user agent's evaluation, then write the scorecard."""
+    from interplay.evaluation.evaluate import evaluate_user
+    from interplay.run_folder import write_json_atomic
+
+    records, _ = check_inputs(cfg)
+    configs = [agent_eval_config(cfg, i) for i in range(len(cfg.users))]
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cards = []
+    for ecfg in configs:
+        folder = Path(ecfg.out)
+        evaluate_user(ecfg, resume=resume or folder.exists(), ray_address=ray_address, progress=progress)
+        cards.append(agent_card(folder, records))
+    card = {"config": cfg.model_dump(mode="json"), "agents": cards}
+    write_json_atomic(out / f"{SCORECARD}.json", card)
+    (out / f"{SCORECARD}.md").write_text(scorecard_markdown(card))
+    plot_scorecard(card, out / f"{SCORECARD}.png")
+    return card
+
+
+def _fmt(fig: dict | None, key: str = "value") -> str:
+    if not fig or fig.get(key) is None:
+        return "-"
+    ci = fig.get("ci95")
+    return f"{fig[key]:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+
+
+def _num(x) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def scorecard_markdown(card: dict) -> str:
+    """The scorecard as markdown tables (every interval a 95% bootstrap, n beside each figure)."""
+    from interplay.metrics.fidelity import SLICES
+
+    c = card["config"]
+    lines = [f"# Fidelity scorecard: {c['data']} ({c['split']})", "",
+             "Decisions against the humans' accept/reject, per slice (n = judged items; majority = always the "
+             "humans' more frequent decision):", "",
+             "| agent | slice | n (acc/rej) | balanced acc. | kappa | reject F1 | majority bal. acc. |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for a in card["agents"]:
+        for s in ("all", *SLICES):
+            d = a["decisions"][s]
+            if not d.get("n"):
+                continue
+            lines.append(f"| {a['agent']} | {s} | {d['n']} ({d['human_accepts']}/{d['human_rejects']}) | "
+                         f"{_fmt(d['balanced_accuracy'])} | {_fmt(d['kappa'])} | {_fmt(d['reject_f1'])} | "
+                         f"{_fmt(d['balanced_accuracy'], 'majority')} |")
+    lines += ["", "Counterfactual discrimination (recommenders built to match or contradict the target attributes):",
+              "", "| agent | matching | contradicting | popular | random | gap (n) | AUC of match |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
+    for a in card["agents"]:
+        d = a["discrimination"] or {}
+        rates = d.get("rates", {})
+        cells = [_fmt(rates.get(k), "accept_rate") for k in ("matching", "contradicting", "popular", "random")]
+        gap = d.get("gap") or {}
+        lines.append(f"| {a['agent']} | " + " | ".join(cells) + f" | {_fmt(gap)} ({gap.get('n', 0)}) | "
+                     f"{_num(d.get('match_auc'))} |")
+    lines += ["", "Behaviour vs people (Jensen-Shannon divergence, 0 = same distribution; replayed dialogues):", "",
+              "| agent | actions by position | turns per dialogue | words per turn | non-committal sim / human |",
+              "| --- | --- | --- | --- | --- |"]
+    for a in card["agents"]:
+        b = a["behaviour"]
+        lines.append(f"| {a['agent']} | {_num(b['js_actions_by_position'])} | {_num(b['js_turns_per_dialogue'])} | "
+                     f"{_num(b['js_words_per_turn'])} | {_num(b['noncommittal_simulated'])} / "
+                     f"{_num(b['noncommittal_human'])} |")
+    lines += ["", "Simulator faults in replayed episodes (share of episodes; examples):", "",
+              "| agent | episodes | SR / ET / FR | any fault | failed runs with a simulator fault | kinds |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    for a in card["agents"]:
+        f, r = a["simulator_faults"], a["replay"]
+        kinds = "; ".join(f"{k} {v['episodes']} ({', '.join(v['examples'])})" for k, v in f["kinds"].items() if v["episodes"])
+        lines.append(f"| {a['agent']} | {f['episodes']} | {_num(r.get('SR'))} / {_num(r.get('ET'))} / "
+                     f"{_num(r.get('FR'))} | {_num(f['any_fault'])} | {_num(f['failed_runs_simulator_share'])} | "
+                     f"{kinds or '-'} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_scorecard(card: dict, path: Path) -> None:
+    """User agents as rows, fidelity figures as columns, 95% intervals drawn."""
+    from interplay.evaluation.agent_report import _plt
+
+    columns = [("bal. acc. (all)", lambda a: a["decisions"]["all"].get("balanced_accuracy")),
+               ("bal. acc. (other items)", lambda a: a["decisions"]["other-with-target"].get("balanced_accuracy")),
+               ("kappa (all)", lambda a: a["decisions"]["all"].get("kappa")),
+               ("reject F1 (all)", lambda a: a["decisions"]["all"].get("reject_f1")),
+               ("match - contradict gap", lambda a: (a["discrimination"] or {}).get("gap"))]
+    agents = card["agents"]
+    plt = _plt(path)
+    fig, axes = plt.subplots(1, len(columns), figsize=(2.4 * len(columns), 0.6 + 0.55 * len(agents)), sharey=True,
+                             squeeze=False)
+    for ax, (name, get) in zip(axes[0], columns):
+        for y, a in enumerate(agents):
+            f = get(a) or {}
+            if f.get("value") is None:
+                continue
+            ci = f.get("ci95") or (f["value"], f["value"])
+            ax.errorbar([f["value"]], [y], xerr=[[f["value"] - ci[0]], [ci[1] - f["value"]]], fmt="o", capsize=3)
+        ax.set_title(name, fontsize=8)
+        ax.set_xlim(-1 if "kappa" in name or "gap" in name else 0, 1)
+        ax.axvline(0.5 if "bal." in name else 0.0, color="grey", lw=0.6, ls="--")
+    axes[0][0].set_yticks(range(len(agents)), [a["agent"][-28:] for a in agents], fontsize=7)
+    axes[0][0].invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
