@@ -9,7 +9,7 @@ from interplay.episode import Observation
 from interplay.candidates import strip_candidates
 from interplay.grounding import strip_grounding
 from interplay.prompting import build_messages, render_prompt
-from interplay.protocol import ACTION_OPEN, TITLE_OPEN, ProtocolError, Role, Turn, parse_turn
+from interplay.protocol import ACTION_OPEN, TITLE_OPEN, ProtocolError, Role, Turn, format_turn, parse_turn
 from interplay.turn_grammar import GrammarError, check_actions
 
 
@@ -134,6 +134,19 @@ class LLMAgent(Agent):
         weights = [math.exp(s - top) for s in scores]
         total = sum(weights)
         return {a.value: w / total for a, w in zip(actions, weights)}
+
+    def turn_likelihood(self, observation: Observation, turn: Turn) -> tuple[float, int] | None:
+        """Log-likelihood of ``turn`` in this agent's wire format after its prompt (the part the
+        prompt's prefill does not already hold), and its token count. None when the backend
+        cannot score."""
+        caps = capabilities_of(self.backend)
+        if not caps.scoring or caps.chat:
+            return None
+        text = format_turn(turn)
+        if self.prefill and text.startswith(self.prefill):
+            text = text[len(self.prefill):]
+        tokens = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return self.backend.score_continuations([self.prompt(observation)], [[text]])[0][0], tokens
 
     def rank(self, observation: Observation, output: str, k: int, beam: int = 0) -> list[str]:
         """The ``k`` catalogue titles the model finds most likely at the first ``<movie_title>`` of

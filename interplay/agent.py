@@ -46,6 +46,12 @@ class Agent:
         cannot tell; evaluations then fall back to ``act``."""
         return None
 
+    def turn_likelihood(self, observation: Observation, turn: Turn) -> tuple[float, int] | None:
+        """The log-likelihood of ``turn`` (as this agent would write it) after ``observation``, and
+        its number of tokens; ``None`` when the agent has no model to ask (the fidelity
+        scorecard's likelihood of real user turns)."""
+        return None
+
     def act_batch(self, observations: list[Observation]) -> list[Turn | ProtocolError]:
         """One result per observation, a :class:`ProtocolError` standing for an unparseable
         output; override to batch model calls."""

@@ -96,6 +96,27 @@ def test_scored_decision_is_the_greedy_constrained_action(user_ckpt):
     assert set(agent.action_probabilities(narrowed)) == {"accept", "feedback"}
 
 
+def test_likelihood_of_a_real_user_turn_equals_a_direct_forward_pass(user_ckpt):
+    """The fidelity scorecard's NLL: the agent's log-likelihood of a recorded turn, in its wire
+    format after its prompt, equals one forward pass over prompt + turn; tokens counted alike."""
+    from agents.llm import FineTunedUserSimulator
+    from interplay.backends.base import GenerationParams
+    from interplay.backends.transformers_backend import TransformersBackend
+    from interplay.protocol import Turn, format_turn
+
+    backend = TransformersBackend(str(user_ckpt), dtype="float32")
+    agent = FineTunedUserSimulator(backend, backend.tokenizer, GenerationParams(), grounded=False)
+    agent.reset(UserView(episode_id="e", persona=Persona(summary="Likes crime."), target_attributes=["crime"],
+                         target_attribute_text="A crime film."))
+    model = AutoModelForCausalLM.from_pretrained(user_ckpt).eval()
+    obs = observations()[0]
+    for turn in (Turn(Action.ACCEPT, "Yes, I love that one!"), Turn(Action.FEEDBACK, "Seen it. Something newer?")):
+        logprob, tokens = agent.turn_likelihood(obs, turn)
+        text = format_turn(turn)[len(agent.prefill):]
+        assert logprob == pytest.approx(naive_scores(model, backend.tokenizer, agent.prompt(obs), [text])[0], abs=1e-4)
+        assert tokens == len(backend.tokenizer(text, add_special_tokens=False)["input_ids"]) and tokens > 5
+
+
 def test_evaluate_user_scores_decisions_through_ray(user_ckpt, tmp_path, ray_session):
     """``--decision score`` end to end (real Ray, model server, agent host): each human-judged
     item gets P(accept) from the server, the decision follows the threshold, the metrics add the
@@ -112,8 +133,11 @@ def test_evaluate_user_scores_decisions_through_ray(user_ckpt, tmp_path, ray_ses
     (data / "catalogue.jsonl").write_text("".join(i.model_dump_json() + "\n" for i in ITEMS))
     out = tmp_path / "scored"
     m = evaluate_user(EvalConfig(kind="user", agent=f"usersim:{user_ckpt}", data=str(data), out=str(out),
-                                 parts=["human"], decision="score", accept_threshold=0.3, concurrency=4),
+                                 parts=["human", "nll"], decision="score", accept_threshold=0.3, concurrency=4),
                       progress=False)
+    nll = list(ResultLog(out / "user_turn_nll.jsonl").rows.values())
+    assert len(nll) == 8 and all(r["logprob"] < 0 and r["tokens"] > 3 for r in nll)  # every recorded user turn
+    assert m["user_turn_nll"]["nll_per_token"] == pytest.approx(-sum(r["logprob"] for r in nll) / sum(r["tokens"] for r in nll))
     rows = list(ResultLog(out / "human_view.jsonl").rows.values())
     assert len(rows) == 3 and all(r["decision_method"] == "score" for r in rows)
     for r in rows:
@@ -126,3 +150,4 @@ def test_evaluate_user_scores_decisions_through_ray(user_ckpt, tmp_path, ray_ses
                                         out=str(tmp_path / "rule"), parts=["human"], decision="score", concurrency=4),
                              progress=False)
     assert fallback["human_view"]["decision_method"] == {"generate": 3} and fallback["human_view"]["agent_accepts"] == 3
+    assert fallback["user_turn_nll"] is None  # not asked for

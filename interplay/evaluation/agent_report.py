@@ -91,9 +91,21 @@ def human_view_metrics(rows: list[dict]) -> dict:
     return m
 
 
+def user_turn_nll(rows: list[dict]) -> dict:
+    """Mean negative log-likelihood per token of the real user turns under the agent's model
+    (token-weighted over turns) and its perplexity; None figures when the agent cannot score."""
+    import math
+
+    scored = [r for r in rows if r.get("logprob") is not None and r.get("tokens")]
+    tokens = sum(r["tokens"] for r in scored)
+    nll = -sum(r["logprob"] for r in scored) / tokens if tokens else None
+    return {"turns": len(rows), "scored_turns": len(scored), "tokens": tokens, "nll_per_token": nll,
+            "perplexity": math.exp(nll) if nll is not None else None}
+
+
 def user_report(cfg: EvalConfig, out: Path, episodes: list[EpisodeLog], single: list[dict], human: list[dict],
                 records: int, skipped: dict, model_servers: dict, plots: bool = True,
-                probes: list[dict] | None = None) -> dict:
+                probes: list[dict] | None = None, nll: list[dict] | None = None) -> dict:
     from interplay.evaluation.probes import discrimination
 
     settings = BERTScoreSettings(cfg.bertscore_model, cfg.bertscore_layers)
@@ -105,6 +117,7 @@ def user_report(cfg: EvalConfig, out: Path, episodes: list[EpisodeLog], single: 
         "single_turn": single_m,
         "human_view": human_view_metrics(human) if human else {"n": 0},
         "discrimination": discrimination([{**r, "accept": r["action"] == "accept"} for r in probes]) if probes else None,
+        "user_turn_nll": user_turn_nll(nll) if nll else None,
         "model_servers": model_servers,
     }
     write_json_atomic(out / METRICS_FILE, metrics)

@@ -11,7 +11,7 @@ from interplay.agent_specs import AgentSpec
 from interplay.backends.base import GenerationParams
 from interplay.run_folder import prepare_run_folder
 
-UserPart = Literal["replay", "single", "human", "probe"]
+UserPart = Literal["replay", "single", "human", "probe", "nll"]
 
 
 class EvalConfig(BaseModel):

@@ -23,6 +23,7 @@ SINGLE_FILE = "single_turn.jsonl"
 HUMAN_FILE = "human_view.jsonl"
 RECOMMEND_FILE = "recommendations.jsonl"
 PROBE_FILE = "probe.jsonl"
+NLL_FILE = "user_turn_nll.jsonl"
 
 
 def _records(cfg: EvalConfig):
@@ -73,10 +74,11 @@ def evaluate_user(cfg: EvalConfig, resume: bool = False, ray_address: str | None
     replay, skipped_replay = replay_tasks(records) if "replay" in cfg.parts else ([], Counter())
     grounding = catalogue if cfg.grounded else None
     single, skipped_single = user_turn_tasks(records, grounding) if "single" in cfg.parts else ([], Counter())
+    nll_tasks = user_turn_tasks(records, grounding)[0] if "nll" in cfg.parts else []
     human, skipped_human = human_decision_tasks(records, grounding) if "human" in cfg.parts else ([], Counter())
     probes, skipped_probe = _probe_tasks(cfg, records, catalogue) if "probe" in cfg.parts else ([], {})
     single_log, human_log = ResultLog(out / SINGLE_FILE), ResultLog(out / HUMAN_FILE)
-    probe_log = ResultLog(out / PROBE_FILE)
+    probe_log, nll_log = ResultLog(out / PROBE_FILE), ResultLog(out / NLL_FILE)
     threshold = cfg.accept_threshold if cfg.decision == "score" else None
 
     async def work(host):
@@ -87,12 +89,16 @@ def evaluate_user(cfg: EvalConfig, resume: bool = False, ray_address: str | None
             t3 = bar.add_task("human-judged items", total=len(human), completed=sum(t.task_id in human_log.rows for t in human))
             t4 = bar.add_task("probe recommendations", total=len(probes),
                               completed=sum(t.task_id in probe_log.rows for t in probes))
+            t5 = bar.add_task("likelihood of real user turns", total=len(nll_tasks),
+                              completed=sum(t.task_id in nll_log.rows for t in nll_tasks))
             await asyncio.gather(
                 run_replays(host, replay, writer, done, cfg.agent, cfg.max_retries, cfg.concurrency, cfg.seed,
                             lambda ep: bar.advance(t1), grounding),
                 run_turn_tasks(host, single, single_log, cfg.concurrency, cfg.seed, lambda r: bar.advance(t2)),
                 run_turn_tasks(host, human, human_log, cfg.concurrency, cfg.seed, lambda r: bar.advance(t3), threshold),
                 run_turn_tasks(host, probes, probe_log, cfg.concurrency, cfg.seed, lambda r: bar.advance(t4), threshold),
+                run_turn_tasks(host, nll_tasks, nll_log, cfg.concurrency, cfg.seed, lambda r: bar.advance(t5),
+                               score_reference=True),
             )
 
     try:
@@ -101,6 +107,7 @@ def evaluate_user(cfg: EvalConfig, resume: bool = False, ray_address: str | None
         single_log.close()
         human_log.close()
         probe_log.close()
+        nll_log.close()
     ids = {t.episode_id for t in replay}
     replay_path = out / REPLAY_DIR / "episodes.jsonl"
     episodes = [e for e in latest_episodes(replay_path) if e.episode_id in ids] if replay_path.exists() else []
@@ -110,7 +117,8 @@ def evaluate_user(cfg: EvalConfig, resume: bool = False, ray_address: str | None
                        [single_log.rows[t.task_id] for t in single if t.task_id in single_log.rows],
                        [human_log.rows[t.task_id] for t in human if t.task_id in human_log.rows],
                        records=len(records), skipped=skipped, model_servers=stats,
-                       probes=[probe_log.rows[t.task_id] for t in probes if t.task_id in probe_log.rows])
+                       probes=[probe_log.rows[t.task_id] for t in probes if t.task_id in probe_log.rows],
+                       nll=[nll_log.rows[t.task_id] for t in nll_tasks if t.task_id in nll_log.rows])
 
 
 def _probe_tasks(cfg: EvalConfig, records, catalogue):

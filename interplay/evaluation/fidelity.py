@@ -1,9 +1,10 @@
 """``interplay evaluate fidelity``: one scorecard judging user simulators against people.
 
 For each user agent, on the same real dialogues: an ``evaluate user`` run with the parts the
-scorecard reads (replay, human, probe) in ``OUT/<agent>/`` (resumable), then from its logs:
+scorecard reads (replay, human, probe, nll) in ``OUT/<agent>/`` (resumable), then from its logs:
 decisions per slice (:mod:`interplay.metrics.fidelity`), counterfactual discrimination
-(:mod:`interplay.evaluation.probes`), the behaviour profile vs people
+(:mod:`interplay.evaluation.probes`), the likelihood of the real user turns under the agent's
+model, the behaviour profile vs people
 (:mod:`interplay.evaluation.behaviour_profile`) and the simulator-fault rate
 (:mod:`interplay.evaluation.simulator_faults`). Writes ``scorecard.json``, ``scorecard.md`` and
 ``scorecard.png``. Every input is checked before anything is written.
@@ -20,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from interplay.evaluation.config import EvalConfig
 
 SCORECARD = "scorecard"
-PARTS = ["replay", "human", "probe"]
+PARTS = ["replay", "human", "probe", "nll"]
 
 
 class FidelityConfig(BaseModel):
@@ -102,6 +103,7 @@ def agent_card(folder: Path, records) -> dict:
         "discrimination": metrics.get("discrimination"),
         "behaviour": behaviour_profile(episodes, records),
         "simulator_faults": simulator_fault_rate(episodes),
+        "likelihood": metrics.get("user_turn_nll"),
         "replay": {k: metrics["replay"].get(k) for k in ("episodes", "SR", "ET", "FR")},
         "decision_method": metrics["human_view"].get("decision_method"),
         "accept_threshold": metrics["settings"].get("accept_threshold"),
@@ -169,6 +171,13 @@ def scorecard_markdown(card: dict) -> str:
         gap = d.get("gap") or {}
         lines.append(f"| {a['agent']} | " + " | ".join(cells) + f" | {_fmt(gap)} ({gap.get('n', 0)}) | "
                      f"{_num(d.get('match_auc'))} |")
+    lines += ["", "Likelihood of the real user turns under each agent's model (lower is closer to people; "
+              "rule agents have no model):", "", "| agent | turns | tokens | NLL per token | perplexity |",
+              "| --- | --- | --- | --- | --- |"]
+    for a in card["agents"]:
+        x = a.get("likelihood") or {}
+        lines.append(f"| {a['agent']} | {x.get('scored_turns', 0)} | {x.get('tokens', 0)} | "
+                     f"{_num(x.get('nll_per_token'))} | {_num(x.get('perplexity'))} |")
     lines += ["", "Behaviour vs people (Jensen-Shannon divergence, 0 = same distribution; replayed dialogues):", "",
               "| agent | actions by position | turns per dialogue | words per turn | non-committal sim / human |",
               "| --- | --- | --- | --- | --- |"]

@@ -137,15 +137,42 @@ async def decide(host, task: TurnTask, seed: int, accept_threshold: float) -> Tu
                    p_accept=p_accept, action_probabilities=probs, decision_method="score")
 
 
+async def likelihood(host, task: TurnTask, seed: int) -> TurnRow:
+    """The agent's log-likelihood of the task's recorded reply (``reference`` with
+    ``reference_action``) after the gold history, and its token count; ``nll`` None when the
+    agent cannot score."""
+    from interplay.protocol import Action, Turn
+    from interplay.runtime.agent_host import RayAgentHandle
+
+    handle = RayAgentHandle(host, task.task_id, seed)
+    row = _row_head(task)
+    try:
+        await handle.reset(task.view)
+        got = await handle.turn_likelihood(task.observation, Turn(Action(task.reference_action), task.reference or ""))
+        row.update(parsed=True, logprob=None if got is None else got[0], tokens=None if got is None else got[1])
+    except Exception as exc:  # a failure is a result too
+        row.update(parsed=False, logprob=None, tokens=None, error=f"agent error: {exc}")
+    finally:
+        try:
+            await handle.close()
+        except Exception:
+            pass
+    return row
+
+
 async def run_turn_tasks(host, tasks: list[TurnTask], log: ResultLog, concurrency: int, seed: int,
-                         on_done: Callable[[TurnRow], None], accept_threshold: float | None = None) -> None:
+                         on_done: Callable[[TurnRow], None], accept_threshold: float | None = None,
+                         score_reference: bool = False) -> None:
     """Answer every task not yet in ``log``; with ``accept_threshold``, by :func:`decide`
-    (decisions scored, not generated)."""
+    (decisions scored, not generated); with ``score_reference``, by :func:`likelihood` (the
+    recorded reply's log-likelihood)."""
     sem = asyncio.Semaphore(concurrency)
 
     async def one(i: int, task: TurnTask) -> None:
         async with sem:
-            if accept_threshold is None:
+            if score_reference:
+                row = await likelihood(host, task, seed + i)
+            elif accept_threshold is None:
                 row = await answer(host, task, seed + i)
             else:
                 row = await decide(host, task, seed + i, accept_threshold)

@@ -118,6 +118,11 @@ class AgentHost:
         it cannot tell)."""
         return self._agent(role, episode_id).action_probabilities(observation)
 
+    def turn_likelihood(self, role: Role, episode_id: str, observation: Observation,
+                        turn: Turn) -> tuple[float, int] | None:
+        """The agent's log-likelihood and token count of ``turn`` after ``observation`` (None: no model)."""
+        return self._agent(role, episode_id).turn_likelihood(observation, turn)
+
     def close(self, role: Role, episode_id: str) -> None:
         with self._lock:
             self._agents.pop((role, episode_id), None)
@@ -158,6 +163,9 @@ class RayAgentHandle:
 
     async def action_probabilities(self, observation: Observation) -> dict[str, float] | None:
         return await self.host.actor.action_probabilities.remote(self.host.role, self.episode_id, observation)
+
+    async def turn_likelihood(self, observation: Observation, turn: Turn) -> tuple[float, int] | None:
+        return await self.host.actor.turn_likelihood.remote(self.host.role, self.episode_id, observation, turn)
 
     async def close(self) -> None:
         await self.host.actor.close.remote(self.host.role, self.episode_id)
