@@ -19,6 +19,7 @@ from itertools import groupby
 from pathlib import Path
 
 from interplay.catalogue import Catalogue
+from interplay.data.reactions import record_reactions
 from interplay.data.raw_dialogue import RawTurn, build_record, merge_consecutive
 from interplay.data.errors import DataFormatError
 from interplay.data.schema import DialogueRecord
@@ -88,12 +89,14 @@ def _dialogue(rows: list[tuple[int, dict]], path: Path, split: str, catalogue: C
     accepted = final if coarse == "accept_new" else None
     rejected = [final] if coarse == "reject_new" and final else []
     watched = [t for turn in turns if turn.role is Role.USER for t in turn.titles if t != final]
-    return build_record(
+    record = build_record(
         record_id=f"inspired-{first['dialog_id'].removesuffix('.pkl')}", source="inspired", split=split,
         turns=turns, catalogue=catalogue, annotator=annotator, accepted_title=accepted, rejected_titles=rejected, watched_titles=watched,
         meta={"fine_label": first["fine_label"].strip(), "coarse_label": coarse, "final_recommendation": final,
               "trailer_id": first.get("movie_id", ""), **({"repaired": repairs} if repairs else {})},
     )
+    # one outcome per dialogue: the seeker's answer to every other recommendation is judged from its text
+    return record.model_copy(update={"meta": {**record.meta, "reactions": record_reactions(record)}})
 
 
 def _check_row(row: dict, columns: list[str], path: Path, line: int) -> None:

@@ -146,13 +146,18 @@ def recommender_turn_tasks(records: list[DialogueRecord], with_persona: bool = F
 def human_decision_tasks(records: list[DialogueRecord], grounding: Catalogue | None = None
                          ) -> tuple[list[TurnTask], Counter]:
     """The user's reply right after each recorded recommendation whose human verdict is known:
-    the accepted item (label 1) and the rejected items (label 0) of the record's outcome. A record
-    without a target (the human accepted nothing) gives a view with the persona and no target
-    attributes, so its rejections are judged too."""
+    the accepted item (label 1) and the rejected items (label 0) of the record's outcome, then
+    the items of the record's seeker reactions (``meta["reactions"]``, :mod:`interplay.data.reactions`:
+    accept 1, reject 0) that the outcome does not judge. A record without a target (the human
+    accepted nothing) gives a view with the persona and no target attributes, so its rejections
+    are judged too. Each task's ``extra["verdict"]`` says where its label came from."""
     tasks, skipped = [], Counter()
     for r in records:
-        labels = ([(r.outcome.accepted_item, 1)] if r.outcome.accepted_item else []) + \
-                 [(x, 0) for x in r.outcome.rejected_items]
+        labels = ([(r.outcome.accepted_item, 1, "outcome")] if r.outcome.accepted_item else []) + \
+                 [(x, 0, "outcome") for x in r.outcome.rejected_items]
+        for x in r.meta.get("reactions", []):
+            if x["reaction"] != "none" and not any(same_item(x["item"], t) for t, _, _ in labels):
+                labels.append((x["item"], int(x["reaction"] == "accept"), "reaction"))
         if not labels:
             skipped["no human verdict on any recommendation"] += 1
             continue
@@ -163,7 +168,7 @@ def human_decision_tasks(records: list[DialogueRecord], grounding: Catalogue | N
             if view is None:
                 continue
         gold = _grounded(history(r), grounding, r.target)
-        for j, (title, label) in enumerate(labels):
+        for j, (title, label, verdict) in enumerate(labels):
             k = next((i for i, t in enumerate(r.turns) if t.role is Role.RECOMMENDER
                       and any(same_item(x, title) for x in titles_of(t))), None)
             if k is None:
@@ -172,5 +177,6 @@ def human_decision_tasks(records: list[DialogueRecord], grounding: Catalogue | N
             tasks.append(TurnTask(f"human-{r.id}-{k}-{j}", r.id, Role.USER, view,
                                   Observation(history=gold[: k + 1], turn_index=k + 1),
                                   target=r.target.title if r.target else None,
-                                  extra={"item": title, "human_accept": label, "has_target": r.target is not None}))
+                                  extra={"item": title, "human_accept": label, "has_target": r.target is not None,
+                                         "verdict": verdict}))
     return tasks, skipped
