@@ -99,11 +99,13 @@ class RuleBasedUser(UserAgent):
             more = self._disclosed < len(self.view.target_attributes)
             return {(Action.DISCLOSE_GOAL if more else Action.FEEDBACK).value: 1.0}
         best = self._best(last.titles)
-        coverage = best[0] if best is not None else 0.0
+        coverage = 1.0 if self.threshold <= 0 else best[0] if best is not None else 0.0
         return {Action.ACCEPT.value: coverage, Action.FEEDBACK.value: 1.0 - coverage}
 
     def _react(self, titles: list[str]) -> Turn:
         best = self._best(titles)
+        if self.threshold <= 0 and best is None:  # a yes-sayer accepts even what it cannot look up
+            return Turn(Action.ACCEPT, "Sure, I'll watch it!")
         if best is not None and best[0] >= self.threshold:
             return Turn(Action.ACCEPT, f"That sounds perfect, I'll watch {mark_title(best[1])}!")
         more = self._disclose()

@@ -90,8 +90,19 @@ def register_agent_kind(name: str, kind: AgentKind) -> None:
 def _build_rule(ctx: AgentContext) -> Agent:
     from agents.rule_based import RuleBasedRecommender, RuleBasedUser
 
-    cls = RuleBasedUser if ctx.role is Role.USER else RuleBasedRecommender
-    return cls(catalogue=ctx.catalogue, seed=ctx.seed)
+    if ctx.role is Role.RECOMMENDER:
+        if ctx.arg:
+            raise ValueError(f"the rule recommender takes no argument (got rule:{ctx.arg})")
+        return RuleBasedRecommender(catalogue=ctx.catalogue, seed=ctx.seed)
+    if not ctx.arg:
+        return RuleBasedUser(catalogue=ctx.catalogue, seed=ctx.seed)
+    try:
+        threshold = float(ctx.arg)
+    except ValueError:
+        raise ValueError(f"rule:THRESHOLD needs a number in [0, 1], got rule:{ctx.arg}") from None
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"rule:THRESHOLD needs a number in [0, 1], got rule:{ctx.arg}")
+    return RuleBasedUser(catalogue=ctx.catalogue, seed=ctx.seed, threshold=threshold)
 
 
 def _build_llm(ctx: AgentContext) -> Agent:
@@ -119,7 +130,9 @@ def _build_py(ctx: AgentContext) -> Agent:
     return cls(catalogue=ctx.catalogue, seed=ctx.seed)
 
 
-register_agent_kind("rule", AgentKind(_build_rule, description="rule-based user / recommender"))
+register_agent_kind("rule", AgentKind(_build_rule, description="rule-based user / recommender; rule:T for the user "
+                                     "accepts an item covering at least T of its target attributes (default 0.6; "
+                                     "rule:0 accepts every recommendation, the yes-sayer floor)"))
 register_agent_kind(
     "llm",
     AgentKind(_build_llm, model=lambda arg: arg or DEFAULT_MODEL,
@@ -304,6 +317,11 @@ def check_agent_spec(text: str | AgentSpec, role: Role) -> AgentSpec:
                              f"({exc})") from None
         if cls.role is not role:
             raise ValueError(f"agent spec {text!r}: a {cls.role.value} agent, given as the {role.value}")
+    if spec.kind == "rule" and spec.arg:
+        try:
+            _build_rule(AgentContext(role, spec.arg, Catalogue([]), 0, GenerationParams()))
+        except ValueError as exc:
+            raise ValueError(f"agent spec {text!r}: {exc}") from None
     model = model_of(spec)
     if model and backend_of(spec) == "transformers" and (_looks_like_path(model) or spec.kind in ("usersim", "recsim")):
         folder = Path(model).expanduser()

@@ -291,3 +291,29 @@ def test_human_decisions_add_reactions_the_outcome_does_not_judge():
     assert [(t.extra["item"], t.extra["human_accept"], t.extra["verdict"]) for t in tasks] == [
         ("Heat (1995)", 1, "outcome"), ("Toy Story (1995)", 0, "reaction")]
     assert tasks[1].observation.history[-1].titles == ["Toy Story (1995)"]
+
+
+def test_rule_threshold_spec_and_the_yes_sayer():
+    from interplay.agent_specs import AgentContext, AgentSpec, build_agent, check_agent_spec
+    from interplay.backends.base import GenerationParams
+    from interplay.episode import HistoryTurn, Observation, UserView
+
+    for bad in ("rule:x", "rule:1.5"):
+        with pytest.raises(ValueError, match="rule:THRESHOLD needs a number in"):
+            check_agent_spec(bad, Role.USER)
+    with pytest.raises(ValueError, match="takes no argument"):
+        check_agent_spec("rule:0.5", Role.RECOMMENDER)
+    view = UserView(episode_id="e", persona=Persona(summary="x"), target_attributes=["action", "crime", "heist"],
+                    target_attribute_text="")
+    decisions = {}
+    for spec in ("rule", "rule:0", "rule:0.5"):
+        agent = build_agent(AgentSpec.parse(spec), AgentContext(Role.USER, AgentSpec.parse(spec).arg, CATALOGUE, 0,
+                                                                GenerationParams()))
+        agent.reset(view)
+        decisions[spec] = []
+        for title in ("Ronin (1998)", "Toy Story (1995)", "Not In The Catalogue (2001)"):
+            obs = Observation(history=[HistoryTurn(role=Role.RECOMMENDER, action=Action.RECOMMEND,
+                                                   text=f"Try {mark_title(title)}.")], turn_index=1)
+            decisions[spec].append(agent.act(obs).action is Action.ACCEPT)
+    # Ronin covers 2 of 3 target attributes: 0.67 >= 0.6 and >= 0.5; the yes-sayer accepts everything
+    assert decisions == {"rule": [True, False, False], "rule:0": [True, True, True], "rule:0.5": [True, False, False]}
