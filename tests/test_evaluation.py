@@ -189,7 +189,7 @@ def test_fidelity_scorecard_known_answers(data_dir, tmp_path, ray_session):
     assert rule["likelihood"]["turns"] == 8 and rule["likelihood"]["scored_turns"] == 0  # no model to ask
     assert yes["behaviour"]["human"]["dialogues"] == 3 and rule["behaviour"]["js_words_per_turn"] is not None
     text = (out / "scorecard.md").read_text()
-    assert "| rule | all | 3 (2/1) | 1.00" in text and (out / "scorecard.png").stat().st_size > 0
+    assert "| rule | all | 3 (2/1) | 2 | 1.00" in text and (out / "scorecard.png").stat().st_size > 0
     assert json.loads((out / "scorecard.json").read_text())["agents"][0]["agent"] == "rule"
 
 

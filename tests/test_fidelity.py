@@ -219,6 +219,9 @@ def test_simulator_faults_known_answers():
     leaky = _episode([(Action.DISCLOSE_GOAL, "Something like Heat, I hate crime"), (Action.DISCLOSE_GOAL,
                       "something like heat, I hate crime!")], [[], []], termination=Termination.MAX_TURNS)
     assert episode_faults(leaky) == ["target_leak", "repeats_itself", "contradicts_target"]
+    named = _episode([(Action.DISCLOSE_GOAL, "A crime film?"), (Action.ACCEPT, "Heat, yes!")], [[], ["Heat (1995)"]],
+                     accepted="Heat (1995)")
+    assert episode_faults(named) == []  # the recommender named the target first
     rate = simulator_fault_rate([clean, early, late, leaky])
     assert rate["any_fault"] == 0.75 and rate["kinds"]["target_leak"]["examples"] == [leaky.episode_id]
     # the clean episode accepted Ronin, not the target: four failed runs, three of them the simulator's fault

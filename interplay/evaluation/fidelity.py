@@ -133,9 +133,10 @@ def evaluate_fidelity(cfg: FidelityConfig, resume: bool = False, ray_address: st
 
 
 def _fmt(fig: dict | None, key: str = "value") -> str:
+    """A figure with its interval (the interval belongs to ``value`` only)."""
     if not fig or fig.get(key) is None:
         return "-"
-    ci = fig.get("ci95")
+    ci = fig.get("ci95") if key in ("value", "accept_rate") else None
     return f"{fig[key]:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
 
 
@@ -151,15 +152,16 @@ def scorecard_markdown(card: dict) -> str:
     lines = [f"# Fidelity scorecard: {c['data']} ({c['split']})", "",
              "Decisions against the humans' accept/reject, per slice (n = judged items; majority = always the "
              "humans' more frequent decision):", "",
-             "| agent | slice | n (acc/rej) | balanced acc. | kappa | reject F1 | majority bal. acc. |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+             "| agent | slice | n (acc/rej) | agent accepts | accuracy | balanced acc. | kappa | reject F1 | "
+             "majority acc. / bal. acc. |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for a in card["agents"]:
         for s in ("all", *SLICES):
             d = a["decisions"][s]
             if not d.get("n"):
                 continue
             lines.append(f"| {a['agent']} | {s} | {d['n']} ({d['human_accepts']}/{d['human_rejects']}) | "
-                         f"{_fmt(d['balanced_accuracy'])} | {_fmt(d['kappa'])} | {_fmt(d['reject_f1'])} | "
+                         f"{d['agent_accepts']} | {_fmt(d['accuracy'])} | {_fmt(d['balanced_accuracy'])} | "
+                         f"{_fmt(d['kappa'])} | {_fmt(d['reject_f1'])} | {_fmt(d['accuracy'], 'majority')} / "
                          f"{_fmt(d['balanced_accuracy'], 'majority')} |")
     lines += ["", "Counterfactual discrimination (recommenders built to match or contradict the target attributes):",
               "", "| agent | matching | contradicting | popular | random | gap (n) | AUC of match |",

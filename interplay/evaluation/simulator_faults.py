@@ -6,7 +6,8 @@ simulator's fault). Each kind is a documented rule over the episode log:
   turn named a title;
 - ``accept_without_recommendation``: the user accepted right after a recommender turn that named
   no title, although an earlier one did;
-- ``target_leak``: a user turn names the target's title (:func:`~interplay.episode.find_target_leak`);
+- ``target_leak``: a user turn names the target's title (:func:`~interplay.episode.find_target_leak`)
+  before any recommender turn named the target (accepting a recommended target by name is fine);
 - ``repeats_itself``: a user turn says what its previous turn said (case, punctuation and spacing
   ignored);
 - ``contradicts_target``: a user turn refuses one of its own target attributes: a negation
@@ -41,11 +42,15 @@ def refuses_attribute(text: str, attribute: str) -> bool:
 def episode_faults(ep: EpisodeLog) -> list[str]:
     """The fault kinds (:data:`FAULT_KINDS`) the user simulator commits in one episode."""
     faults: set[str] = set()
-    recommended_yet, last_rec_titles, previous_user = False, False, None
+    from interplay.metrics.core import same_item
+
+    recommended_yet, last_rec_titles, previous_user, target_named = False, False, None, False
     for t in ep.turns:
         if t.role is Role.RECOMMENDER:
             last_rec_titles = bool(t.titles) and t.action is Action.RECOMMEND
             recommended_yet = recommended_yet or last_rec_titles
+            target_named = target_named or any(same_item(x, ep.target.title) for x in t.titles) or \
+                find_target_leak(t.text or "", ep.target) is not None
             continue
         if t.text is None:
             continue
@@ -54,7 +59,7 @@ def episode_faults(ep: EpisodeLog) -> list[str]:
                 faults.add("ended_before_recommendation")
             elif not last_rec_titles:
                 faults.add("accept_without_recommendation")
-        if find_target_leak(t.text, ep.target) is not None:
+        if not target_named and find_target_leak(t.text, ep.target) is not None:
             faults.add("target_leak")
         if previous_user is not None and _norm(t.text) and _norm(t.text) == previous_user:
             faults.add("repeats_itself")

@@ -91,8 +91,15 @@ def reject_f1(human, agent):
     return _scalar(np.where(tn + fp > 0, _div(2 * tn, 2 * tn + fn + fp), np.nan))
 
 
-DECISION_FIGURES: dict[str, Callable] = {"balanced_accuracy": balanced_accuracy, "kappa": cohen_kappa,
-                                         "reject_f1": reject_f1}
+def accuracy(human, agent):
+    """Share of items where the agent decides as the human did (on a one-class slice, such as the
+    target items, the only figure there is)."""
+    tp, tn, fp, fn = _counts(human, agent)
+    return _scalar(_div(tp + tn, tp + tn + fp + fn))
+
+
+DECISION_FIGURES: dict[str, Callable] = {"accuracy": accuracy, "balanced_accuracy": balanced_accuracy,
+                                         "kappa": cohen_kappa, "reject_f1": reject_f1}
 
 
 def decision_figures(human: Sequence[int], agent: Sequence[int], seed: int = 0) -> dict:
