@@ -1,4 +1,5 @@
-"""A run killed midway (SIGKILL of its whole process group) is completed by --resume."""
+"""A run whose driver is killed midway (SIGKILL) leaves no Ray process behind, and --resume
+completes it exactly."""
 
 import collections
 import os
@@ -10,6 +11,16 @@ import time
 from conftest import ROOT, subprocess_env
 
 from interplay.episode_log import read_episodes
+
+
+def _descendants(pid: int) -> list:
+    import psutil
+
+    return psutil.Process(pid).children(recursive=True)
+
+
+def _alive(procs: list) -> list:
+    return [p for p in procs if p.is_running() and p.status() != "zombie"]
 
 
 def test_kill_midway_then_resume(tmp_path):
@@ -27,9 +38,20 @@ def test_kill_midway_then_resume(tmp_path):
                 break
             assert proc.poll() is None, "the run ended before it could be killed"
             time.sleep(0.05)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        ray_procs = _descendants(proc.pid)
+        assert len(ray_procs) >= 4, ray_procs  # gcs, raylet, agents, workers
+        os.kill(proc.pid, signal.SIGKILL)  # the driver only, as the OOM killer would
         proc.wait()
+        left = _alive(ray_procs)
+        while left and time.time() < deadline:
+            time.sleep(0.5)
+            left = _alive(ray_procs)
+        assert not left, f"the killed driver's Ray processes still run: {[p.name() for p in left]}"
+    finally:
+        for p in _alive(_descendants(proc.pid) if proc.poll() is None else []):
+            p.kill()
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
     before = [e.episode_id for e in read_episodes(log, allow_partial_tail=True)]
     assert 40 <= len(before) < n, f"killed too late: {len(before)} episodes"
 

@@ -57,8 +57,7 @@ def _run_on_ray(cfg: EvalConfig, role: Role, catalogue, work, ray_address: str |
         stats = {m: ray.get(s.stats.remote()) for m, s in servers.items()}
         return result, stats
     finally:
-        if started:
-            ray.shutdown()
+        ray_cluster.disconnect(started)
 
 
 def evaluate_user(cfg: EvalConfig, resume: bool = False, ray_address: str | None = None,

@@ -204,10 +204,7 @@ def run_simulation(cfg: SimulationConfig, resume: bool = False, ray_address: str
             host_rss = _ask(next(iter(hosts.values())).actor.peak_rss_mb, 0.0) if hosts else 0.0
     finally:
         wall = time.perf_counter() - t0
-        if started:
-            import ray
-
-            ray.shutdown()
+        ray_cluster.disconnect(started)
     everything = latest_episodes(run_dir / EPISODES_FILE)
     planned = {p[0] for p in plan}
     summary = summarize([e for e in everything if e.episode_id in planned])
