@@ -16,6 +16,8 @@
 #   simrule  trained on simulated dialogue: 500 rule-agent episodes on ReDial train (data/sim-rule)
 #   match    grounded facts with match counts ("Matches 2 of your 6 wishes", --grounding-match)
 #   matchcf  match counts and counterfactual negatives for half the train records
+#   matchdec a decision stage on top of usersim-match: short windows centred on each answered
+#            recommendation (counterfactual negatives included), no whole dialogues
 set -euo pipefail
 CKPTS=${CKPTS:-runs/ckpt}
 OUT=${OUT:-runs/decisions}
@@ -31,12 +33,15 @@ args_of() {
     simrule) echo "--data data/sim-rule" ;;
     match) echo "--data data/redial --grounding-match" ;;
     matchcf) echo "--data data/redial --grounding-match --counterfactual-negatives 0.5" ;;
+    matchdec) echo "--data data/redial --model $CKPTS/usersim-match --grounding-match --counterfactual-negatives 0.5 \
+--decision-examples 1 --no-whole-dialogues" ;;
     *) echo "unknown variant $1" >&2; return 2 ;;
   esac
 }
 
-prepare() {  # the data a variant needs, built when missing
+prepare() {  # the data (or base checkpoint) a variant needs, built when missing
   case "$1" in
+    matchdec) [ -f "$CKPTS/usersim-match/interplay_training.json" ] || bash "$0" match ;;
     plus) [ -f data/redial-plus/train.jsonl ] || $IP data build --source redial --path ../shared/data/redial \
             --path ../shared/data/redial-more --out data/redial-plus --no-progress ;;
     simrule)
