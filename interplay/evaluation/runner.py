@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -78,15 +79,29 @@ def _row_head(task: TurnTask) -> TurnRow:
                    **task.extra)
 
 
-async def answer(host, task: TurnTask, seed: int) -> TurnRow:
-    """The agent's turn for one single-turn task, as a result row (never raises)."""
+@asynccontextmanager
+async def _task_agent(host, task: TurnTask, seed: int) -> AsyncIterator:
+    """A fresh agent for one task in the host, reset to the task's view; closed afterwards
+    (a failing close is ignored: the task's result is what counts)."""
     from interplay.runtime.agent_host import RayAgentHandle
 
     handle = RayAgentHandle(host, task.task_id, seed)
-    row = _row_head(task)
     try:
         await handle.reset(task.view)
-        turn = await handle.act(task.observation)
+        yield handle
+    finally:
+        try:
+            await handle.close()
+        except Exception:
+            pass
+
+
+async def answer(host, task: TurnTask, seed: int) -> TurnRow:
+    """The agent's turn for one single-turn task, as a result row (never raises)."""
+    row = _row_head(task)
+    try:
+        async with _task_agent(host, task, seed) as handle:
+            turn = await handle.act(task.observation)
         row.update(parsed=True, action=turn.action.value, text=turn.text, titles=turn.titles, raw=turn.raw,
                    fallback=turn.meta.get("fallback"), ranked_items=list(turn.meta.get("ranked_items", [])),
                    decoding=turn.meta.get("decoding"))
@@ -97,11 +112,6 @@ async def answer(host, task: TurnTask, seed: int) -> TurnRow:
     except Exception as exc:  # an agent failure is a result too; the evaluation goes on
         row.update(parsed=False, action=None, text="", titles=[], raw="", error=f"agent error: {exc}",
                    ranked_items=[])
-    finally:
-        try:
-            await handle.close()
-        except Exception:
-            pass
     return row
 
 
@@ -109,21 +119,13 @@ async def decide(host, task: TurnTask, seed: int, accept_threshold: float) -> Tu
     """The agent's decision for one task read without generating: P(action) over the legal
     actions; ``accept`` when P(accept) >= ``accept_threshold``, else the likeliest other action.
     An agent that cannot score is asked to generate (:func:`answer`); the row says which."""
-    from interplay.runtime.agent_host import RayAgentHandle
-
-    handle = RayAgentHandle(host, task.task_id, seed)
     try:
-        await handle.reset(task.view)
-        probs = await handle.action_probabilities(task.observation)
+        async with _task_agent(host, task, seed) as handle:
+            probs = await handle.action_probabilities(task.observation)
     except Exception as exc:
         probs, error = None, f"agent error: {exc}"
     else:
         error = None
-    finally:
-        try:
-            await handle.close()
-        except Exception:
-            pass
     if probs is None:
         row = await answer(host, task, seed)
         row["decision_method"] = "generate"
@@ -142,21 +144,14 @@ async def likelihood(host, task: TurnTask, seed: int) -> TurnRow:
     ``reference_action``) after the gold history, and its token count; ``nll`` None when the
     agent cannot score."""
     from interplay.protocol import Action, Turn
-    from interplay.runtime.agent_host import RayAgentHandle
 
-    handle = RayAgentHandle(host, task.task_id, seed)
     row = _row_head(task)
     try:
-        await handle.reset(task.view)
-        got = await handle.turn_likelihood(task.observation, Turn(Action(task.reference_action), task.reference or ""))
+        async with _task_agent(host, task, seed) as handle:
+            got = await handle.turn_likelihood(task.observation, Turn(Action(task.reference_action), task.reference or ""))
         row.update(parsed=True, logprob=None if got is None else got[0], tokens=None if got is None else got[1])
     except Exception as exc:  # a failure is a result too
         row.update(parsed=False, logprob=None, tokens=None, error=f"agent error: {exc}")
-    finally:
-        try:
-            await handle.close()
-        except Exception:
-            pass
     return row
 
 
