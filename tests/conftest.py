@@ -56,8 +56,7 @@ def ray_session():
 
     started = ray_cluster.connect(num_cpus=2)
     yield ray
-    if started:
-        ray.shutdown()
+    ray_cluster.disconnect(started)
 
 
 @pytest.fixture(scope="session")
