@@ -90,19 +90,28 @@ def register_agent_kind(name: str, kind: AgentKind) -> None:
 def _build_rule(ctx: AgentContext) -> Agent:
     from agents.rule_based import RuleBasedRecommender, RuleBasedUser
 
+    threshold = rule_threshold(ctx.role, ctx.arg)
     if ctx.role is Role.RECOMMENDER:
-        if ctx.arg:
-            raise ValueError(f"the rule recommender takes no argument (got rule:{ctx.arg})")
         return RuleBasedRecommender(catalogue=ctx.catalogue, seed=ctx.seed)
-    if not ctx.arg:
+    if threshold is None:
         return RuleBasedUser(catalogue=ctx.catalogue, seed=ctx.seed)
-    try:
-        threshold = float(ctx.arg)
-    except ValueError:
-        raise ValueError(f"rule:THRESHOLD needs a number in [0, 1], got rule:{ctx.arg}") from None
-    if not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"rule:THRESHOLD needs a number in [0, 1], got rule:{ctx.arg}")
     return RuleBasedUser(catalogue=ctx.catalogue, seed=ctx.seed, threshold=threshold)
+
+
+def rule_threshold(role: Role, arg: str | None) -> float | None:
+    """The user's accept threshold of a ``rule:T`` spec (None: the default); ValueError for a
+    bad T or an argument given to the rule recommender."""
+    if not arg:
+        return None
+    if role is Role.RECOMMENDER:
+        raise ValueError(f"the rule recommender takes no argument (got rule:{arg})")
+    try:
+        threshold = float(arg)
+    except ValueError:
+        threshold = -1.0
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"rule:THRESHOLD needs a number in [0, 1], got rule:{arg}")
+    return threshold
 
 
 def _build_llm(ctx: AgentContext) -> Agent:
@@ -319,7 +328,7 @@ def check_agent_spec(text: str | AgentSpec, role: Role) -> AgentSpec:
             raise ValueError(f"agent spec {text!r}: a {cls.role.value} agent, given as the {role.value}")
     if spec.kind == "rule" and spec.arg:
         try:
-            _build_rule(AgentContext(role, spec.arg, Catalogue([]), 0, GenerationParams()))
+            rule_threshold(role, spec.arg)
         except ValueError as exc:
             raise ValueError(f"agent spec {text!r}: {exc}") from None
     model = model_of(spec)
