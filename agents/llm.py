@@ -9,7 +9,7 @@ from interplay.episode import Observation
 from interplay.candidates import strip_candidates
 from interplay.grounding import strip_grounding
 from interplay.prompting import build_messages, render_prompt
-from interplay.protocol import ACTION_OPEN, TITLE_OPEN, ProtocolError, Role, Turn, format_turn, parse_turn
+from interplay.protocol import ACTION_OPEN, TITLE_OPEN, Action, ProtocolError, Role, Turn, format_turn, parse_turn
 from interplay.turn_grammar import GrammarError, check_actions
 
 
@@ -21,6 +21,12 @@ class LLMAgent(Agent):
     turn in the protocol; the raw output logged is that prefix plus the completion. Retries after
     a malformed output sample at ``retry_temperature`` even under greedy decoding, so they can differ.
 
+    ``accept_threshold`` (users; a checkpoint's calibrated threshold, :mod:`interplay.decision_calibration`):
+    at a turn answering a recommendation the decision is read, not sampled: ``accept`` when
+    P(accept) from :meth:`action_probabilities` is at least the threshold, else the likeliest other
+    action; the reply is then generated under that action (``turn.meta["p_accept"]`` records it).
+    It needs a backend that scores and constrains (the in-process transformers backend).
+
     With ``params.decoding == "constrained"`` (the default) and a backend that accepts
     constraints, every request carries the turn's :class:`TurnConstraint`, so the model can only
     produce a legal turn (each turn's ``meta["decoding"]`` says how it was decoded).
@@ -28,7 +34,7 @@ class LLMAgent(Agent):
 
     def __init__(self, backend: GenerationBackend, tokenizer, params: GenerationParams | None = None,
                  catalogue: Catalogue | None = None, seed: int = 0, retry_temperature: float = 0.7,
-                 prefill: str = ACTION_OPEN):
+                 prefill: str = ACTION_OPEN, accept_threshold: float | None = None):
         super().__init__(catalogue, seed)
         self.backend = backend
         self.tokenizer = tokenizer
@@ -36,6 +42,19 @@ class LLMAgent(Agent):
         self.retry_temperature = retry_temperature
         self.prefill = prefill
         self._registered = False
+        self.accept_threshold = accept_threshold
+        if accept_threshold is not None:
+            caps = capabilities_of(backend)
+            if self.role is not Role.USER:
+                raise ValueError("accept_threshold is a user's decision rule; a recommender does not accept")
+            if not (caps.scoring and caps.constraints) or caps.chat:
+                raise ValueError(f"accept_threshold {accept_threshold} needs a backend that scores and constrains "
+                                 f"(transformers); {type(backend).__name__} does not")
+            if not 0.0 <= accept_threshold <= 1.0:
+                raise ValueError(f"accept_threshold {accept_threshold} is not a probability")
+            if not self.constrains:
+                raise ValueError(f"accept_threshold {accept_threshold} needs constrained decoding (--decoding "
+                                 "constrained) to write the reply under the decided action")
 
     def prompt(self, observation: Observation) -> str:
         """The full prompt for this observation (shown to the model verbatim)."""
@@ -84,7 +103,24 @@ class LLMAgent(Agent):
         if capabilities_of(self.backend).constraints and self.catalogue is not None:
             self.backend.register_catalogue(self.catalogue.key, self.catalogue.titles())
 
+    def decide(self, observation: Observation) -> tuple[Observation, float | None]:
+        """``observation`` narrowed to the action the calibrated threshold picks when it answers a
+        recommendation (and the P(accept) read), else unchanged with None."""
+        last = observation.last
+        if (self.accept_threshold is None or last is None or last.action is not Action.RECOMMEND
+                or Action.ACCEPT not in observation.legal_actions(self.role)):
+            return observation, None
+        probs = self.action_probabilities(observation)
+        if probs is None:
+            return observation, None
+        p_accept = probs.get("accept", 0.0)
+        others = {a: p for a, p in probs.items() if a != "accept"}
+        action = "accept" if p_accept >= self.accept_threshold or not others else max(others, key=others.get)
+        return observation.model_copy(update={"allowed_actions": frozenset({Action(action)})}), p_accept
+
     def act_batch(self, observations: list[Observation]) -> list[Turn | ProtocolError]:
+        decided = [self.decide(obs) for obs in observations]
+        observations = [obs for obs, _ in decided]
         groups: dict[GenerationParams, list[int]] = {}
         for i, obs in enumerate(observations):
             groups.setdefault(self._params(obs), []).append(i)
@@ -105,6 +141,8 @@ class LLMAgent(Agent):
                 try:
                     turn = self.parse(self.prefill + out, observations[i])
                     turn.meta["decoding"] = mode
+                    if decided[i][1] is not None:
+                        turn.meta["p_accept"] = decided[i][1]
                     results[i] = turn
                 except ProtocolError as exc:
                     results[i] = exc

@@ -153,14 +153,20 @@ register_agent_kind("py", AgentKind(_build_py, description="your own Agent subcl
 def _fine_tuned(role: Role):
     def build(ctx: AgentContext) -> Agent:
         from agents.llm import FineTunedRecommenderSimulator, FineTunedUserSimulator
+        from interplay.decision_calibration import calibrated_threshold
 
         if ctx.role is not role:
             raise ValueError(f"a {role.value} simulator checkpoint cannot play the {ctx.role.value}")
         cls = FineTunedUserSimulator if role is Role.USER else FineTunedRecommenderSimulator
         grounded = trained_grounded(ctx.arg)
+        # a calibrated UserSim decides by its threshold under constrained decoding; free decoding
+        # asks for the model's own unconstrained output, so the decision is generated there
+        threshold = (calibrated_threshold(ctx.arg) if role is Role.USER and ctx.params.decoding == "constrained"
+                     else None)
         return cls(ctx.backend, ctx.tokenizer, ctx.params, catalogue=ctx.catalogue, seed=ctx.seed,
                    grounded=grounded, with_candidates=trained_candidates(ctx.arg),
-                   grounding_match=grounded and bool(training_config(ctx.arg).get("grounding_match")))
+                   grounding_match=grounded and bool(training_config(ctx.arg).get("grounding_match")),
+                   accept_threshold=threshold)
 
     return build
 

@@ -151,3 +151,94 @@ def test_evaluate_user_scores_decisions_through_ray(user_ckpt, tmp_path, ray_ses
                              progress=False)
     assert fallback["human_view"]["decision_method"] == {"generate": 3} and fallback["human_view"]["agent_accepts"] == 3
     assert fallback["user_turn_nll"] is None  # not asked for
+
+
+def test_calibrated_user_decides_by_its_threshold_and_writes_the_reply_under_it(user_ckpt):
+    """With ``accept_threshold`` a UserSim answering a recommendation accepts exactly when
+    P(accept) reaches the threshold (else the likeliest other action), records P(accept), and
+    writes a legal reply of that action; turns that answer no recommendation are untouched."""
+    from agents.llm import FineTunedUserSimulator
+    from interplay.backends.base import GenerationParams
+    from interplay.backends.transformers_backend import TransformersBackend
+    from interplay.simulation_data import load_demo
+
+    backend = TransformersBackend(str(user_ckpt), dtype="float32")
+    catalogue = load_demo().catalogue
+    view = UserView(episode_id="e", persona=Persona(summary="Likes crime."), target_attributes=["crime"],
+                    target_attribute_text="A crime film.")
+
+    def agent(threshold):
+        a = FineTunedUserSimulator(backend, backend.tokenizer, GenerationParams(max_new_tokens=24), catalogue=catalogue,
+                                   grounded=False, accept_threshold=threshold)
+        a.reset(view)
+        return a
+
+    plain = agent(None)
+    after_rec = observations()[0::2]
+    p = [plain.action_probabilities(o)["accept"] for o in after_rec]
+    cut = sorted(p)[len(p) // 2]  # half the items on each side
+    calibrated = agent(cut)
+    for obs, p_accept in zip(after_rec, p):
+        turn = calibrated.act(obs)
+        assert turn.meta["p_accept"] == pytest.approx(p_accept, abs=1e-6)
+        probs = plain.action_probabilities(obs)
+        others = {a: q for a, q in probs.items() if a != "accept"}
+        want = "accept" if p_accept >= cut else max(others, key=others.get)
+        assert turn.action.value == want and turn.meta["decoding"] == "constrained", (probs, turn.raw)
+    assert {calibrated.act(o).action for o in after_rec} >= {Action.ACCEPT}
+    assert any(calibrated.act(o).action is not Action.ACCEPT for o in after_rec)
+    assert all(agent(0.0).act(o).action is Action.ACCEPT for o in after_rec)
+    for obs in observations()[1::2]:  # no recommendation to answer: the model's own turn, no P(accept)
+        got, want = calibrated.act(obs), plain.act(obs)
+        assert "p_accept" not in got.meta and (got.action, got.text) == (want.action, want.text)
+    with pytest.raises(ValueError, match="constrained decoding"):
+        FineTunedUserSimulator(backend, backend.tokenizer, GenerationParams(decoding="free"), grounded=False,
+                               accept_threshold=0.5)
+
+
+def test_calibrate_stores_the_valid_threshold_that_later_runs_use(user_ckpt, tmp_path, ray_session):
+    """``evaluate calibrate`` on a valid-split run writes its best threshold into the checkpoint;
+    a test-split run is refused by name; later scored runs default to it, and replayed
+    episodes decide by it (real Ray)."""
+    import json
+    import shutil
+
+    from test_evaluation import ITEMS, records
+
+    from interplay.decision_calibration import CALIBRATION_FILE, calibrate_from_run, calibrated_threshold
+    from interplay.episode_log import latest_episodes
+    from interplay.evaluation.config import EvalConfig
+    from interplay.evaluation.evaluate import evaluate_user
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(user_ckpt, ckpt)
+    data = tmp_path / "data"
+    data.mkdir()
+    for split in ("valid", "test"):
+        (data / f"{split}.jsonl").write_text("".join(r.model_copy(update={"split": split}).model_dump_json() + "\n"
+                                                      for r in records()))
+    (data / "catalogue.jsonl").write_text("".join(i.model_dump_json() + "\n" for i in ITEMS))
+    agent = f"usersim:{ckpt}"
+    valid = evaluate_user(EvalConfig(kind="user", agent=agent, data=str(data), split="valid", out=str(tmp_path / "v"),
+                                     parts=["human"], decision="score", concurrency=4), progress=False)
+    assert valid["settings"]["accept_threshold"] == 0.5  # nothing calibrated yet
+    with pytest.raises(ValueError, match="field 'split' is 'test'"):
+        test_run = tmp_path / "t"
+        evaluate_user(EvalConfig(kind="user", agent=agent, data=str(data), split="test", out=str(test_run),
+                                 parts=["human"], decision="score", concurrency=4), progress=False)
+        calibrate_from_run(test_run)
+    with pytest.raises(ValueError, match="metrics.json: missing"):
+        calibrate_from_run(tmp_path / "nowhere")
+    record = calibrate_from_run(tmp_path / "v")
+    assert record["accept_threshold"] == pytest.approx(valid["human_view"]["best_threshold"])
+    assert json.loads((ckpt / CALIBRATION_FILE).read_text())["chosen_on"]["split"] == "valid"
+    t = calibrated_threshold(ckpt)
+    later = evaluate_user(EvalConfig(kind="user", agent=agent, data=str(data), split="test", out=str(tmp_path / "t2"),
+                                     parts=["human", "replay"], decision="score", concurrency=4), progress=False)
+    assert later["settings"]["accept_threshold"] == pytest.approx(t)
+    assert later["human_view"]["balanced_accuracy"] == pytest.approx(valid["human_view"]["best_threshold_balanced_accuracy"])
+    decided = [turn for ep in latest_episodes(tmp_path / "t2" / "replay" / "episodes.jsonl") for turn in ep.turns
+               if "p_accept" in turn.meta]
+    assert decided, "replayed user turns answering a recommendation carry P(accept)"
+    for turn in decided:
+        assert (turn.action is Action.ACCEPT) == (turn.meta["p_accept"] >= t)

@@ -78,7 +78,7 @@ def evaluate_user_cmd(
     decoding: str = option(G, "decoding"),
     grounded: bool = option(E, "grounded"),
     decision: str = option(E, "decision"),
-    accept_threshold: float = option(E, "accept_threshold"),
+    accept_threshold: Optional[float] = option(E, "accept_threshold"),
     seed: int = option(E, "seed"), concurrency: int = option(E, "concurrency"), max_batch: int = option(E, "max_batch"),
     bertscore_model: Optional[str] = option(E, "bertscore_model"),
     bertscore_layers: Optional[int] = option(E, "bertscore_layers"),
@@ -104,7 +104,7 @@ def evaluate_fidelity_cmd(
     limit: Optional[int] = option(E, "limit"),
     decision: str = option(E, "decision", default="score"),
     accept_threshold: list[float] = typer.Option([], help="P(accept) threshold per --user in order (one: all; "
-                                                 "default 0.5); choose each on a valid split"),
+                                                 "default: each checkpoint's calibrated threshold ('interplay evaluate calibrate'), else 0.5)"),
     seed: int = option(E, "seed"), concurrency: int = option(E, "concurrency"),
     resume: bool = _RESUME, ray_address: Optional[str] = _RAY, progress: bool = typer.Option(True),
 ) -> None:
@@ -153,6 +153,22 @@ def evaluate_recommender_cmd(
                        seed=seed, concurrency=concurrency, max_batch=max_batch, dtype=dtype,
                        recommender_sees_persona=recommender_sees_persona)
     _run_evaluation(evaluate_recommender, recommender_table, cfg, resume, ray_address, progress)
+
+
+@eval_app.command("calibrate")
+def evaluate_calibrate_cmd(
+    run: Path = typer.Argument(..., help="a finished 'interplay evaluate user' run of a usersim:CKPT on a valid "
+                               "split, with --parts human --decision score"),
+) -> None:
+    """Store the run's best accept threshold in its checkpoint: every later use of the checkpoint
+    (episodes, replays, scored decisions) then decides by it."""
+    from interplay.decision_calibration import CALIBRATION_FILE, calibrate_from_run
+
+    with bad_input(ValueError):
+        record = calibrate_from_run(run)
+    c = record["chosen_on"]
+    console.print(f"accept threshold {record['accept_threshold']:.3f} (chosen on {c['data']} {c['split']}, "
+                  f"{c['items']} decisions) -> {CALIBRATION_FILE} in the checkpoint")
 
 
 @eval_app.command("report")

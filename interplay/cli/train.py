@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -61,6 +62,8 @@ def train_cmd(
             report_to=report_to, seed=seed)
     with bad_input(ValueError, OSError):
         metrics = train(cfg, resume=resume)
+    if int(os.environ.get("RANK", "0")) != 0:  # one report from a multi-process launch
+        return
     console.print(f"valid loss per epoch: {metrics['valid_loss']}")
     spec = "usersim" if role is Role.USER else "recsim"
     console.print(f"checkpoint: {out}  (use it as --{role.value} {spec}:{out})")

@@ -35,8 +35,9 @@ class EvalConfig(BaseModel):
     decision: Literal["generate", "score"] = Field(
         "generate", description="real-human view: generate the reply and read its action, or score P(action) "
         "without generating (LLM agents; much faster; agents that cannot score fall back to generating)")
-    accept_threshold: float = Field(0.5, ge=0.0, le=1.0, description="with --decision score: accept when "
-                                    "P(accept) >= this (choose it on a valid split: metrics' best_threshold)")
+    accept_threshold: float | None = Field(None, ge=0.0, le=1.0, description="with --decision score: accept "
+                                           "when P(accept) >= this (default: the checkpoint's calibrated threshold "
+                                           "from 'interplay evaluate calibrate', else 0.5)")
     force_recommend: bool = Field(True, description="recommender evaluation: narrow the scored turn to a "
                                   "recommendation (honoured under constrained decoding)")
     rank_items: int = Field(0, ge=0, description="LLM recommenders: rank the catalogue by likelihood, top N "

@@ -68,6 +68,7 @@ def evaluate_user(cfg: EvalConfig, resume: bool = False, ray_address: str | None
     from interplay.evaluation.agent_report import user_report
 
     check_agent_spec(cfg.spec, Role.USER)
+    cfg = with_decision_threshold(cfg)
     out = prepare_eval_dir(cfg, resume)
     records, catalogue = _records(cfg)
     replay, skipped_replay = replay_tasks(records) if "replay" in cfg.parts else ([], Counter())
@@ -119,6 +120,19 @@ def evaluate_user(cfg: EvalConfig, resume: bool = False, ray_address: str | None
                        records=len(records), skipped=skipped, model_servers=stats,
                        probes=[probe_log.rows[t.task_id] for t in probes if t.task_id in probe_log.rows],
                        nll=[nll_log.rows[t.task_id] for t in nll_tasks if t.task_id in nll_log.rows])
+
+
+def with_decision_threshold(cfg: EvalConfig) -> EvalConfig:
+    """``cfg`` with the threshold its scored decisions use: the one given, else the checkpoint's
+    calibrated threshold (:mod:`interplay.decision_calibration`), else 0.5."""
+    if cfg.decision != "score" or cfg.accept_threshold is not None:
+        return cfg
+    from interplay.agent_specs import model_of
+    from interplay.decision_calibration import calibrated_threshold
+
+    model = model_of(cfg.spec) if cfg.spec.kind == "usersim" else None
+    threshold = calibrated_threshold(model) if model else None
+    return cfg.model_copy(update={"accept_threshold": 0.5 if threshold is None else threshold})
 
 
 def _probe_tasks(cfg: EvalConfig, records, catalogue):

@@ -36,7 +36,7 @@ class FidelityConfig(BaseModel):
     limit: int | None = Field(None, ge=1, description="only the first N records (None: all)")
     decision: str = Field("score", description="score (P(accept), LLM agents) or generate")
     accept_thresholds: list[float] = Field(default_factory=list, description="per user agent, in order (one value: "
-                                           "all); default 0.5. Choose each on a valid split")
+                                           "all); default: each checkpoint's calibrated threshold, else 0.5")
     seed: int = 0
     concurrency: int = 16
 
@@ -73,9 +73,10 @@ def check_inputs(cfg: FidelityConfig) -> tuple[list, object]:
     return records, catalogue
 
 
-def threshold_of(cfg: FidelityConfig, i: int) -> float:
+def threshold_of(cfg: FidelityConfig, i: int) -> float | None:
+    """The i-th user's threshold; None (none given): its checkpoint's calibrated one, else 0.5."""
     t = cfg.accept_thresholds
-    return 0.5 if not t else (t[0] if len(t) == 1 else t[i])
+    return None if not t else (t[0] if len(t) == 1 else t[i])
 
 
 def agent_eval_config(cfg: FidelityConfig, i: int) -> EvalConfig:

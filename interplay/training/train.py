@@ -182,23 +182,33 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
                                 action_weight=cfg.action_loss_weight)
     trainer = _weighted_trainer(SFTTrainer)(model=lm, args=args, train_dataset=train_ds, eval_dataset=valid_ds,
                          processing_class=tok, data_collator=collator, peft_config=peft_config)
+    if cfg.lora and trainer.is_fsdp_enabled:
+        raise ValueError("LoRA under FSDP is not supported here: launch LoRA with the DDP config "
+                         "(experiments/accelerate/ddp_4gpu_lora.yaml), FSDP for full fine-tuning")
     last = get_last_checkpoint(cfg.out) if resume and Path(cfg.out).is_dir() else None
     result = trainer.train(resume_from_checkpoint=last)
     model = trainer.model
     if cfg.lora:
         model = model.merge_and_unload()
     model.config.use_cache = True  # for generation
-    model.save_pretrained(cfg.out)
-    tok.save_pretrained(cfg.out)
+    main = trainer.is_world_process_zero()  # under accelerate/torchrun: rank 0 writes the checkpoint
+    if trainer.is_fsdp_enabled:
+        trainer.save_model(cfg.out)  # every rank takes part in gathering the sharded weights
+    elif main:
+        model.save_pretrained(cfg.out)
     history = [h for h in trainer.state.log_history]
     metrics = {"train": result.metrics, "valid_loss": [h["eval_loss"] for h in history if "eval_loss" in h],
                "train_examples": len(train_ds), "counterfactual_negatives": len(negatives),
-               "decision_examples": len(decisions), "valid_examples": len(valid_ds) if valid_ds is not None else 0}
+               "decision_examples": len(decisions), "valid_examples": len(valid_ds) if valid_ds is not None else 0,
+               "world_size": trainer.args.world_size}
     if metrics["valid_loss"]:
         metrics["valid_ppl"] = [math.exp(x) for x in metrics["valid_loss"]]
-    (Path(cfg.out) / TRAINING_CONFIG).write_text(
-        json.dumps({"config": {**asdict(cfg), "role": cfg.role.value, "lr": cfg.lr}, "metrics": metrics,
-                    "log_history": history}, indent=2, default=str) + "\n")
+    if main:
+        tok.save_pretrained(cfg.out)
+        (Path(cfg.out) / TRAINING_CONFIG).write_text(
+            json.dumps({"config": {**asdict(cfg), "role": cfg.role.value, "lr": cfg.lr}, "metrics": metrics,
+                        "log_history": history}, indent=2, default=str) + "\n")
+    trainer.accelerator.wait_for_everyone()
     return metrics
 
 
