@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Accept/reject decisions against the humans, read by scoring P(accept) (no generation), on every
 # record: the threshold is chosen on ReDial valid (metrics' best_threshold) and applied to ReDial
-# test and INSPIRED dev. Resumable; finished evaluations are skipped.
+# test and INSPIRED dev, and stored in a usersim checkpoint ('interplay evaluate calibrate').
+# Resumable; finished evaluations are skipped.
 #
 #   OUT=runs/decisions USERSIM=runs/ckpt/usersim [LIMIT=N] bash experiments/decision_eval.sh [AGENT ...]
 #
@@ -34,6 +35,8 @@ for arg in "${AGENTS[@]}"; do
   if [[ $arg == *=* ]]; then name=${arg%%=*}; agent=${arg#*=}; else agent=$arg; name=${agent%%:*}; fi
   run "$name-redial-valid" --agent "$agent" --data "$REDIAL" --split valid
   t=$(threshold "$OUT/$name-redial-valid/metrics.json")
+  # a UserSim checkpoint keeps the threshold: its episodes and replays then decide by it
+  [[ $agent == usersim:* ]] && $IP evaluate calibrate "$OUT/$name-redial-valid"
   run "$name-redial-test" --agent "$agent" --data "$REDIAL" --split test --accept-threshold "$t"
   run "$name-inspired-dev" --agent "$agent" --data "$INSPIRED" --split dev --accept-threshold "$t"
 done

@@ -227,7 +227,7 @@ def test_calibrate_stores_the_valid_threshold_that_later_runs_use(user_ckpt, tmp
         evaluate_user(EvalConfig(kind="user", agent=agent, data=str(data), split="test", out=str(test_run),
                                  parts=["human"], decision="score", concurrency=4), progress=False)
         calibrate_from_run(test_run)
-    with pytest.raises(ValueError, match="metrics.json: missing"):
+    with pytest.raises(ValueError, match="config.json: missing"):
         calibrate_from_run(tmp_path / "nowhere")
     record = calibrate_from_run(tmp_path / "v")
     assert record["accept_threshold"] == pytest.approx(valid["human_view"]["best_threshold"])

@@ -98,6 +98,30 @@ def test_decision_figures_with_slices_and_majority():
         decision_figures([1, 0], [1])
 
 
+def test_looked_up_slice_keeps_described_targets_and_no_target_items():
+    """The looked-up slice: items the catalogue describes that are the target or lie in a dialogue
+    without one; known answer through the real-human view's metrics."""
+    from interplay.evaluation.agent_report import human_view_metrics
+    from interplay.metrics.fidelity import LOOKED_UP, looked_up
+
+    rows = [  # (item, target, has_target, item_facts, human, agent action)
+        ("Heat (1995)", "Heat (1995)", True, True, 1, "accept"), ("Heat (1995)", "Heat (1995)", True, True, 1, "feedback"),
+        ("Heat (1995)", "Heat (1995)", True, False, 1, "feedback"),  # not described: out
+        ("Ronin (1998)", "Heat (1995)", True, True, 1, "feedback"),  # another item: out
+        ("Up (2009)", None, False, True, 0, "feedback"), ("Cars (2006)", None, False, True, 0, "accept"),
+        ("Cars (2006)", None, False, False, 0, "accept")]  # not described: out
+    dicts = [{"item": i, "target": t, "has_target": h, "item_facts": f, "human_accept": y, "action": a,
+              "p_accept": 0.5} for i, t, h, f, y, a in rows]
+    assert [looked_up(d) for d in dicts] == [True, True, False, False, True, True, False]
+    m = human_view_metrics(dicts)
+    sub = m["slices"][LOOKED_UP]
+    # 4 items: accepts 1 of 2 humans' accepts, rejects 1 of 2 humans' rejects: (1/2 + 1/2) / 2
+    assert sub["n"] == 4 and sub["human_rejects"] == 2 and sub["balanced_accuracy"]["value"] == pytest.approx(0.5)
+    assert m["slices"]["other-with-target"]["n"] == 1 and "all" not in m["slices"]
+    assert LOOKED_UP not in sliced_decision_figures([{k: v for k, v in d.items() if k != "item_facts"} | {"accept": True}
+                                                      for d in dicts])  # rows that do not say: no slice
+
+
 ITEMS = [Item(item_id="ml:6", title="Heat (1995)", attributes=("action", "crime", "heist")),
          Item(item_id="ml:3", title="Ronin (1998)", attributes=("action", "crime", "thriller")),
          Item(item_id="ml:1", title="Toy Story (1995)", attributes=("animation", "children", "comedy")),

@@ -29,11 +29,14 @@ def user_metrics(agent, data, split, human, agent_decisions, p=None):
 def test_report_reads_every_evaluation_and_names_its_folder(tmp_path):
     root = tmp_path / "runs"
     human = [1] * 8 + [0] * 4
-    write_eval(root / "a" / "usersim-redial", **user_metrics("usersim:ckpt", "data/redial", "test", human,
-                                                             [1] * 6 + [0, 0] + [0, 0, 0, 1],
-                                                             p=[.9] * 6 + [.1, .2] + [.1, .2, .3, .8]))
-    write_eval(root / "a" / "usersim-inspired", **user_metrics("usersim:ckpt", "data/inspired", "dev", human,
-                                                               [1] * 8 + [1, 1, 1, 0], p=[.9] * 8 + [.7, .6, .5, .1]))
+    redial = user_metrics("usersim:ckpt", "data/redial", "test", human, [1] * 6 + [0, 0] + [0, 0, 0, 1],
+                          p=[.9] * 6 + [.1, .2] + [.1, .2, .3, .8])
+    inspired = user_metrics("usersim:ckpt", "data/inspired", "dev", human, [1] * 8 + [1, 1, 1, 0],
+                            p=[.9] * 8 + [.7, .6, .5, .1])
+    redial["human_view"]["slices"] = {"looked-up": {"n": 9, "balanced_accuracy": {"value": 0.9}}}
+    inspired["human_view"]["slices"] = {"looked-up": {"n": 5, "balanced_accuracy": {"value": 0.85}}}
+    write_eval(root / "a" / "usersim-redial", **redial)
+    write_eval(root / "a" / "usersim-inspired", **inspired)
     write_eval(root / "b" / "rec", kind="recommender", agent="popular:data/redial", data="data/redial", split="test",
                settings={"rank_items": 0}, n=30, decoding={"not generated": 30}, forced_recommend=True, parse_rate=1.0,
                fallback_rate=0.0, recommended=30, unmatched_titles=0, **{"recall@1": 0.0333, "recall@10": 0.0667,
@@ -54,7 +57,8 @@ def test_report_reads_every_evaluation_and_names_its_folder(tmp_path):
     assert len(rows) == 1 and "| 0.750 |" in rows[0] and "12 (8/4)" in rows[0] and "usersim-redial" in rows[0]
     gap = [line for line in text.splitlines() if line.startswith("| usersim:ckpt (score)")]
     # INSPIRED: every accept right, 1 of 4 rejections: (1 + 1/4) / 2 = 0.625
-    assert gap == ["| usersim:ckpt (score) | 0.625 | 0.750 | 0.125 |"]
+    assert gap == ["| usersim:ckpt (score) | 0.625 | 0.750 | 0.125 |",  # all judged items
+                   "| usersim:ckpt (score) | 0.850 | 0.900 | 0.050 |"]  # the looked-up slice
     # the transfer table: only the evaluation that says what its checkpoint was trained on
     # ("usersim:ckpt" is not on this machine); (1 + 2/4) / 2 = 0.75
     transfer = text.split("### Transfer")[1].split("##")[0]

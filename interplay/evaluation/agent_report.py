@@ -88,6 +88,10 @@ def human_view_metrics(rows: list[dict]) -> dict:
                            [r["p_accept"] for r in rows] if scored else None)
     methods = [r.get("decision_method", "generate") for r in rows]
     m["decision_method"] = {k: methods.count(k) for k in sorted(set(methods))}
+    from interplay.metrics.fidelity import sliced_decision_figures
+
+    m["slices"] = {k: v for k, v in sliced_decision_figures([{**r, "accept": r["action"] == "accept"} for r in rows]).items()
+                   if k != "all"}
     return m
 
 

@@ -114,12 +114,21 @@ def evaluate_user(cfg: EvalConfig, resume: bool = False, ray_address: str | None
     episodes = [e for e in latest_episodes(replay_path) if e.episode_id in ids] if replay_path.exists() else []
     skipped = {"replay": dict(skipped_replay), "single": dict(skipped_single), "human": dict(skipped_human),
                "probe": skipped_probe}
+    human_rows = [human_log.rows[t.task_id] for t in human if t.task_id in human_log.rows]
+    if grounding is not None:  # which judged items the user could look up (the looked-up slice)
+        human_rows = [{**r, "item_facts": _has_facts(grounding, r.get("item"))} for r in human_rows]
     return user_report(cfg, out, episodes,
                        [single_log.rows[t.task_id] for t in single if t.task_id in single_log.rows],
-                       [human_log.rows[t.task_id] for t in human if t.task_id in human_log.rows],
+                       human_rows,
                        records=len(records), skipped=skipped, model_servers=stats,
                        probes=[probe_log.rows[t.task_id] for t in probes if t.task_id in probe_log.rows],
                        nll=[nll_log.rows[t.task_id] for t in nll_tasks if t.task_id in nll_log.rows])
+
+
+def _has_facts(catalogue, title: str | None) -> bool:
+    """Whether the catalogue describes the item named ``title`` (it has attributes to show)."""
+    item = catalogue.find(title) if title else None
+    return item is not None and bool(item.attributes)
 
 
 def with_decision_threshold(cfg: EvalConfig) -> EvalConfig:

@@ -71,15 +71,19 @@ USER_HEAD = ["agent", "data", "decoding", "grounded", "decisions", "SR", "ET", "
              "majority acc.", "threshold", "folder"]
 
 
-def gap_rows(evals: list[tuple[Path, dict]]) -> tuple[list[str], list[list[str]]]:
-    """Balanced accuracy per agent (and decision method) and data set, and the largest gap."""
+def gap_rows(evals: list[tuple[Path, dict]], slice_name: str | None = None) -> tuple[list[str], list[list[str]]]:
+    """Balanced accuracy per agent (and decision method) and data set, and the largest gap; with
+    ``slice_name``, over that slice of the judged items (``human_view.slices``)."""
     table: dict[str, dict[str, float]] = {}
     for _, m in evals:
         h = m.get("human_view", {})
-        if h.get("balanced_accuracy") is None:
+        value = h.get("balanced_accuracy")
+        if slice_name is not None:
+            value = ((h.get("slices") or {}).get(slice_name, {}).get("balanced_accuracy") or {}).get("value")
+        if value is None:
             continue
         method = "score" if "score" in (h.get("decision_method") or {}) else "generate"
-        table.setdefault(f"{m['agent']} ({method})", {})[_data(m)] = h["balanced_accuracy"]
+        table.setdefault(f"{m['agent']} ({method})", {})[_data(m)] = value
     datasets = sorted({k for v in table.values() for k in v})
     rows = []
     for agent, by in sorted(table.items()):
@@ -205,6 +209,13 @@ def write_report(roots: list[str | Path], out: str | Path) -> Path:
         head, rows = gap_rows(users)
         if rows:
             lines += ["### Agreement with the humans per data set", ""] + _table(head, rows) + [""]
+        head, rows = gap_rows(users, "looked-up")
+        if rows:
+            lines += ["### The same on the items both corpora judge alike", "",
+                      "Balanced accuracy on the looked-up items (`interplay.metrics.fidelity.LOOKED_UP`): a "
+                      "recommended item the catalogue describes that is the target or lies in a dialogue without "
+                      "one. Corpora differ in how often people react well to other items and in how many items "
+                      "no catalogue describes.", ""] + _table(head, rows) + [""]
         transfer = transfer_rows(users)
         if transfer:
             lines += ["### Transfer: trained on real vs simulated dialogue", "",

@@ -10,6 +10,15 @@ from collections.abc import Callable, Sequence
 #: decision slices (issue 21): judging the target itself is easy; the other items of a dialogue
 #: with a target are the informative ones; dialogues without a target judge from the persona alone
 SLICES = ("target", "other-with-target", "no-target")
+#: the items two data sets judge alike: a recommended item the catalogue has facts for
+#: (``item_facts``), that is the target or lies in a dialogue without one. Reactions to other
+#: items (liked in passing, yet not chosen) and items no catalogue describes differ by corpus
+LOOKED_UP = "looked-up"
+
+
+def looked_up(row: dict) -> bool:
+    """Whether a judged item is in the :data:`LOOKED_UP` slice."""
+    return bool(row.get("item_facts")) and decision_slice(row) in ("target", "no-target")
 
 
 def decision_slice(row: dict) -> str:
@@ -120,14 +129,16 @@ def decision_figures(human: Sequence[int], agent: Sequence[int], seed: int = 0) 
 
 
 def sliced_decision_figures(rows: list[dict], seed: int = 0) -> dict:
-    """:func:`decision_figures` over all judged items (``human_accept`` vs the agent's ``accept``)
-    and per :data:`SLICES` slice."""
+    """:func:`decision_figures` over all judged items (``human_accept`` vs the agent's ``accept``),
+    per :data:`SLICES` slice, and over the :data:`LOOKED_UP` items when rows say ``item_facts``."""
     def figures(sub):
         return decision_figures([r["human_accept"] for r in sub], [r["accept"] for r in sub], seed)
 
     out = {"all": figures(rows)}
     for s in SLICES:
         out[s] = figures([r for r in rows if decision_slice(r) == s])
+    if any("item_facts" in r for r in rows):
+        out[LOOKED_UP] = figures([r for r in rows if looked_up(r)])
     return out
 
 
