@@ -242,3 +242,16 @@ def test_calibrate_stores_the_valid_threshold_that_later_runs_use(user_ckpt, tmp
     assert decided, "replayed user turns answering a recommendation carry P(accept)"
     for turn in decided:
         assert (turn.action is Action.ACCEPT) == (turn.meta["p_accept"] >= t)
+
+
+def test_calibrate_command_refuses_a_missing_run_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import subprocess_env
+
+    got = subprocess.run([sys.executable, "-m", "interplay.cli", "evaluate", "calibrate", str(tmp_path / "nowhere")],
+                         env=subprocess_env(), capture_output=True, text=True)
+    text = (got.stdout + got.stderr).strip()
+    assert got.returncode == 2 and "Traceback" not in text
+    assert "nowhere/config.json: missing" in text.replace("\n", "")
