@@ -32,16 +32,14 @@ def calibrated_threshold(checkpoint: str | Path | None) -> float | None:
 def calibrate_from_run(run: str | Path) -> dict:
     """Write the best threshold of an ``evaluate user`` run on a non-test split into the
     evaluated checkpoint; returns what was written. Raises ValueError naming what is missing."""
-    from interplay.agent_specs import AgentSpec, model_of
-
     run = Path(run)
     config_path, metrics_path = run / "config.json", run / "metrics.json"
     for path in (config_path, metrics_path):
         if not path.is_file():
             raise ValueError(f"{path}: missing (calibrate a finished 'interplay evaluate user' run)")
     config, metrics = json.loads(config_path.read_text()), json.loads(metrics_path.read_text())
-    spec = AgentSpec.parse(config.get("agent", ""))
-    if spec.kind != "usersim":
+    kind, _, checkpoint_arg = str(config.get("agent", "")).partition(":")  # usersim:CKPT_DIR
+    if kind != "usersim" or not checkpoint_arg:
         raise ValueError(f"{config_path}: field 'agent' is {config.get('agent')!r}; only usersim:CKPT checkpoints "
                          "carry a calibrated threshold")
     if config.get("split") == "test":
@@ -59,7 +57,7 @@ def calibrate_from_run(run: str | Path) -> dict:
                             "human_rejects": human.get("human_rejects"),
                             "balanced_accuracy_at_threshold": human.get("best_threshold_balanced_accuracy"),
                             "roc_auc": human.get("roc_auc")}}
-    checkpoint = Path(model_of(spec) or "")
+    checkpoint = Path(checkpoint_arg)
     if not checkpoint.is_dir():
         raise ValueError(f"{config_path}: field 'agent' names {checkpoint}, which is not a folder here")
     (checkpoint / CALIBRATION_FILE).write_text(json.dumps(record, indent=2) + "\n")
