@@ -113,10 +113,10 @@ class LLMAgent(Agent):
         probs = self.action_probabilities(observation)
         if probs is None:
             return observation, None
-        p_accept = probs.get("accept", 0.0)
-        others = {a: p for a, p in probs.items() if a != "accept"}
-        action = "accept" if p_accept >= self.accept_threshold or not others else max(others, key=others.get)
-        return observation.model_copy(update={"allowed_actions": frozenset({Action(action)})}), p_accept
+        from interplay.decision_calibration import thresholded_action
+
+        action = thresholded_action(probs, self.accept_threshold)
+        return observation.model_copy(update={"allowed_actions": frozenset({Action(action)})}), probs.get("accept", 0.0)
 
     def act_batch(self, observations: list[Observation]) -> list[Turn | ProtocolError]:
         decided = [self.decide(obs) for obs in observations]

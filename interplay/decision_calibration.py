@@ -15,6 +15,12 @@ from pathlib import Path
 CALIBRATION_FILE = "decision_calibration.json"
 
 
+def thresholded_action(probs: dict[str, float], threshold: float) -> str:
+    """``accept`` when P(accept) >= ``threshold`` (or nothing else is legal), else the likeliest other action."""
+    others = {a: p for a, p in probs.items() if a != "accept"}
+    return "accept" if probs.get("accept", 0.0) >= threshold or not others else max(others, key=others.get)
+
+
 def calibrated_threshold(checkpoint: str | Path | None) -> float | None:
     """The checkpoint's calibrated accept threshold, or None when it has none."""
     path = Path(checkpoint or "") / CALIBRATION_FILE

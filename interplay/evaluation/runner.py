@@ -132,9 +132,10 @@ async def decide(host, task: TurnTask, seed: int, accept_threshold: float) -> Tu
         if error:
             row["scoring_error"] = error
         return row
+    from interplay.decision_calibration import thresholded_action
+
     p_accept = probs.get("accept", 0.0)
-    others = {a: p for a, p in probs.items() if a != "accept"}
-    action = "accept" if p_accept >= accept_threshold or not others else max(others, key=others.get)
+    action = thresholded_action(probs, accept_threshold)
     return TurnRow(**_row_head(task), parsed=True, action=action, text="", titles=[], raw="",  # type: ignore[typeddict-item]
                    p_accept=p_accept, action_probabilities=probs, decision_method="score")
 
