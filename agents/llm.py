@@ -9,7 +9,7 @@ from interplay.episode import Observation
 from interplay.candidates import strip_candidates
 from interplay.grounding import strip_grounding
 from interplay.prompting import build_messages, render_prompt
-from interplay.protocol import ACTION_OPEN, TITLE_OPEN, Action, ProtocolError, Role, Turn, format_turn, parse_turn
+from interplay.protocol import ACTION_OPEN, TITLE_CLOSE, TITLE_OPEN, Action, ProtocolError, Role, Turn, format_turn, parse_turn
 from interplay.turn_grammar import GrammarError, check_actions
 
 
@@ -29,7 +29,9 @@ class LLMAgent(Agent):
 
     With ``params.decoding == "constrained"`` (the default) and a backend that accepts
     constraints, every request carries the turn's :class:`TurnConstraint`, so the model can only
-    produce a legal turn (each turn's ``meta["decoding"]`` says how it was decoded).
+    produce a legal turn (each turn's ``meta["decoding"]`` says how it was decoded). With
+    ``params.titles == "candidates"`` a recommender shown candidates may name only them
+    (:meth:`candidate_titles`), and its ranking puts them first.
     """
 
     def __init__(self, backend: GenerationBackend, tokenizer, params: GenerationParams | None = None,
@@ -86,9 +88,18 @@ class LLMAgent(Agent):
             raise GrammarError(f"none of {sorted(a.value for a in observation.allowed_actions or ())} is legal at "
                                "this turn (accept needs an earlier recommendation)")
         check_actions(self.role, actions, titled)
+        narrowed = self.candidate_titles(observation)
         return TurnConstraint(actions=tuple(sorted(actions, key=lambda a: a.value)), role=self.role,
                               catalogue=self.catalogue.key if self.catalogue is not None else None,
-                              prefill=self.prefill)
+                              prefill=self.prefill, titles=tuple(narrowed) if narrowed else None)
+
+    def candidate_titles(self, observation: Observation) -> list[str] | None:
+        """The titles this turn may name when ``params.titles == "candidates"``: the catalogue's
+        own spelling of the candidates shown (None: any catalogue title; also when none are shown)."""
+        if self.params.titles != "candidates" or not observation.candidates or self.catalogue is None:
+            return None
+        found = [it.title for t in observation.candidates if (it := self.catalogue.find(t)) is not None]
+        return list(dict.fromkeys(found)) or None
 
     def decoding_mode(self) -> str:
         """How this agent's last turns were decoded: ``constrained``, ``free``, or ``parse-after``
@@ -189,12 +200,23 @@ class LLMAgent(Agent):
     def rank(self, observation: Observation, output: str, k: int, beam: int = 0) -> list[str]:
         """The ``k`` catalogue titles the model finds most likely at the first ``<movie_title>`` of
         its ``output`` for this observation, best first (empty when the backend cannot rank);
-        exact, or by a beam of ``beam`` prefixes per token depth when ``beam > 0``."""
+        exact, or by a beam of ``beam`` prefixes per token depth when ``beam > 0``. When the turn's
+        titles are narrowed to candidates, those come first, by their exact likelihood."""
         caps = capabilities_of(self.backend)
         if not caps.ranking or caps.chat or self.catalogue is None or not len(self.catalogue):
             return []
         prompt = self.prompt(observation) + output[: output.index(TITLE_OPEN) + len(TITLE_OPEN)]
-        return self.backend.rank_titles([prompt], self.catalogue.key, k, beam)[0]
+        narrowed = self.candidate_titles(observation) if self.constrains else None
+        if not narrowed or not caps.scoring:
+            return self.backend.rank_titles([prompt], self.catalogue.key, k, beam)[0]
+        # the candidates it could name, by likelihood (exact: one continuation each), then the rest
+        scores = self.backend.score_continuations([prompt], [[t + TITLE_CLOSE for t in narrowed]])[0]
+        head = [t for _, t in sorted(zip(scores, narrowed), key=lambda p: -p[0])]
+        if k <= len(head):
+            return head[:k]
+        rest = self.backend.rank_titles([prompt], self.catalogue.key, k + len(head), beam)[0]
+        seen = set(head)
+        return (head + [t for t in rest if t not in seen])[:k]
 
     def messages(self, observation: Observation) -> list[dict]:
         """The chat messages of this observation (what a chat API receives)."""

@@ -376,3 +376,7 @@ register_agent_kind("unicrs", AgentKind(
 register_agent_kind("popular", AgentKind(
     _recommender_only("popular", "PopularityRecommender", "data dir", "agents.popularity"),
     description="popularity baseline: the train split's most recommended items, popular:DATA_DIR"))
+register_agent_kind("retrieval", AgentKind(
+    _recommender_only("retrieval", "RetrievalRecommender", "data dir", "agents.retrieval"),
+    description="retrieval baseline: the top candidate retrieved from the user's words (interplay.candidates), "
+                "retrieval:DATA_DIR"))

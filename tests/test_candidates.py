@@ -55,6 +55,30 @@ def test_popularity_prior_moves_the_popular_item_up(tiny_encoder):
         "Forrest Gump (1994)"
 
 
+def test_retrieval_baseline_recommends_the_top_candidate(retriever, tmp_path):
+    from agents.retrieval import RetrievalRecommender
+    from interplay.episode import Observation
+
+    agent = RetrievalRecommender(str(tmp_path), catalogue=CATALOGUE, retriever=retriever)
+    history = said("A scary crime thriller about a serial killer.")
+    turn = agent.act(Observation(turn_index=len(history), history=history))
+    assert turn.action is Action.RECOMMEND and turn.titles == ["Silence of the Lambs, The (1991)"]
+    assert turn.meta["ranked_items"] == retriever.retrieve(history, 50)
+    # nothing said yet: it asks; forced to recommend then, it names the train split's most named title
+    assert agent.act(Observation(turn_index=0, history=[])).action is Action.INQUIRE
+    from interplay.data.schema import DialogueRecord
+
+    turns = [dict(role="user", action="greeting", text="Hi."),
+             dict(role="recommender", action="recommend", text=f"See {mark_title('Forrest Gump (1994)')}.")]
+    record = DialogueRecord.model_validate(dict(id="r", source="t", split="train", persona={"summary": "x"},
+                                                target=None, turns=turns))
+    (tmp_path / "train.jsonl").write_text(record.model_dump_json() + "\n")
+    forced = agent.act(Observation(turn_index=0, history=[], allowed_actions=frozenset({Action.RECOMMEND})))
+    assert forced.action is Action.RECOMMEND and forced.titles == ["Forrest Gump (1994)"]
+    with pytest.raises(ValueError, match="needs a catalogue"):
+        RetrievalRecommender(str(tmp_path), catalogue=Catalogue([]), retriever=retriever)
+
+
 def test_env_shows_candidates_to_the_recommender_only(retriever):
     spec = EpisodeSpec(record_id="r", persona=Persona(summary="Likes horror."),
                        target=Target(item_id="ml:593", title="Silence of the Lambs, The (1991)",

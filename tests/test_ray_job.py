@@ -95,3 +95,93 @@ def test_ray_job_submit_pearl_sim(tmp_path):
             os.killpg(head.pid, signal.SIGKILL)
             head.wait()
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def start_node(ray: str, env: dict, cwd: Path, args: list[str]) -> subprocess.Popen:
+    """``ray start --block`` with private ports (two nodes share this machine)."""
+    ports = ["--node-manager-port", str(free_port()), "--object-manager-port", str(free_port()),
+             "--metrics-export-port", str(free_port()), "--dashboard-agent-listen-port", str(free_port()),
+             "--dashboard-agent-grpc-port", str(free_port()), "--runtime-env-agent-port", str(free_port()),
+             "--min-worker-port", "0", "--max-worker-port", "0"]  # 0: worker ports picked by the OS
+    return subprocess.Popen([ray, "start", "--block", *ports, *args], env=env, cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True, text=True)
+
+
+def stop_node(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def test_two_node_cluster_spreads_the_replicas(tmp_path, tiny_model_dir):
+    """A head and a second node (two ``ray start`` processes, token auth): ``ray job submit`` of
+    pearl_sim.py with ``--replicas 2`` puts one model server and one agent host on each node,
+    each server holding its node's GPU (a resource Ray schedules by; torch finds no CUDA here and
+    runs on the CPU), and every planned episode is logged once."""
+    temp = Path(tempfile.mkdtemp(prefix="rn", dir="/tmp"))
+    token = temp / "token"
+    token.write_text(secrets.token_hex(32))
+    env = ray_env(token)
+    ray = str(Path(sys.executable).parent / "ray")
+    gcs, dash = free_port(), free_port()
+    head = start_node(ray, env, tmp_path, ["--head", "--port", str(gcs), "--dashboard-host", "127.0.0.1",
+                                           "--dashboard-port", str(dash), "--ray-client-server-port", str(free_port()),
+                                           "--num-cpus", "2", "--num-gpus", "1", "--temp-dir", str(temp),
+                                           "--include-dashboard", "true"])
+    nodes = [head]
+    address = f"http://127.0.0.1:{dash}"
+    out = tmp_path / "job-run"
+    job_id = f"interplay-2n-{secrets.token_hex(4)}"
+    try:
+        deadline = time.time() + 180
+        while subprocess.run([ray, "job", "list", "--address", address], env=env, capture_output=True).returncode:
+            assert head.poll() is None, head.stdout.read()
+            assert time.time() < deadline, "the head's job API did not come up"
+            time.sleep(2)
+        nodes.append(start_node(ray, env, tmp_path, ["--address", f"127.0.0.1:{gcs}", "--num-cpus", "2",
+                                                      "--num-gpus", "1"]))
+        deadline = time.time() + 180
+        while True:  # wait until the cluster has both nodes' CPUs
+            st = subprocess.run([ray, "status", "--address", f"127.0.0.1:{gcs}"], env=env, capture_output=True,
+                                text=True)
+            if re.search(r"/4\.0 CPU", st.stdout):
+                break
+            assert nodes[1].poll() is None, nodes[1].stdout.read()
+            assert time.time() < deadline, st.stdout + st.stderr
+            time.sleep(2)
+        model = f"llm:{tiny_model_dir}"
+        submit = subprocess.run(
+            [ray, "job", "submit", "--address", address, "--submission-id", job_id, "--no-wait",
+             "--working-dir", str(ROOT), "--", "python", "experiments/pearl_sim.py", "--user", model,
+             "--recommender", model, "--episodes", "6", "--max-turns", "4", "--max-new-tokens", "12",
+             "--replicas", "2", "--concurrency", "4", "--out", str(out), "--no-progress"],
+            env=env, capture_output=True, text=True, timeout=300)
+        assert submit.returncode == 0, submit.stdout + submit.stderr
+        status, deadline = "", time.time() + 480
+        while time.time() < deadline:
+            st = subprocess.run([ray, "job", "status", "--address", address, job_id], env=env, capture_output=True,
+                                text=True)
+            status = re.sub(r"\x1b\[[0-9;]*m", "", st.stdout + st.stderr).lower()
+            if any(s in status for s in ("succeeded", "failed", "stopped")):
+                break
+            time.sleep(2)
+        logs = subprocess.run([ray, "job", "logs", "--address", address, job_id], env=env, capture_output=True,
+                              text=True).stdout
+        assert "succeeded" in status, status + logs[-3000:]
+        episodes = list(read_episodes(out / "episodes.jsonl"))
+        assert len(episodes) == 6 and len({e.episode_id for e in episodes}) == 6
+        placed = json.loads((out / "summary.json").read_text())["placement"]
+        assert placed["nodes"] == 2 and len(placed["replicas"]) == 2
+        host_nodes = [r["agent_host"]["node_id"] for r in placed["replicas"]]
+        server_nodes = [n["node_id"] for r in placed["replicas"] for n in r["model_servers"].values()]
+        assert len(set(host_nodes)) == 2 and len(set(server_nodes)) == 2  # one of each per node
+        for r in placed["replicas"]:  # a replica's host talks to a server on its own node
+            assert {n["node_id"] for n in r["model_servers"].values()} == {r["agent_host"]["node_id"]}
+            assert all(len(n["gpu_ids"]) == 1 for n in r["model_servers"].values())
+    finally:
+        for proc in reversed(nodes):
+            stop_node(proc)
+        shutil.rmtree(temp, ignore_errors=True)

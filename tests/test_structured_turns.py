@@ -331,6 +331,55 @@ def test_agents_narrow_one_turn_and_log_how_it_was_decoded(plain):
         pass  # a random model's free text rarely parses; that is what constrained decoding is for
 
 
+def test_titles_narrowed_to_the_candidates_shown(plain):
+    """``titles="candidates"``: a recommendation names only the turn's candidates (sampled over
+    seeds), its ranking puts them first in their exact likelihood order, then the rest of the
+    catalogue; without the setting the same turn may name any title; unknown titles are ignored."""
+    from agents.llm import RecommenderSimulator
+    from interplay.episode import Observation, RecommenderView
+    from interplay.prompting import load_prompt_tokenizer
+    from interplay.protocol import TITLE_CLOSE, TITLE_OPEN
+
+    titles = ["Heat (1995)", "Ronin (1998)", "Alien (1979)", "Up (2009)", "Big (1988)"]
+    cat = Catalogue([Item(item_id=str(i), title=t) for i, t in enumerate(titles)])
+    tok = load_prompt_tokenizer(plain.model_path)
+    shown = ["Ronin (1998)", "Up (2009)", "Not A Film (2099)"]
+    obs = lambda seed: Observation(history=[], turn_index=seed, allowed_actions=frozenset({Action.RECOMMEND}),  # noqa: E731
+                                   candidates=shown, rank_items=4)
+    narrowed = RecommenderSimulator(plain, tok, GenerationParams(max_new_tokens=12, temperature=1.5,
+                                                                 titles="candidates"), catalogue=cat)
+    anywhere = RecommenderSimulator(plain, tok, GenerationParams(max_new_tokens=12, temperature=1.5), catalogue=cat)
+    named_narrow, named_any = set(), set()
+    for agent, named in ((narrowed, named_narrow), (anywhere, named_any)):
+        agent.reset(RecommenderView(episode_id="e"))
+        for seed in range(12):
+            turn = agent.act(obs(seed))
+            named.update(turn.titles)
+            if agent is narrowed:
+                assert turn.titles and set(turn.titles) <= {"Ronin (1998)", "Up (2009)"}
+                ranked = turn.meta["ranked_items"]
+                head = sorted(ranked[:2])
+                assert head == ["Ronin (1998)", "Up (2009)"] and len(ranked) == 4 and len(set(ranked)) == 4
+    assert named_narrow and named_any - {"Ronin (1998)", "Up (2009)"}  # the plain run strays off the candidates
+    # the head's order is the exact likelihood order at the title
+    prompt = narrowed.prompt(obs(0)) + "<recommend></action><response>" + TITLE_OPEN
+    scores = plain.score_continuations([prompt], [[t + TITLE_CLOSE for t in ("Ronin (1998)", "Up (2009)")]])[0]
+    ranked = narrowed.rank(obs(0), "<recommend></action><response>" + TITLE_OPEN, 4)
+    assert ranked[:2] == (["Ronin (1998)", "Up (2009)"] if scores[0] >= scores[1] else ["Up (2009)", "Ronin (1998)"])
+    assert narrowed.constraint(obs(0)).titles == ("Ronin (1998)", "Up (2009)")
+    assert anywhere.constraint(obs(0)).titles is None
+    # a constraint narrowed to titles outside its catalogue allows no recommendation: a clear error
+    key = cat.key
+    plain.register_catalogue(key, titles)
+    bad = TurnConstraint(actions=(Action.RECOMMEND,), role=Role.RECOMMENDER, catalogue=key, titles=("Nope (1900)",))
+    with pytest.raises(GrammarError):
+        plain.validate_constraint(bad)
+    with pytest.raises(ValueError, match="recommender-candidates"):
+        from interplay.evaluation.config import EvalConfig
+
+        EvalConfig(kind="recommender", agent="rule", data="d", out="o", generation=GenerationParams(titles="candidates"))
+
+
 def test_the_constrained_default_gives_legal_turns_in_a_real_run(tmp_path, tiny_model_dir):
     import json
 
@@ -498,6 +547,16 @@ def test_evaluate_recommender_forces_a_catalogue_recommendation_and_ranks_the_ca
     beam_rows = [json.loads(line) for line in (tmp_path / "beam" / "recommendations.jsonl").read_text().splitlines()]
     assert [r["ranked_items"] for r in beam_rows] == [r["ranked_items"] for r in rows]
     assert json.loads((tmp_path / "beam" / "config.json").read_text())["rank_beam"] == 2
+    # two candidates shown, titles narrowed to them: each recommendation is one of its turn's
+    # candidates (logged with the row), and they head its ranking
+    evaluate_recommender(EvalConfig(**common, out=str(tmp_path / "cands"), recommender_candidates=2,
+                                    generation=GenerationParams(max_new_tokens=16, titles="candidates")),
+                         progress=False)
+    cand_rows = [json.loads(line) for line in (tmp_path / "cands" / "recommendations.jsonl").read_text().splitlines()]
+    assert len(cand_rows) == 2
+    for r in cand_rows:
+        assert len(r["candidates"]) == 2 and r["titles"] and set(r["titles"]) <= set(r["candidates"])
+        assert sorted(r["ranked_items"][:2]) == sorted(r["candidates"]) and sorted(r["ranked_items"]) == sorted(titles)
     # free decoding: the same random model rarely writes a legal turn, and nothing is forced
     free = evaluate_recommender(EvalConfig(**common, out=str(tmp_path / "free"), force_recommend=False,
                                            generation=GenerationParams(max_new_tokens=16, decoding="free")),

@@ -23,6 +23,9 @@ class GenerationParams(BaseModel):
     decoding: Literal["constrained", "free"] = Field(
         "constrained", description="constrained: LLM agents generate only legal turns (turn grammar, catalogue "
         "titles; interplay.backends.constrained); free: free text parsed afterwards")
+    titles: Literal["catalogue", "candidates"] = Field(
+        "catalogue", description="constrained decoding: recommendations name any catalogue title, or (runs with "
+        "--recommender-candidates) only the candidates shown at that turn")
 
     def batch_key(self) -> tuple:
         """Requests with equal keys can share one generate call (seed and decoding mode aside:
@@ -33,7 +36,8 @@ class GenerationParams(BaseModel):
 class TurnConstraint(BaseModel):
     """What one generated turn may be: one of ``actions`` (for ``role``), naming titles of the
     registered catalogue ``catalogue`` only; ``prefill`` is the part of the turn already at the
-    end of the prompt (e.g. ``<action>``)."""
+    end of the prompt (e.g. ``<action>``). ``titles`` narrows the catalogue to these of its
+    titles for this turn (a recommender's candidates; None: the whole catalogue)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -41,6 +45,25 @@ class TurnConstraint(BaseModel):
     role: Role | None = None
     catalogue: str | None = None
     prefill: str = ""
+    titles: tuple[str, ...] | None = None
+
+
+def check_candidate_titles(generation: GenerationParams, candidates: int) -> None:
+    """ValueError when a run asks for titles from the candidates but shows none."""
+    if generation.titles == "candidates" and candidates <= 0:
+        raise ValueError("titles 'candidates' names only the recommender's candidates: give --recommender-candidates K")
+
+
+def constraint_titles(constraint: TurnConstraint, catalogues: dict[str, list[str]]) -> list[str] | None:
+    """The titles ``constraint`` lets a turn name, given a backend's registered catalogues: its
+    catalogue's titles, narrowed to ``constraint.titles`` when given (None: any title)."""
+    if constraint.catalogue is None:
+        return None
+    titles = catalogues.get(constraint.catalogue, [])
+    if constraint.titles is None:
+        return titles
+    known = set(titles)
+    return [t for t in dict.fromkeys(constraint.titles) if t in known]
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,8 @@ catalogue registered with the backend, the text already prefilled in the prompt)
 :class:`TurnConstrainer` (one per tokenizer) compiles the turn grammar of
 :mod:`interplay.turn_grammar` with llguidance once per (catalogue, actions, prefill), copies the
 compiled matcher for each request, and computes each row's allowed-token mask per decode step.
+A constraint narrowed to a few of the catalogue's ``titles`` (a recommender's candidates) compiles
+its own small grammar; the most recent :data:`NARROWED_CACHE` of those are kept.
 
 Why llguidance: on this machine's catalogue (14.6k titles) the grammar compiles in 0.28 s and a
 mask, unpacked for the decode loop, takes ~0.1 ms (``benchmarks/grammar_scaling.py``); xgrammar
@@ -22,13 +24,17 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-from interplay.backends.base import TurnConstraint
+from interplay.backends.base import TurnConstraint, constraint_titles
 from interplay.turn_grammar import GrammarError, check_actions, token_literal, turn_grammar
+
+#: compiled grammars kept for constraints narrowed to a per-turn title list (each turn has its own)
+NARROWED_CACHE = 512
 
 
 def _limits(n_titles: int):
@@ -58,6 +64,7 @@ class TurnConstrainer:
         self.unspellable: dict[str, list[str]] = {}
         self._title_tokens: dict[str, int] = {}
         self._compiled: dict[TurnConstraint, object] = {}
+        self._narrowed: OrderedDict[TurnConstraint, object] = OrderedDict()  # LRU, per-turn title lists
         #: seconds computing masks, rows masked, grammars compiled and their seconds
         self.stats = {"mask_s": 0.0, "masked_tokens": 0, "grammars": 0, "compile_s": 0.0}
         self._lock = threading.Lock()
@@ -104,12 +111,17 @@ class TurnConstrainer:
         import llguidance
 
         with self._lock:
-            hit = self._compiled.get(constraint)
+            cache = self._compiled if constraint.titles is None else self._narrowed
+            hit = cache.get(constraint)
             if hit is not None:
+                if constraint.titles is not None:
+                    self._narrowed.move_to_end(constraint)
                 return hit
             if constraint.catalogue is not None and constraint.catalogue not in self.catalogues:
                 raise GrammarError(f"catalogue {constraint.catalogue!r} was never registered with this backend")
-            titles = self.catalogues[constraint.catalogue] if constraint.catalogue else None  # None: any title
+            if constraint.titles is not None and constraint.catalogue is None:
+                raise GrammarError("a constraint narrowed to titles needs the catalogue they come from")
+            titles = constraint_titles(constraint, self.catalogues)  # spellable ones; None: any title
             check_actions(constraint.role, constraint.actions, titles is None or bool(titles))
             t0 = time.perf_counter()
             grammar = turn_grammar(constraint.actions, titles, constraint.role, self.literal)
@@ -123,7 +135,9 @@ class TurnConstrainer:
                 if not matcher.consume_tokens(ids):
                     raise GrammarError(f"the prompt's prefill {constraint.prefill!r} does not start a legal turn: "
                                        f"{matcher.get_error()}")
-            self._compiled[constraint] = matcher
+            cache[constraint] = matcher
+            if len(self._narrowed) > NARROWED_CACHE:
+                self._narrowed.popitem(last=False)
             return matcher
 
     def matcher(self, constraint: TurnConstraint):

@@ -15,7 +15,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from interplay.backends.base import BackendCapabilities, GenerationParams, TurnConstraint, cut_at_stop
+from interplay.backends.base import BackendCapabilities, GenerationParams, TurnConstraint, constraint_titles, cut_at_stop
 from interplay.turn_grammar import conforms, turn_grammar
 
 _LIMITS: dict[str, threading.BoundedSemaphore] = {}
@@ -62,7 +62,9 @@ class OpenAIChatBackend:
         self.catalogues.setdefault(key, list(titles))
 
     def _grammar(self, c: TurnConstraint) -> tuple[str, list[str] | None]:
-        titles = self.catalogues.get(c.catalogue, []) if c.catalogue else None  # None: any title
+        titles = constraint_titles(c, self.catalogues)  # None: any title
+        if c.titles is not None:  # a per-turn title list: compiled for this turn only
+            return turn_grammar(c.actions, titles, c.role), titles
         if c not in self._grammars:
             self._grammars[c] = turn_grammar(c.actions, titles, c.role)
         return self._grammars[c], titles

@@ -51,15 +51,18 @@ class VLLMBackend:
     def _grammar(self, c) -> str:
         """The turn grammar after the prompt's prefill (the same grammar as the transformers
         backend; tags that are one special token of this tokenizer are written ``<[ID]>``)."""
+        from interplay.backends.base import constraint_titles
         from interplay.protocol import ACTION_OPEN
         from interplay.turn_grammar import GrammarError, token_literal, turn_grammar
 
         if c not in self._grammars:
             if c.prefill not in ("", ACTION_OPEN):
                 raise GrammarError(f"the vLLM backend takes the prefill {ACTION_OPEN!r} or none, not {c.prefill!r}")
-            titles = self.catalogues.get(c.catalogue, []) if c.catalogue else None  # None: any title
-            self._grammars[c] = turn_grammar(c.actions, titles, c.role, token_literal(self.tokenizer),
-                                             after_action_open=bool(c.prefill))
+            grammar = turn_grammar(c.actions, constraint_titles(c, self.catalogues), c.role,
+                                   token_literal(self.tokenizer), after_action_open=bool(c.prefill))
+            if c.titles is not None:  # a per-turn title list (candidates): not kept
+                return grammar
+            self._grammars[c] = grammar
         return self._grammars[c]
 
     def _structured(self, grammar: str) -> dict:

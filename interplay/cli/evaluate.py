@@ -47,11 +47,13 @@ def evaluate_run_cmd(
 
 
 def _eval_config(kind: str, data: Path, out: Path, parts: str, max_new_tokens: int, temperature: float,
-                 matchscore_encoder: Optional[Path] = None, decoding: str = "constrained", **settings) -> E:
+                 matchscore_encoder: Optional[Path] = None, decoding: str = "constrained", titles: str = "catalogue",
+                 **settings) -> E:
     """An EvalConfig from command options (paths as strings, generation settings grouped)."""
     try:
         return E(kind=kind, data=str(data), out=str(out), parts=[p.strip() for p in parts.split(",") if p.strip()],
-                 generation=G(max_new_tokens=max_new_tokens, temperature=temperature, decoding=decoding),
+                 generation=G(max_new_tokens=max_new_tokens, temperature=temperature, decoding=decoding,
+                              titles=titles),
                  matchscore_encoder=str(matchscore_encoder) if matchscore_encoder else None, **settings)
     except ValueError as exc:
         fail(exc)
@@ -133,6 +135,7 @@ def evaluate_recommender_cmd(
     out: Path = option(E, "out"), limit: Optional[int] = option(E, "limit"),
     max_new_tokens: int = option(G, "max_new_tokens"), temperature: float = option(G, "temperature"),
     decoding: str = option(G, "decoding"),
+    titles: str = option(G, "titles"),
     force_recommend: bool = option(E, "force_recommend"),
     rank_items: int = option(E, "rank_items"),
     rank_beam: int = option(E, "rank_beam"),
@@ -148,7 +151,7 @@ def evaluate_recommender_cmd(
     from interplay.evaluation.evaluate import evaluate_recommender
 
     cfg = _eval_config("recommender", data, out, "single", max_new_tokens, temperature, matchscore_encoder,
-                       decoding=decoding, force_recommend=force_recommend, rank_items=rank_items, rank_beam=rank_beam,
+                       decoding=decoding, titles=titles, force_recommend=force_recommend, rank_items=rank_items, rank_beam=rank_beam,
                        recommender_candidates=recommender_candidates, agent=agent, split=split, limit=limit,
                        seed=seed, concurrency=concurrency, max_batch=max_batch, dtype=dtype,
                        recommender_sees_persona=recommender_sees_persona)

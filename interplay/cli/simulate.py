@@ -36,8 +36,8 @@ def print_summary(summary: dict, run_dir: str) -> None:
 #: options that are SimulationConfig fields (the rest: how this invocation runs)
 RUN_FIELDS = ("user", "recommender", "data", "split", "episodes", "max_turns", "out", "seed", "first_speaker",
               "max_retries", "concurrency", "max_batch", "dtype", "prefix_cache_mb", "grounded",
-              "recommender_candidates", "actor_restarts")
-GENERATION_FIELDS = ("max_new_tokens", "temperature", "decoding")
+              "recommender_candidates", "actor_restarts", "replicas")
+GENERATION_FIELDS = ("max_new_tokens", "temperature", "decoding", "titles")
 
 
 @app.command()
@@ -62,11 +62,13 @@ def simulate(
     max_new_tokens: int = option(GenerationParams, "max_new_tokens"),
     temperature: float = option(GenerationParams, "temperature"),
     decoding: str = option(GenerationParams, "decoding"),
+    titles: str = option(GenerationParams, "titles"),
     dtype: str = option(S, "dtype"),
     prefix_cache_mb: float = option(S, "prefix_cache_mb"),
     grounded: bool = option(S, "grounded"),
     recommender_candidates: int = option(S, "recommender_candidates"),
     actor_restarts: int = option(S, "actor_restarts"),
+    replicas: int = option(S, "replicas"),
     ray_address: Optional[str] = typer.Option(None, help="Ray cluster address (default: RAY_ADDRESS or local)"),
     progress: bool = typer.Option(True, help="show a progress bar"),
 ) -> None:

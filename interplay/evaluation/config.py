@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from interplay.agent_specs import AgentSpec
-from interplay.backends.base import GenerationParams
+from interplay.backends.base import GenerationParams, check_candidate_titles
 from interplay.run_folder import prepare_run_folder
 
 UserPart = Literal["replay", "single", "human", "probe", "nll"]
@@ -65,6 +65,11 @@ class EvalConfig(BaseModel):
 
     RESUMABLE_CHANGES: ClassVar[frozenset[str]] = frozenset({"concurrency", "max_batch", "batch_wait_ms",
                                                              "actor_restarts"})
+
+    @model_validator(mode="after")
+    def _titles_need_candidates(self) -> "EvalConfig":
+        check_candidate_titles(self.generation, self.recommender_candidates)
+        return self
 
     @field_validator("agent")
     @classmethod

@@ -139,7 +139,8 @@ def recommender_turn_tasks(records: list[DialogueRecord], with_persona: bool = F
                                           candidates=shown,
                                           allowed_actions=frozenset({Action.RECOMMEND}) if force_recommend else None),
                               r.turns[k].text,
-                              r.turns[k].action.value, r.target.title, extra={"target_id": r.target.item_id}))
+                              r.turns[k].action.value, r.target.title,
+                              extra={"target_id": r.target.item_id, **({"candidates": shown} if candidates else {})}))
     return tasks, skipped
 
 

@@ -103,6 +103,12 @@ class AgentHost:
         """Whether the host answers (the driver asks after an infrastructure failure)."""
         return True
 
+    def node(self) -> dict:
+        """Where this actor runs (node id and IP)."""
+        from interplay.runtime.model_server import actor_node
+
+        return actor_node()
+
     def act(self, role: Role, episode_id: str, observation: Observation) -> Turn | ProtocolError:
         agent = self._agent(role, episode_id)
         backend = self._backends.get((role, episode_id))

@@ -59,6 +59,10 @@ class ModelServer:
         """Whether the server answers (the driver asks after an infrastructure failure)."""
         return True
 
+    def node(self) -> dict:
+        """Where this actor runs: :func:`actor_node`."""
+        return actor_node()
+
     def model_path(self) -> str:
         return str(getattr(self.backend, "model_path", ""))
 
@@ -81,6 +85,8 @@ class ModelServer:
         its own request (GrammarError) and never the batch it would have shared."""
         if constraint not in self._valid:
             await asyncio.to_thread(self.backend.validate_constraint, constraint)
+            if len(self._valid) > 4096:  # per-turn title lists (candidates) make many distinct constraints
+                self._valid.clear()
             self._valid.add(constraint)
 
     async def generate(self, prompts: list[str], params: GenerationParams,
@@ -191,6 +197,16 @@ class ModelServer:
             s["constrained"] = self.backend.constraint_stats()
         s["peak_rss_mb"] = peak_rss_mb()
         return s
+
+
+def actor_node() -> dict:
+    """The Ray node id and IP address of the calling process (where an actor was placed), and the
+    GPU ids Ray assigned it."""
+    import ray
+
+    ctx = ray.get_runtime_context()
+    return {"node_id": ctx.get_node_id(), "ip": ray.util.get_node_ip_address(),
+            "gpu_ids": [str(g) for g in ray.get_gpu_ids()]}
 
 
 def peak_rss_mb() -> float:

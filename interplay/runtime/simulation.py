@@ -16,11 +16,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from environments.recommendation_env import EnvConfig, RecommendationEnv
 from interplay.agent_specs import AgentSpec, check_agent_spec, sees_persona
-from interplay.backends.base import GenerationParams
+from interplay.backends.base import GenerationParams, check_candidate_titles
 from interplay.episode_log import (
     EPISODES_FILE,
     SUMMARY_FILE,
@@ -67,6 +67,9 @@ class SimulationConfig(BaseModel):
     dtype: str = Field("auto", description="auto (bf16 where the CPU/GPU supports it) | float32 | bfloat16 | float16")
     prefix_cache_mb: float = Field(1024.0, ge=0, description="MiB of episode KV caches kept per model for reuse "
                                    "across turns (0: off, plain batched generate)")
+    replicas: int = Field(1, ge=1, description="copies of the run's model servers and agent host, spread over the "
+                          "cluster's nodes (a Ray placement group, SPREAD); episodes are dealt out to them in turn. "
+                          "On a cluster: one per GPU node")
     actor_restarts: int = Field(3, ge=0, description="times Ray restarts a model server or agent host whose "
                                 "process died; the episodes in flight end as infrastructure failures, the run "
                                 "goes on; past this the run stops (resume it)")
@@ -74,7 +77,12 @@ class SimulationConfig(BaseModel):
 
     #: fields that may differ between a run and its resumption
     RESUMABLE_CHANGES: ClassVar[frozenset[str]] = frozenset(
-        {"episodes", "concurrency", "max_batch", "batch_wait_ms", "prefix_cache_mb", "actor_restarts"})
+        {"episodes", "concurrency", "max_batch", "batch_wait_ms", "prefix_cache_mb", "actor_restarts", "replicas"})
+
+    @model_validator(mode="after")
+    def _titles_need_candidates(self) -> "SimulationConfig":
+        check_candidate_titles(self.generation, self.recommender_candidates)
+        return self
 
     @field_validator("user", "recommender")
     @classmethod
@@ -124,9 +132,10 @@ async def _actors_alive(actors: list, timeout_s: float = 600.0) -> str | None:
     return None
 
 
-async def _drive(cfg: SimulationConfig, data: SimulationData, todo, hosts, writer: EpisodeLogWriter,
-                 on_done: Callable[[EpisodeLog], None], retriever=None, servers=None) -> str | None:
-    """Run the episodes of ``todo``; return why the run stopped early (None: it did not)."""
+async def _drive(cfg: SimulationConfig, data: SimulationData, todo, sets: list, writer: EpisodeLogWriter,
+                 on_done: Callable[[EpisodeLog], None], retriever=None) -> str | None:
+    """Run the episodes of ``todo``, the i-th on replica set i mod len(sets); return why the run
+    stopped early (None: it did not)."""
     from interplay.runtime.agent_host import RayAgentHandle
 
     env_cfg = EnvConfig(max_turns=cfg.max_turns, first_speaker=cfg.first_speaker, max_retries=cfg.max_retries,
@@ -134,10 +143,12 @@ async def _drive(cfg: SimulationConfig, data: SimulationData, todo, hosts, write
                         grounding=data.catalogue if cfg.grounded else None,
                         candidates=retriever, candidates_k=cfg.recommender_candidates)
     sem = asyncio.Semaphore(cfg.concurrency)
-    actors = list({id(h.actor): h.actor for h in hosts.values()}.values()) + list((servers or {}).values())
+    actors = [a for s in sets for a in {id(h.actor): h.actor for h in s.hosts.values()}.values()] + \
+        [a for s in sets for a in s.servers.values()]
     stopped: list[str] = []
 
-    async def one(episode_id: str, seed: int, idx: int) -> None:
+    async def one(n: int, episode_id: str, seed: int, idx: int) -> None:
+        hosts = sets[n % len(sets)].hosts
         async with sem:
             if stopped:
                 return
@@ -153,7 +164,7 @@ async def _drive(cfg: SimulationConfig, data: SimulationData, todo, hosts, write
                 if why and not stopped:
                     stopped.append(why)
 
-    await asyncio.gather(*(one(*t) for t in todo))
+    await asyncio.gather(*(one(n, *t) for n, t in enumerate(todo)))
     return stopped[0] if stopped else None
 
 
@@ -166,7 +177,7 @@ def run_simulation(cfg: SimulationConfig, resume: bool = False, ray_address: str
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from interplay.runtime import ray_cluster
-    from interplay.runtime.hosts import start_agent_hosts
+    from interplay.runtime.hosts import placement, start_replicas
 
     specs = cfg.specs
     for role, spec in specs.items():
@@ -186,11 +197,13 @@ def run_simulation(cfg: SimulationConfig, resume: bool = False, ray_address: str
     stop: str | None = None
     server_stats: dict = {}
     host_rss = 0.0
+    placed: dict = {}
     try:
         with EpisodeLogWriter(run_dir) as writer:
             done = writer.existing_ids(rerun_failed=rerun_failed)
             todo = [t for t in plan if t[0] not in done]
-            hosts, servers = start_agent_hosts(specs, data.catalogue, cfg) if todo else ({}, {})
+            sets = start_replicas(specs, data.catalogue, cfg, cfg.replicas) if todo else []
+            placed = placement(sets) if sets else {}
             with Progress(TextColumn("[bold]simulate"), BarColumn(), MofNCompleteColumn(),
                           TextColumn("{task.fields[last]}"), TimeElapsedColumn(), disable=not progress) as bar:
                 task = bar.add_task("episodes", total=len(plan), completed=len(plan) - len(todo), last="")
@@ -199,9 +212,11 @@ def run_simulation(cfg: SimulationConfig, resume: bool = False, ray_address: str
                     this_run.append(ep)
                     bar.update(task, advance=1, last=f"{ep.episode_id}: {ep.termination.value}")
 
-                stop = asyncio.run(_drive(cfg, data, todo, hosts, writer, on_done, retriever, servers))
-            server_stats = {m: _ask(s.stats, {}) for m, s in servers.items()}
-            host_rss = _ask(next(iter(hosts.values())).actor.peak_rss_mb, 0.0) if hosts else 0.0
+                stop = asyncio.run(_drive(cfg, data, todo, sets, writer, on_done, retriever))
+            server_stats = {(m if len(sets) == 1 else f"{m}#{i}"): _ask(s.stats, {})
+                            for i, rs in enumerate(sets) for m, s in rs.servers.items()}
+            host_rss = max((_ask(next(iter(rs.hosts.values())).actor.peak_rss_mb, 0.0) for rs in sets if rs.hosts),
+                           default=0.0)
     finally:
         wall = time.perf_counter() - t0
         ray_cluster.disconnect(started)
@@ -219,6 +234,7 @@ def run_simulation(cfg: SimulationConfig, resume: bool = False, ray_address: str
         peak_rss_mb={"driver": peak_rss_mb(), "agent_host": host_rss,
                      **{f"model_server_{i}": s.get("peak_rss_mb", 0.0) for i, s in enumerate(server_stats.values())}},
         records_left_out=data.left_out,  # records with no usable target (no target, not in the catalogue)
+        placement=placed,  # where each replica's actors ran (this invocation)
     )
     if stop:
         summary["stopped"] = f"an actor died more than {cfg.actor_restarts} times ({stop})"
