@@ -155,6 +155,9 @@ def recommender_report(cfg: EvalConfig, out: Path, rows: list[dict], scorer, rec
         "recall@1": summarize_values(r["recall_at_1"] for r in rows).mean,
         "recall@10": summarize_values(r["recall_at_10"] for r in rows).mean if has_rank else None,
         "recall@50": summarize_values(r["recall_at_50"] for r in rows).mean if has_rank else None,
+        # the longest ranking logged: Recall@k past it counts only what was ranked (e.g. the
+        # candidates of a run with --titles candidates and --rank-items K)
+        "rank_depth": max((len(r.get("ranked_items") or []) for r in rows), default=0),
         "matchscore": summarize_values(r["matchscore"] for r in rows).as_dict(),  # None (target not in catalogue) left out
         "matchscore_matched_only": summarize_values(r["matchscore"] for r in rows if r["matched"]).as_dict(),
         "target_not_in_catalogue": sum(1 for r in rows if r["matchscore"] is None),
