@@ -16,37 +16,10 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, subprocess_env
 
+sys.path.insert(0, str(ROOT / "experiments"))
+from chaos import actor_pid  # noqa: E402  (kills the actor found below the driver, as the chaos runs do)
+
 from interplay.episode_log import FailureKind, latest_episodes, read_episodes
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (from /proc: the run's private Ray lives under its driver)."""
-    children: dict[int, list[int]] = collections.defaultdict(list)
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children[ppid].append(int(entry.name))
-    out, todo = [], [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            out.append(c)
-            todo.append(c)
-    return out
-
-
-def actor_pid(driver: int, name: str) -> int | None:
-    """The process of the run's actor whose title starts with ``ray::NAME``."""
-    for pid in descendants(driver):
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if cmd.startswith(f"ray::{name}"):
-            return pid
-    return None
 
 
 def run_and_kill(args: list[str], log: Path, actor: str) -> tuple[subprocess.Popen, str, str]:

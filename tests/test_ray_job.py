@@ -36,6 +36,21 @@ def ray_env(token_file: Path) -> dict:
     return env
 
 
+def wait_for_job(ray: str, address: str, job_id: str, env: dict, timeout_s: float) -> tuple[str, str]:
+    """The job's final status (lower case, colours stripped) and its logs."""
+    status, deadline = "", time.time() + timeout_s
+    while time.time() < deadline:
+        st = subprocess.run([ray, "job", "status", "--address", address, job_id], env=env, capture_output=True,
+                            text=True)
+        status = re.sub(r"\x1b\[[0-9;]*m", "", st.stdout + st.stderr).lower()
+        if any(s in status for s in ("succeeded", "failed", "stopped")):
+            break
+        time.sleep(2)
+    logs = subprocess.run([ray, "job", "logs", "--address", address, job_id], env=env, capture_output=True,
+                          text=True).stdout
+    return status, logs
+
+
 def test_ray_job_submit_pearl_sim(tmp_path):
     temp = Path(tempfile.mkdtemp(prefix="rj", dir="/tmp"))  # short: Ray's socket paths have a length limit
     token = temp / "token"
@@ -67,17 +82,7 @@ def test_ray_job_submit_pearl_sim(tmp_path):
              "--recommender", "rule", "--episodes", "8", "--max-turns", "8", "--out", str(out), "--no-progress"],
             env=env, capture_output=True, text=True, timeout=300)
         assert submit.returncode == 0, submit.stdout + submit.stderr
-        status = ""
-        deadline = time.time() + 300
-        while time.time() < deadline:
-            st = subprocess.run([ray, "job", "status", "--address", address, job_id], env=env, capture_output=True,
-                                text=True)
-            status = re.sub(r"\x1b\[[0-9;]*m", "", st.stdout + st.stderr).lower()
-            if any(s in status for s in ("succeeded", "failed", "stopped")):
-                break
-            time.sleep(2)
-        logs = subprocess.run([ray, "job", "logs", "--address", address, job_id], env=env, capture_output=True,
-                              text=True).stdout
+        status, logs = wait_for_job(ray, address, job_id, env, 300)
         assert "succeeded" in status, status + logs[-3000:]
         episodes = list(read_episodes(out / "episodes.jsonl"))
         assert len(episodes) == 8 and len({e.episode_id for e in episodes}) == 8
@@ -160,16 +165,7 @@ def test_two_node_cluster_spreads_the_replicas(tmp_path, tiny_model_dir):
              "--replicas", "2", "--concurrency", "4", "--out", str(out), "--no-progress"],
             env=env, capture_output=True, text=True, timeout=300)
         assert submit.returncode == 0, submit.stdout + submit.stderr
-        status, deadline = "", time.time() + 480
-        while time.time() < deadline:
-            st = subprocess.run([ray, "job", "status", "--address", address, job_id], env=env, capture_output=True,
-                                text=True)
-            status = re.sub(r"\x1b\[[0-9;]*m", "", st.stdout + st.stderr).lower()
-            if any(s in status for s in ("succeeded", "failed", "stopped")):
-                break
-            time.sleep(2)
-        logs = subprocess.run([ray, "job", "logs", "--address", address, job_id], env=env, capture_output=True,
-                              text=True).stdout
+        status, logs = wait_for_job(ray, address, job_id, env, 480)
         assert "succeeded" in status, status + logs[-3000:]
         episodes = list(read_episodes(out / "episodes.jsonl"))
         assert len(episodes) == 6 and len({e.episode_id for e in episodes}) == 6
