@@ -57,13 +57,14 @@ def start_replicas(specs: dict[Role, AgentSpec], catalogue, cfg: HostSettings, r
     from ray.util.placement_group import placement_group
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-    cpus = int(ray.cluster_resources().get("CPU", os.cpu_count() or 1))
+    resources = ray.cluster_resources()
+    cpus = int(resources.get("CPU", os.cpu_count() or 1))
     per_set = cpus // replicas
     models = {model_of(spec) for spec in specs.values()} - {None}
     if models and per_set < len(models):
         raise ValueError(f"{replicas} replicas of {len(models)} model server(s) need {replicas * len(models)} CPUs; "
                          f"the cluster has {cpus}")
-    gpus = int(ray.cluster_resources().get("GPU", 0))
+    gpus = int(resources.get("GPU", 0))
     server_gpus = (gpus // replicas) / len(models) if models and gpus >= replicas else 0.0
     # a bundle must ask for something: agent hosts alone (rule agents) take a sliver of a CPU
     bundle = {"CPU": per_set if models else 0.01}
