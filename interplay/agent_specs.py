@@ -182,14 +182,16 @@ def training_config(checkpoint: str | None) -> dict:
 
 #: the recipe settings an evaluation records about the checkpoint it evaluated
 RECIPE_KEYS = ("role", "data", "epochs", "grounded", "grounding_match", "action_loss_weight", "counterfactual_negatives",
-               "decision_examples", "whole_dialogues", "recommender_candidates", "model")
+               "decision_examples", "whole_dialogues", "recommender_candidates", "model", "max_train_records")
 
 
 def agent_training(spec: str) -> dict | None:
     """What the spec's checkpoint was trained on, for the record of an evaluation: the recipe
     settings, and the training data's source (``simulated`` when it was built from episode logs)
-    and train record count from its ``build.json``. None for an agent without a training record
-    (a prompted model, a rule)."""
+    and train record count from its ``build.json`` (capped by ``max_train_records``). For
+    simulated data, ``simulated_by`` names the user and recommender agents of the run the episodes
+    came from (its ``config.json``). None for an agent without a training record (a prompted
+    model, a rule)."""
     import json
     from pathlib import Path
 
@@ -204,6 +206,12 @@ def agent_training(spec: str) -> dict | None:
         info = json.loads(build.read_text())
         out["data_source"] = info.get("source")
         out["train_records"] = (info.get("records") or {}).get("train")
+        if out["train_records"] is not None and config.get("max_train_records"):
+            out["train_records"] = min(out["train_records"], config["max_train_records"])
+        if info.get("source") == "episodes":
+            runs = [Path(p) / "config.json" for p in info.get("paths") or []]
+            out["simulated_by"] = [{k: json.loads(r.read_text()).get(k) for k in ("user", "recommender")}
+                                   for r in runs if r.is_file()]
     out["simulated"] = out.get("data_source") == "episodes"
     return out
 

@@ -52,6 +52,37 @@ def test_shared_prefix_scores_equal_one_pass_per_continuation(tiny_model_dir, us
                                                                            abs=1e-4)
 
 
+def test_scoring_prefix_cache_reuses_shared_prefixes_and_changes_no_score(tiny_model_dir):
+    """Prompts of one dialogue grow turn by turn and probes differ only at the end: with the cache,
+    each is run from the end of the longest prefix it shares with a kept prompt, and every score
+    equals the one pass per continuation; entries stay within the byte budget."""
+    from interplay.backends.continuation_scoring import ScoringPrefixCache
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    head = "You are a movie fan. You want a heist film with a clever plan, set in a big city. " * 2
+    turns = ["Hi, any ideas?", "Do you like action?", "Yes, and some suspense.", "Try Heat (1995)."]
+    prompts = [head + " ".join(turns[:k + 1]) for k in range(len(turns))]  # each the previous one plus a turn
+    prompts += [head + "Try Ronin (1998). <action>", head + "Try Up (2009). <action>"]  # probes of one record
+    conts = ["<accept>", "<feedback> not quite"]
+    lengths = [len(tok(p, add_special_tokens=False)["input_ids"]) for p in prompts]
+    cache = ScoringPrefixCache(budget_bytes=2**30)
+    for p in prompts:
+        assert score_continuations(model, tok, p, conts, cache) == pytest.approx(naive_scores(model, tok, p, conts),
+                                                                                 abs=1e-4)
+    st = cache.stats
+    assert st["lookups"] == len(prompts) and st["hits"] == len(prompts) - 1  # all but the first reuse
+    assert st["prefilled_tokens"] + st["reused_tokens"] == sum(lengths)
+    assert st["prefilled_tokens"] < sum(lengths) / 2
+    # a grown prompt replaces the entry it extends: the dialogue's turns leave one entry, not four
+    assert len(cache.store.entries) == 3
+    one = cache.store.entries[next(iter(cache.store.entries))].nbytes
+    small = ScoringPrefixCache(budget_bytes=int(one * 1.5))
+    for p in prompts:
+        score_continuations(model, tok, p, conts, small)
+    assert small.store.used_bytes <= small.store.budget_bytes and small.stats["evictions"] > 0
+
+
 def observations() -> list[Observation]:
     """User observations right after a recommendation, and before any."""
     obs = []

@@ -165,6 +165,11 @@ def test_decision_agreement_by_hand():
     assert decision_agreement([1, 1], [1, 0])["balanced_accuracy"] is None  # one class: undefined
     assert not math.isnan(decision_agreement([0], [0])["accuracy"])
     json.dumps(m)
+    # the best cut accepts p >= 0.6 (every decision right); the threshold sits halfway to the next
+    # lower probability, so a score that moves by float rounding keeps its side
+    t = decision_agreement([1, 1, 0, 0], [1, 1, 1, 1], [0.9, 0.6, 0.4, 0.1])
+    assert t["best_threshold"] == pytest.approx(0.5) and t["best_threshold_balanced_accuracy"] == 1.0
+    assert decision_agreement([0, 1], [1, 1], [0.2, 0.3])["best_threshold"] == pytest.approx(0.25)
 
 
 def test_fidelity_scorecard_known_answers(data_dir, tmp_path, ray_session):

@@ -222,6 +222,28 @@ def test_lora_training_merges_into_a_plain_checkpoint(overfit_checkpoint, tmp_pa
     assert model.get_input_embeddings().weight.shape[0] >= len(AT.from_pretrained(out))
 
 
+def test_max_train_records_trains_on_the_first_records_only(overfit_checkpoint, tmp_path):
+    """A same-size comparison of corpora: --max-train-records N keeps the first N train records,
+    and the training record says how many were used."""
+    from interplay.agent_specs import agent_training
+    from interplay.training.train import TrainConfig, train
+
+    base_ckpt, _ = overfit_checkpoint
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "train.jsonl").write_text("".join(r.model_dump_json() + "\n" for r in RECORDS[:2]))
+    (data / "build.json").write_text(json.dumps({"source": "redial", "records": {"train": 2}}))
+    out = tmp_path / "one"
+    metrics = train(TrainConfig(role=Role.RECOMMENDER, data=str(data), out=str(out), model=str(base_ckpt), max_steps=1,
+                                batch_size=1, grad_accum=1, report_to="none", max_train_records=1))
+    both = train(TrainConfig(role=Role.RECOMMENDER, data=str(data), out=str(tmp_path / "two"), model=str(base_ckpt),
+                             max_steps=1, batch_size=1, grad_accum=1, report_to="none"))
+    assert metrics["train_records"] == 1 and both["train_records"] == 2
+    assert metrics["train_examples"] < both["train_examples"]
+    assert agent_training(f"recsim:{out}")["train_records"] == 1
+    assert agent_training(f"recsim:{tmp_path / 'two'}")["train_records"] == 2
+
+
 def test_new_token_embeddings_start_from_their_spelling(tiny_model_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -17,8 +17,12 @@ import torch
 
 from interplay.backends.base import BackendCapabilities, GenerationParams, cut_at_stop
 from interplay.backends.default_model import resolve_model_path
+from interplay.backends.continuation_scoring import ScoringPrefixCache, score_continuations
 from interplay.backends.kv_reuse import PrefixKVStore, generate_reusing_prefix
 from interplay.protocol import STRUCTURAL_TOKENS
+
+#: MiB of recently scored prompts' KV kept for reuse by the next scored prompts (fp32, exact)
+SCORE_CACHE_MB = 512
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -61,7 +65,7 @@ class TransformersBackend:
 
     def __init__(self, model: str | None = None, dtype: str = "auto", device: str | None = None,
                  num_threads: int | None = None, prefix_cache_mb: float = 0.0,
-                 prefix_cache_dtype: str = "float16"):
+                 prefix_cache_dtype: str = "float16", score_cache_mb: float = SCORE_CACHE_MB):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if num_threads:
@@ -84,6 +88,8 @@ class TransformersBackend:
         if prefix_cache_dtype != "model" and self.model.dtype == torch.float32:
             store_dtype = _DTYPES[prefix_cache_dtype]
         self.prefix_store = PrefixKVStore(int(prefix_cache_mb * 2**20), store_dtype) if prefix_cache_mb > 0 else None
+        # scored prompts (decisions, probes, turn likelihoods) reuse each other's prefixes
+        self.score_cache = ScoringPrefixCache(int(score_cache_mb * 2**20)) if score_cache_mb > 0 else None
 
     @property
     def has_chat_template(self) -> bool:
@@ -169,10 +175,9 @@ class TransformersBackend:
     def score_continuations(self, prompts: list[str], continuations: list[list[str]]) -> list[list[float]]:
         """For each prompt, the log-likelihood of each of its continuations (one prompt pass each;
         :mod:`interplay.backends.continuation_scoring`)."""
-        from interplay.backends.continuation_scoring import score_continuations
-
         with self._lock:
-            out = [score_continuations(self.model, self.tokenizer, p, c) for p, c in zip(prompts, continuations)]
+            out = [score_continuations(self.model, self.tokenizer, p, c, self.score_cache)
+                   for p, c in zip(prompts, continuations)]
         if self.device == "cpu":
             _return_freed_memory()
         return out
@@ -192,6 +197,13 @@ class TransformersBackend:
             return {}
         return {**self.prefix_store.stats, "entries": len(self.prefix_store.entries),
                 "used_mb": round(self.prefix_store.used_bytes / 2**20, 1)}
+
+    def score_cache_stats(self) -> dict:
+        """The scoring prefix cache's lookups, hits, reused and prefilled prompt tokens, evictions."""
+        if self.score_cache is None:
+            return {}
+        st = self.score_cache.store
+        return {**st.stats, "entries": len(st.entries), "used_mb": round(st.used_bytes / 2**20, 1)}
 
     def _clean(self, text: str) -> str:
         for tok in self._strip:

@@ -107,6 +107,9 @@ def evaluate_fidelity_cmd(
     decision: str = option(E, "decision", default="score"),
     accept_threshold: list[float] = typer.Option([], help="P(accept) threshold per --user in order (one: all; "
                                                  "default: each checkpoint's calibrated threshold ('interplay evaluate calibrate'), else 0.5)"),
+    downstream: list[str] = typer.Option([], help="a finished 'evaluate recommender' folder of a RecSim trained on "
+                                         "dialogues simulated with a user agent, or on real ones (repeat; "
+                                         "experiments/downstream_utility.sh): the downstream-utility table"),
     seed: int = option(E, "seed"), concurrency: int = option(E, "concurrency"),
     resume: bool = _RESUME, ray_address: Optional[str] = _RAY, progress: bool = typer.Option(True),
 ) -> None:
@@ -116,7 +119,8 @@ def evaluate_fidelity_cmd(
 
     try:
         cfg = FidelityConfig(users=user, data=str(data), split=split, out=str(out), limit=limit, decision=decision,
-                             accept_thresholds=accept_threshold, seed=seed, concurrency=concurrency)
+                             accept_thresholds=accept_threshold, downstream=downstream, seed=seed,
+                             concurrency=concurrency)
     except ValueError as exc:
         fail(exc)
     with bad_input(ValueError, FileNotFoundError, FileExistsError):

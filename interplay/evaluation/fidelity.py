@@ -37,6 +37,9 @@ class FidelityConfig(BaseModel):
     decision: str = Field("score", description="score (P(accept), LLM agents) or generate")
     accept_thresholds: list[float] = Field(default_factory=list, description="per user agent, in order (one value: "
                                            "all); default: each checkpoint's calibrated threshold, else 0.5")
+    downstream: list[str] = Field(default_factory=list, description="finished recommender evaluations of RecSims "
+                                  "trained on dialogues simulated with each user agent (and on real ones), for the "
+                                  "downstream-utility table (experiments/downstream_utility.sh)")
     seed: int = 0
     concurrency: int = 16
 
@@ -118,6 +121,9 @@ def evaluate_fidelity(cfg: FidelityConfig, resume: bool = False, ray_address: st
     from interplay.run_folder import write_json_atomic
 
     records, _ = check_inputs(cfg)
+    from interplay.evaluation.downstream import downstream_rows
+
+    downstream = downstream_rows(cfg.downstream, cfg.seed)  # bad folders fail before any work
     configs = [agent_eval_config(cfg, i) for i in range(len(cfg.users))]
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -126,7 +132,7 @@ def evaluate_fidelity(cfg: FidelityConfig, resume: bool = False, ray_address: st
         folder = Path(ecfg.out)
         evaluate_user(ecfg, resume=resume or folder.exists(), ray_address=ray_address, progress=progress)
         cards.append(agent_card(folder, records))
-    card = {"config": cfg.model_dump(mode="json"), "agents": cards}
+    card = {"config": cfg.model_dump(mode="json"), "agents": cards, "downstream": downstream}
     write_json_atomic(out / f"{SCORECARD}.json", card)
     (out / f"{SCORECARD}.md").write_text(scorecard_markdown(card))
     plot_scorecard(card, out / f"{SCORECARD}.png")
@@ -198,6 +204,16 @@ def scorecard_markdown(card: dict) -> str:
         lines.append(f"| {a['agent']} | {f['episodes']} | {_num(r.get('SR'))} / {_num(r.get('ET'))} / "
                      f"{_num(r.get('FR'))} | {_num(f['any_fault'])} | {_num(f['failed_runs_simulator_share'])} | "
                      f"{kinds or '-'} |")
+    if card.get("downstream"):
+        lines += ["", "Downstream utility: a RecSim trained on the dialogues each user agent simulated (same size, "
+                  "same recipe) and on real ones, evaluated on held-out human dialogues (recommendations forced at "
+                  "the recorded turns; n = turns):", "",
+                  "| trained on | user agent | simulated with | train dialogues | MatchScore | Recall@1 | Recall@10 | "
+                  "n | folder |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for r in card["downstream"]:
+            lines.append(f"| {r['trained_on']} | {r['user'] or '-'} | {r['simulated_with'] or '-'} | "
+                         f"{r['train_records'] if r['train_records'] is not None else '-'} | {_fmt(r['matchscore'])} | "
+                         f"{_fmt(r['recall@1'])} | {_fmt(r['recall@10'])} | {r['turns']} | `{r['folder']}` |")
     return "\n".join(lines) + "\n"
 
 
@@ -210,6 +226,10 @@ def plot_scorecard(card: dict, path: Path) -> None:
                ("kappa (all)", lambda a: a["decisions"]["all"].get("kappa")),
                ("reject F1 (all)", lambda a: a["decisions"]["all"].get("reject_f1")),
                ("match - contradict gap", lambda a: (a["discrimination"] or {}).get("gap"))]
+    down = {r["user"]: r["matchscore"] for r in card.get("downstream") or [] if r["user"]}
+    real = next((r["matchscore"]["value"] for r in card.get("downstream") or [] if r["trained_on"] == "real"), None)
+    if down:
+        columns.append(("RecSim on its dialogues: MatchScore", lambda a: down.get(a["agent"])))
     agents = card["agents"]
     plt = _plt(path)
     fig, axes = plt.subplots(1, len(columns), figsize=(2.4 * len(columns), 0.6 + 0.55 * len(agents)), sharey=True,
@@ -223,7 +243,9 @@ def plot_scorecard(card: dict, path: Path) -> None:
             ax.errorbar([f["value"]], [y], xerr=[[f["value"] - ci[0]], [ci[1] - f["value"]]], fmt="o", capsize=3)
         ax.set_title(name, fontsize=8)
         ax.set_xlim(-1 if "kappa" in name or "gap" in name else 0, 1)
-        ax.axvline(0.5 if "bal." in name else 0.0, color="grey", lw=0.6, ls="--")
+        ref = real if name.startswith("RecSim") else (0.5 if "bal." in name else 0.0)
+        if ref is not None:  # chance, no gap, or the RecSim trained on real dialogues
+            ax.axvline(ref, color="grey", lw=0.6, ls="--")
     axes[0][0].set_yticks(range(len(agents)), [a["agent"][-28:] for a in agents], fontsize=7)
     axes[0][0].invert_yaxis()
     fig.tight_layout()

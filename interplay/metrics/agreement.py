@@ -31,7 +31,9 @@ def decision_agreement(human: list[int], agent: list[int], p_accept: list[float]
     accept) of binary accept decisions, beside the majority-class baseline (always predicting the
     humans' more frequent decision). With the agent's ``p_accept`` per item (decisions read by
     scoring): the ROC AUC, and the threshold on it with the best balanced accuracy on these items
-    (choose it on a valid split, apply it to test with ``--accept-threshold``)."""
+    (choose it on a valid split, apply it to test with ``--accept-threshold``): halfway between
+    the best cut's lowest accepted probability and the next lower one, so probabilities that move
+    by float rounding (another batch, a reused prefix) keep their side of it."""
     from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, roc_auc_score
 
     if len(human) != len(agent):
@@ -56,7 +58,9 @@ def decision_agreement(human: list[int], agent: list[int], p_accept: list[float]
         if len(p_accept) != len(human):
             raise ValueError(f"{len(human)} human decisions but {len(p_accept)} probabilities")
         out["roc_auc"] = roc_auc_score(human, p_accept)
-        best = max(sorted(set(p_accept)), key=lambda t: balanced_accuracy_score(human, [int(p >= t) for p in p_accept]))
+        cuts = sorted(set(p_accept))
+        i = max(range(len(cuts)), key=lambda j: balanced_accuracy_score(human, [int(p >= cuts[j]) for p in p_accept]))
+        best = (cuts[i] + (cuts[i - 1] if i else 0.0)) / 2
         out["best_threshold"] = best
         out["best_threshold_balanced_accuracy"] = balanced_accuracy_score(human, [int(p >= best) for p in p_accept])
     return out

@@ -58,6 +58,9 @@ class TrainConfig:
     recommender_candidates: int = field(default=0, metadata={
         "help": "RecSim: show K catalogue candidates retrieved from the conversation before each of its turns "
                 "(needs the MatchScore encoder); 0: the paper's setup", "min": 0})
+    max_train_records: int = field(default=0, metadata={
+        "help": "train on the first N train records only (0: all), e.g. to compare corpora at the same size",
+        "min": 0})
     max_steps: int = field(default=-1, metadata={"help": "stop after N optimizer steps (-1: by epochs)"})
     seed: int = field(default=0, metadata={"help": "seed"})
     report_to: str = field(default="auto", metadata={"help": "auto (tensorboard when installed) | none | tensorboard | wandb"})
@@ -135,6 +138,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         candidates = (CandidateRetriever.for_data(cfg.data, catalogue), cfg.recommender_candidates)
     lm, tok = load_model_and_tokenizer(cfg.model, bf16_weights=cfg.bf16 and cfg.lora)
     train_records = read_records(cfg.data, "train")
+    if cfg.max_train_records:
+        train_records = train_records[: cfg.max_train_records]
     negatives = []
     if cfg.role is Role.USER and cfg.counterfactual_negatives > 0:
         from interplay.training.counterfactual import counterfactual_negatives
@@ -198,7 +203,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         model.save_pretrained(cfg.out)
     history = [h for h in trainer.state.log_history]
     metrics = {"train": result.metrics, "valid_loss": [h["eval_loss"] for h in history if "eval_loss" in h],
-               "train_examples": len(train_ds), "counterfactual_negatives": len(negatives),
+               "train_records": len(train_records), "train_examples": len(train_ds), "counterfactual_negatives": len(negatives),
                "decision_examples": len(decisions), "valid_examples": len(valid_ds) if valid_ds is not None else 0,
                "world_size": trainer.args.world_size}
     if metrics["valid_loss"]:
