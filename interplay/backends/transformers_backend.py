@@ -22,7 +22,7 @@ from interplay.backends.kv_reuse import PrefixKVStore, generate_reusing_prefix
 from interplay.protocol import STRUCTURAL_TOKENS
 
 #: MiB of recently scored prompts' KV kept for reuse by the next scored prompts (fp32, exact)
-SCORE_CACHE_MB = 512
+SCORE_CACHE_MB = 1024
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

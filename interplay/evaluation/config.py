@@ -54,7 +54,8 @@ class EvalConfig(BaseModel):
                                  "arrive less than this apart")
     dtype: str = Field("auto", description="model dtype: auto (bf16 where supported) | float32 | bfloat16")
     #: per-model budget for kept conversation KV caches (MiB; 0 = off: tasks rarely share a prefix)
-    prefix_cache_mb: float = Field(0.0, ge=0, description="MiB of conversation KV caches kept per model (0: off)")
+    prefix_cache_mb: float = Field(1024.0, ge=0, description="MiB of conversation KV caches kept per model for reuse "
+                                   "across a replay's turns (0: off), as in simulations (docs/performance.md)")
     actor_restarts: int = Field(3, ge=0, description="times Ray restarts a model server or agent host whose "
                                 "process died (a task in flight then fails)")
     generation: GenerationParams = GenerationParams()
@@ -64,7 +65,7 @@ class EvalConfig(BaseModel):
                                            "matchscore train' writes)")
 
     RESUMABLE_CHANGES: ClassVar[frozenset[str]] = frozenset({"concurrency", "max_batch", "batch_wait_ms",
-                                                             "actor_restarts"})
+                                                             "actor_restarts", "prefix_cache_mb"})
 
     @model_validator(mode="after")
     def _titles_need_candidates(self) -> "EvalConfig":

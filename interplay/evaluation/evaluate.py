@@ -92,14 +92,26 @@ def evaluate_user(cfg: EvalConfig, resume: bool = False, ray_address: str | None
                               completed=sum(t.task_id in probe_log.rows for t in probes))
             t5 = bar.add_task("likelihood of real user turns", total=len(nll_tasks),
                               completed=sum(t.task_id in nll_log.rows for t in nll_tasks))
+            parts = [
+                lambda: run_turn_tasks(host, human, human_log, cfg.concurrency, cfg.seed, lambda r: bar.advance(t3),
+                                       threshold),
+                lambda: run_turn_tasks(host, probes, probe_log, cfg.concurrency, cfg.seed, lambda r: bar.advance(t4),
+                                       threshold),
+                lambda: run_turn_tasks(host, nll_tasks, nll_log, cfg.concurrency, cfg.seed, lambda r: bar.advance(t5),
+                                       score_reference=True)]
+
+            async def one_at_a_time():
+                # scored parts run in turn: the prompts in flight then come from few dialogues, whose
+                # shared prefixes the model server's scoring cache keeps (generated parts batch better
+                # side by side)
+                for part in parts:
+                    await part()
+
             await asyncio.gather(
                 run_replays(host, replay, writer, done, cfg.agent, cfg.max_retries, cfg.concurrency, cfg.seed,
                             lambda ep: bar.advance(t1), grounding),
                 run_turn_tasks(host, single, single_log, cfg.concurrency, cfg.seed, lambda r: bar.advance(t2)),
-                run_turn_tasks(host, human, human_log, cfg.concurrency, cfg.seed, lambda r: bar.advance(t3), threshold),
-                run_turn_tasks(host, probes, probe_log, cfg.concurrency, cfg.seed, lambda r: bar.advance(t4), threshold),
-                run_turn_tasks(host, nll_tasks, nll_log, cfg.concurrency, cfg.seed, lambda r: bar.advance(t5),
-                               score_reference=True),
+                *([one_at_a_time()] if threshold is not None else [p() for p in parts]),
             )
 
     try:
