@@ -6,7 +6,9 @@ prefixes; :class:`~interplay.backends.continuation_scoring.ScoringPrefixCache` k
 prompts' KV so each is run only from where it differs. This runs the same tasks in the same order
 (one part at a time, as ``interplay evaluate user`` does) on one in-process model, cache off then
 on, and prints wall time, items per second, the share of prompt tokens reused, and agreement
-(largest score difference, decisions that differ at the threshold).
+(largest score difference, decisions that differ at the threshold). Then it generates the decision
+turn (greedy, constrained, as a replay would) for the first ``--generate`` judged items and
+compares the action written with the most probable scored action, and the time each took.
 
     python benchmarks/decision_scoring.py --agent zero-shot --data data/redial --split test --records 30
 """
@@ -60,6 +62,7 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=30, help="the first N records of the split")
     ap.add_argument("--threshold", type=float, default=0.5, help="P(accept) threshold of the decisions")
     ap.add_argument("--cache-mb", type=float, default=1024)
+    ap.add_argument("--generate", type=int, default=10, help="judged items also decided by generation (0: none)")
     args = ap.parse_args()
 
     from interplay.agent_specs import AGENT_KINDS, check_agent_spec
@@ -88,6 +91,25 @@ def main() -> None:
               f"{len(turns) / s['likelihood']:.2f} | {reused:.2f} | {diff:.2e} | {differ} of {len(human)} |")
     speed = sum(base["seconds"].values()) / sum(results["prefix cache"]["seconds"].values())
     print(f"ratio, all scoring, no cache / prefix cache: {speed:.2f}x")
+    if args.generate:
+        backend = TransformersBackend(model, dtype="float32", score_cache_mb=0)
+        same, t_gen, t_score = 0, 0.0, 0.0
+        items = human[: args.generate]
+        for i, task in enumerate(items):
+            agent = build_agent(spec, AgentContext(role=Role.USER, arg=spec.arg, catalogue=catalogue, seed=i,
+                                                   params=GenerationParams(), backend=backend,
+                                                   tokenizer=backend.tokenizer))
+            agent.reset(task.view)
+            t0 = time.perf_counter()
+            probs = agent.action_probabilities(task.observation)
+            t1 = time.perf_counter()
+            turn = agent.act(task.observation)
+            t_gen += time.perf_counter() - t1
+            t_score += t1 - t0
+            same += turn.action.value == max(probs, key=probs.get)
+        print(f"decisions by generation vs by scoring, {len(items)} judged items (no cache either way): "
+              f"{t_gen / len(items):.2f} s vs {t_score / len(items):.2f} s per item "
+              f"({t_gen / t_score:.1f}x); generated action = most probable scored action: {same} of {len(items)}")
 
 
 if __name__ == "__main__":

@@ -169,6 +169,7 @@ def test_evaluate_user_scores_decisions_through_ray(user_ckpt, tmp_path, ray_ses
     nll = list(ResultLog(out / "user_turn_nll.jsonl").rows.values())
     assert len(nll) == 8 and all(r["logprob"] < 0 and r["tokens"] > 3 for r in nll)  # every recorded user turn
     assert m["user_turn_nll"]["nll_per_token"] == pytest.approx(-sum(r["logprob"] for r in nll) / sum(r["tokens"] for r in nll))
+    assert m["user_turn_nll"]["nll_per_turn"] == pytest.approx(-sum(r["logprob"] for r in nll) / len(nll))
     rows = list(ResultLog(out / "human_view.jsonl").rows.values())
     assert len(rows) == 3 and all(r["decision_method"] == "score" for r in rows)
     for r in rows:

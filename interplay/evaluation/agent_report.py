@@ -97,14 +97,18 @@ def human_view_metrics(rows: list[dict]) -> dict:
 
 def user_turn_nll(rows: list[dict]) -> dict:
     """Mean negative log-likelihood per token of the real user turns under the agent's model
-    (token-weighted over turns) and its perplexity; None figures when the agent cannot score."""
+    (token-weighted over turns), its perplexity, and the mean NLL per turn (nats): agents that
+    serialise turns differently (added action tokens vs tags spelled out in text) split the same
+    turn into different numbers of tokens, so compare agents per turn. None figures when the agent
+    cannot score."""
     import math
 
     scored = [r for r in rows if r.get("logprob") is not None and r.get("tokens")]
     tokens = sum(r["tokens"] for r in scored)
     nll = -sum(r["logprob"] for r in scored) / tokens if tokens else None
     return {"turns": len(rows), "scored_turns": len(scored), "tokens": tokens, "nll_per_token": nll,
-            "perplexity": math.exp(nll) if nll is not None else None}
+            "perplexity": math.exp(nll) if nll is not None else None,
+            "nll_per_turn": -sum(r["logprob"] for r in scored) / len(scored) if scored else None}
 
 
 def user_report(cfg: EvalConfig, out: Path, episodes: list[EpisodeLog], single: list[dict], human: list[dict],

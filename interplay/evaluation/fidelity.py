@@ -181,11 +181,16 @@ def scorecard_markdown(card: dict) -> str:
         lines.append(f"| {a['agent']} | " + " | ".join(cells) + f" | {_fmt(gap)} ({gap.get('n', 0)}) | "
                      f"{_num(d.get('match_auc'))} |")
     lines += ["", "Likelihood of the real user turns under each agent's model (lower is closer to people; "
-              "rule agents have no model):", "", "| agent | turns | tokens | NLL per token | perplexity |",
-              "| --- | --- | --- | --- | --- |"]
+              "rule agents have no model). Agents serialise a turn into different numbers of tokens (added "
+              "action tokens vs tags spelled out), so compare them by NLL per turn:", "",
+              "| agent | turns | tokens | NLL per turn (nats) | NLL per token | perplexity |",
+              "| --- | --- | --- | --- | --- | --- |"]
     for a in card["agents"]:
         x = a.get("likelihood") or {}
-        lines.append(f"| {a['agent']} | {x.get('scored_turns', 0)} | {x.get('tokens', 0)} | "
+        per_turn = x.get("nll_per_turn")
+        if per_turn is None and x.get("nll_per_token") is not None and x.get("scored_turns"):
+            per_turn = x["nll_per_token"] * x["tokens"] / x["scored_turns"]  # metrics written before the field
+        lines.append(f"| {a['agent']} | {x.get('scored_turns', 0)} | {x.get('tokens', 0)} | {_num(per_turn)} | "
                      f"{_num(x.get('nll_per_token'))} | {_num(x.get('perplexity'))} |")
     lines += ["", "Behaviour vs people (Jensen-Shannon divergence, 0 = same distribution; replayed dialogues):", "",
               "| agent | actions by position | turns per dialogue | words per turn | non-committal sim / human |",
