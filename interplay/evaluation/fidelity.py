@@ -245,7 +245,8 @@ def plot_scorecard(card: dict, path: Path) -> None:
             if f.get("value") is None:
                 continue
             ci = f.get("ci95") or (f["value"], f["value"])
-            ax.errorbar([f["value"]], [y], xerr=[[f["value"] - ci[0]], [ci[1] - f["value"]]], fmt="o", capsize=3)
+            ax.errorbar([f["value"]], [y], xerr=[[f["value"] - ci[0]], [ci[1] - f["value"]]], fmt="o", capsize=3,
+                        color=f"C{y % 10}")  # one colour per agent in every column
         ax.set_title(name, fontsize=8)
         ax.set_xlim(-1 if "kappa" in name or "gap" in name else 0, 1)
         ref = real if name.startswith("RecSim") else (0.5 if "bal." in name else 0.0)
