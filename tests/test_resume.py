@@ -63,3 +63,37 @@ def test_kill_midway_then_resume(tmp_path):
     assert not dupes and len(ids) == n
     assert set(before) <= set(ids)
     assert sorted(int(i.split("-")[0]) for i in ids) == list(range(n))
+
+
+def test_ctrl_c_stops_an_evaluation_and_keeps_its_rows(tmp_path, tiny_model_dir, built_sources):
+    """Ctrl-C (SIGINT) mid-evaluation stops it without waiting for the agent host to close the
+    tasks in flight (it used to wait on a busy host for minutes), leaves no Ray process behind, and
+    the rows already logged stay for --resume."""
+    out = tmp_path / "eval"
+    args = [sys.executable, "-m", "interplay.cli", "evaluate", "user", "--no-progress", "--agent",
+            f"llm:{tiny_model_dir}", "--data", str(built_sources / "redial"), "--split", "test", "--parts", "human",
+            "--decision", "generate", "--max-new-tokens", "48", "--concurrency", "8", "--out", str(out)]
+    proc = subprocess.Popen(args, env=subprocess_env(), cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    rows = out / "human_view.jsonl"
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline:
+            if rows.exists() and rows.read_bytes().count(b"\n") >= 2:
+                break
+            assert proc.poll() is None, "the evaluation ended before it could be interrupted"
+            time.sleep(0.1)
+        ray_procs = _descendants(proc.pid)
+        os.kill(proc.pid, signal.SIGINT)
+        proc.wait(timeout=60)  # liveness: it stops, instead of draining the queue of the 290 items
+        assert proc.returncode != 0
+        left = _alive(ray_procs)
+        while left and time.time() < deadline:
+            time.sleep(0.5)
+            left = _alive(ray_procs)
+        assert not left, f"Ray processes still run after Ctrl-C: {[p.name() for p in left]}"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    kept = [line for line in rows.read_text().splitlines() if line.strip()]
+    assert 2 <= len(kept) < 290  # what was logged stays; the rest is left for --resume

@@ -89,11 +89,20 @@ async def _task_agent(host, task: TurnTask, seed: int) -> AsyncIterator:
     try:
         await handle.reset(task.view)
         yield handle
-    finally:
-        try:
-            await handle.close()
-        except Exception:
-            pass
+    except asyncio.CancelledError:
+        raise  # stopping (Ctrl-C): no close round trip to a busy host; the host goes down with the run
+    except BaseException:
+        await _close_quietly(handle)
+        raise
+    else:
+        await _close_quietly(handle)
+
+
+async def _close_quietly(handle) -> None:
+    try:
+        await handle.close()
+    except Exception:
+        pass
 
 
 async def answer(host, task: TurnTask, seed: int) -> TurnRow:
