@@ -23,29 +23,44 @@ def _alive(procs: list) -> list:
     return [p for p in procs if p.is_running() and p.status() != "zombie"]
 
 
+def _gone_by(procs: list, deadline: float) -> list:
+    """The processes of ``procs`` still alive at ``deadline`` (returns as soon as none is)."""
+    left = _alive(procs)
+    while left and time.time() < deadline:
+        time.sleep(0.5)
+        left = _alive(procs)
+    return left
+
+
+def _start_until(args: list[str], log, lines: int, deadline: float) -> subprocess.Popen:
+    """The CLI started in its own process group, once ``log`` holds ``lines`` lines (killed, and
+    the test failed, if it ends or the deadline passes first)."""
+    proc = subprocess.Popen(args, env=subprocess_env(), cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    while time.time() < deadline:
+        if log.exists() and log.read_bytes().count(b"\n") >= lines:
+            return proc
+        if proc.poll() is not None:
+            raise AssertionError("the run ended before it could be stopped")
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    raise AssertionError(f"{log} did not reach {lines} lines in time")
+
+
 def test_kill_midway_then_resume(tmp_path):
     out = tmp_path / "run"
     n = 600
     args = [sys.executable, "-m", "interplay.cli", "simulate", "--no-progress", "--user", "rule", "--recommender",
             "rule", "--episodes", str(n), "--concurrency", "4", "--out", str(out)]
-    proc = subprocess.Popen(args, env=subprocess_env(), cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
     log = out / "episodes.jsonl"
     deadline = time.time() + 300
+    proc = _start_until(args, log, 40, deadline)
     try:
-        while time.time() < deadline:
-            if log.exists() and log.read_bytes().count(b"\n") >= 40:
-                break
-            assert proc.poll() is None, "the run ended before it could be killed"
-            time.sleep(0.05)
         ray_procs = _descendants(proc.pid)
         assert len(ray_procs) >= 4, ray_procs  # gcs, raylet, agents, workers
         os.kill(proc.pid, signal.SIGKILL)  # the driver only, as the OOM killer would
         proc.wait()
-        left = _alive(ray_procs)
-        while left and time.time() < deadline:
-            time.sleep(0.5)
-            left = _alive(ray_procs)
+        left = _gone_by(ray_procs, deadline)
         assert not left, f"the killed driver's Ray processes still run: {[p.name() for p in left]}"
     finally:
         for p in _alive(_descendants(proc.pid) if proc.poll() is None else []):
@@ -73,24 +88,15 @@ def test_ctrl_c_stops_an_evaluation_and_keeps_its_rows(tmp_path, tiny_model_dir,
     args = [sys.executable, "-m", "interplay.cli", "evaluate", "user", "--no-progress", "--agent",
             f"llm:{tiny_model_dir}", "--data", str(built_sources / "redial"), "--split", "test", "--parts", "human",
             "--decision", "generate", "--max-new-tokens", "48", "--concurrency", "8", "--out", str(out)]
-    proc = subprocess.Popen(args, env=subprocess_env(), cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
     rows = out / "human_view.jsonl"
     deadline = time.time() + 300
+    proc = _start_until(args, rows, 2, deadline)
     try:
-        while time.time() < deadline:
-            if rows.exists() and rows.read_bytes().count(b"\n") >= 2:
-                break
-            assert proc.poll() is None, "the evaluation ended before it could be interrupted"
-            time.sleep(0.1)
         ray_procs = _descendants(proc.pid)
         os.kill(proc.pid, signal.SIGINT)
         proc.wait(timeout=60)  # liveness: it stops, instead of draining the queue of the 290 items
         assert proc.returncode != 0
-        left = _alive(ray_procs)
-        while left and time.time() < deadline:
-            time.sleep(0.5)
-            left = _alive(ray_procs)
+        left = _gone_by(ray_procs, deadline)
         assert not left, f"Ray processes still run after Ctrl-C: {[p.name() for p in left]}"
     finally:
         if proc.poll() is None:
