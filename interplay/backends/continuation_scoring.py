@@ -45,10 +45,12 @@ class ScoringPrefixCache:
             if n > best:
                 best, best_key = n, key
         if best < self.min_shared:
+            st["prefilled_tokens"] += len(ids)
             return 0, None, None
         self.store.entries.move_to_end(best_key)
         st["hits"] += 1
         st["reused_tokens"] += best
+        st["prefilled_tokens"] += len(ids) - best
         return best, self.store.entries[best_key].kv, best_key
 
     def put(self, ids: list[int], kv: KV, replaces=None) -> None:
@@ -85,7 +87,6 @@ def score_continuations(model, tokenizer, prompt: str, continuations: list[str],
         out = model(input_ids=torch.tensor([prompt_ids[n:]], device=device), use_cache=True, logits_to_keep=1,
                     **kwargs)
         if cache is not None:
-            cache.stats["prefilled_tokens"] += shared - n
             # the layers' tensors are new ones (concatenated); later steps replace, never modify, them
             cache.put(prompt_ids, [(layer.keys, layer.values) for layer in out.past_key_values.layers], key)
         first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)  # predicts each tail's first token

@@ -60,6 +60,13 @@ def _return_freed_memory() -> None:
         _malloc_trim(0)
 
 
+def _store_stats(store: PrefixKVStore | None) -> dict:
+    """A KV store's counters, entries and MiB held (empty when there is no store)."""
+    if store is None:
+        return {}
+    return {**store.stats, "entries": len(store.entries), "used_mb": round(store.used_bytes / 2**20, 1)}
+
+
 class TransformersBackend:
     """A causal LM from a HF id or local path (``None`` = the default model)."""
 
@@ -193,17 +200,11 @@ class TransformersBackend:
 
     def prefix_cache_stats(self) -> dict:
         """Lookups, hits, reused and prefilled prompt tokens, evictions, bytes held."""
-        if self.prefix_store is None:
-            return {}
-        return {**self.prefix_store.stats, "entries": len(self.prefix_store.entries),
-                "used_mb": round(self.prefix_store.used_bytes / 2**20, 1)}
+        return _store_stats(self.prefix_store)
 
     def score_cache_stats(self) -> dict:
         """The scoring prefix cache's lookups, hits, reused and prefilled prompt tokens, evictions."""
-        if self.score_cache is None:
-            return {}
-        st = self.score_cache.store
-        return {**st.stats, "entries": len(st.entries), "used_mb": round(st.used_bytes / 2**20, 1)}
+        return _store_stats(self.score_cache.store if self.score_cache is not None else None)
 
     def _clean(self, text: str) -> str:
         for tok in self._strip:
