@@ -3,7 +3,8 @@ writes its files so that a killed process never leaves half a line or half a fil
 
 - :func:`prepare_run_folder`: refuse a folder that holds another run (without ``resume``) or a run
   whose settings differ (a config's ``identity()``: its fields minus those a resumption may
-  change); write ``config.json`` atomically.
+  change; fields in a config's ``GROWS_ON_RESUME`` may rise or be lifted, never fall); write
+  ``config.json`` atomically.
 - :class:`JsonlLog`: append-only JSONL, one fsync'd line per item; a partial last line (a process
   killed while writing) is dropped on open.
 - :func:`write_json_atomic`: a JSON file written through a temporary file and a rename.
@@ -46,12 +47,20 @@ def prepare_run_folder(folder: str | Path, cfg: C, resume: bool, what: str = "ru
         raise RunFolderTaken(f"{folder} already holds a {what}; pass --resume to continue it or choose another --out")
     if config_path.exists():
         old = type(cfg).model_validate_json(config_path.read_text())
-        diff = sorted(k for k, v in cfg.identity().items() if old.identity().get(k) != v)
+        growable = getattr(type(cfg), "GROWS_ON_RESUME", frozenset())
+        before = old.identity()
+        diff = sorted(k for k, v in cfg.identity().items()
+                      if before.get(k) != v and not (k in growable and _grew(before.get(k), v)))
         if diff:
             raise RunDirError(f"{config_path}: cannot resume, these settings differ: {', '.join(diff)}")
     folder.mkdir(parents=True, exist_ok=True)
     write_json_atomic(config_path, cfg.model_dump(mode="json"))
     return folder
+
+
+def _grew(old: int | None, new: int | None) -> bool:
+    """A limit that rose or was lifted (None: no limit): the items done under the old one stay valid."""
+    return new is None or (old is not None and new >= old)
 
 
 def write_json_atomic(path: str | Path, obj: object) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -144,6 +145,17 @@ def test_resume_refuses_other_settings(data_dir, tmp_path):
     with pytest.raises(ValueError, match="limit"):
         prepare_eval_dir(cfg.model_copy(update={"limit": 2}), resume=True)
     prepare_eval_dir(cfg.model_copy(update={"concurrency": 3}), resume=True)
+    # a limit may grow on resume (the first N records stay the first N), never shrink
+    cfg2 = cfg.model_copy(update={"out": str(tmp_path / "e2"), "limit": 2})
+    prepare_eval_dir(cfg2, resume=False)
+    prepare_eval_dir(cfg2.model_copy(update={"limit": 5}), resume=True)
+    with pytest.raises(ValueError, match="limit"):
+        prepare_eval_dir(cfg2.model_copy(update={"limit": 3}), resume=True)
+    prepare_eval_dir(cfg2.model_copy(update={"limit": None}), resume=True)
+    shutil.copytree(tmp_path / "e2", tmp_path / "moved")  # a copied folder resumes where it now is
+    prepare_eval_dir(cfg2.model_copy(update={"limit": None, "out": str(tmp_path / "moved")}), resume=True)
+    with pytest.raises(ValueError, match="limit"):
+        prepare_eval_dir(cfg2.model_copy(update={"limit": 9}), resume=True)
 
 
 def test_bertscore_known_values():

@@ -64,8 +64,12 @@ class EvalConfig(BaseModel):
     matchscore_encoder: str | None = Field(None, description="item encoder folder (default: the one 'interplay "
                                            "matchscore train' writes)")
 
+    # ``out``: an evaluation folder may be moved or copied and resumed where it now is
     RESUMABLE_CHANGES: ClassVar[frozenset[str]] = frozenset({"concurrency", "max_batch", "batch_wait_ms",
-                                                             "actor_restarts", "prefix_cache_mb"})
+                                                             "actor_restarts", "prefix_cache_mb", "out"})
+    # the records are the split's first ``limit``: a resumption may take more of them (or all), and
+    # the rows already written stay the same records
+    GROWS_ON_RESUME: ClassVar[frozenset[str]] = frozenset({"limit"})
 
     @model_validator(mode="after")
     def _titles_need_candidates(self) -> "EvalConfig":
