@@ -1,12 +1,13 @@
 """The ``interplay`` command line, one module per command group: :mod:`~interplay.cli.simulate`
 (simulate, show), :mod:`~interplay.cli.data`, :mod:`~interplay.cli.evaluate`,
-:mod:`~interplay.cli.train` (train, train-unicrs, matchscore). Options take their defaults, help
+:mod:`~interplay.cli.train` (train, train-unicrs, matchscore), :mod:`~interplay.cli.studio` (the web app) and
+:mod:`~interplay.cli.study` (head-to-head human studies). Options take their defaults, help
 and bounds from the config they fill (:func:`~interplay.cli.app.option`)."""
 
-from interplay.cli import data, evaluate, simulate, train
+from interplay.cli import data, evaluate, simulate, study, studio, train
 from interplay.cli.app import app, console
 
-__all__ = ["app", "console", "data", "evaluate", "main", "simulate", "train"]
+__all__ = ["app", "console", "data", "evaluate", "main", "simulate", "studio", "study", "train"]
 
 
 def main() -> None:
