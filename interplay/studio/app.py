@@ -271,8 +271,8 @@ def create_app(runs: list[str | Path] = (), studies: list[str | Path] = (), data
             return error(request, 413, str(exc))
         except BadSubmission as exc:
             return error(request, 400, str(exc))
-        nxt = next((p for p in study.pairs_for(token) if not p.done), None)
-        target = f"/judge/{token}/pair/{nxt.pair_id}" if nxt else f"/judge/{token}"
+        nxt = study.next_unjudged(token)
+        target = f"/judge/{token}/pair/{nxt}" if nxt else f"/judge/{token}"
         return RedirectResponse(target, status_code=303)
 
     # -- talk ---------------------------------------------------------------------------------

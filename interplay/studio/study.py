@@ -435,6 +435,16 @@ class Study:
             out.append(PairForJudge(pair_id, pos, record_id, left, right, choices is not None, mine, comment or ""))
         return out
 
+    def next_unjudged(self, token: str) -> str | None:
+        """The id of the judge's first pair (in their order) not judged yet; None when all are.
+        One indexed query: what the app asks after every submission."""
+        with self._conn() as conn:
+            row = conn.execute(
+                """SELECT a.pair_id FROM assignments a
+                   LEFT JOIN judgements j ON j.token = a.token AND j.pair_id = a.pair_id
+                   WHERE a.token = ? AND j.pair_id IS NULL ORDER BY a.position LIMIT 1""", (token,)).fetchone()
+        return row[0] if row else None
+
     def progress(self) -> list[dict]:
         """Per judge: name, judged (pairs), total (pairs)."""
         with self._conn() as conn:
