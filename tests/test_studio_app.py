@@ -104,3 +104,19 @@ def test_load_twenty_judges_thousand_judgements_nothing_lost_or_duplicated(tmp_p
     assert figures["judgements_sent"] == 1000 and figures["requests"] == 1100
     assert figures["judgements_stored"] == 1000 and figures["lost"] == 0 and figures["duplicated"] == 0
     assert figures["rows"] == 1000 * figures["criteria"]
+
+
+def test_a_scorecard_folder_shows_its_scorecard_escaped_and_plots_before_figures(runs):
+    from interplay.studio.app import create_app
+    from interplay.studio.live_server import LiveServer
+
+    card = runs / "fidelity"
+    card.mkdir()
+    (card / "scorecard.md").write_text("| agent | bal. acc. |\n| rule <b>x</b> | 0.84 |\n")
+    (card / "scorecard.json").write_text(json.dumps({"agents": []}))
+    app = create_app([runs], talk_out=runs / "talk")
+    with LiveServer(app) as server:
+        html = requests.get(f"{server.url}/runs/{runs.name}/fidelity", timeout=30).text
+        listing = requests.get(f"{server.url}/", timeout=30).text
+    assert "| rule &lt;b&gt;x&lt;/b&gt; | 0.84 |" in html and "<b>x</b>" not in html
+    assert re.search(rf"{runs.name}/fidelity</a></td>\s*<td>fidelity</td>", listing)

@@ -205,7 +205,7 @@ def create_app(runs: list[str | Path] = (), studies: list[str | Path] = (), data
         terminations = sorted({e.termination.value for e in episodes})
         return page(request, "run.html", entry=entry, rows=[episode_row(e) for e in shown], total=len(episodes),
                     terminations=terminations, plots=[f for f in entry.files() if f.endswith(".png")],
-                    files=entry.files(), summary=_flat(entry.summary),
+                    files=entry.files(), summary=_flat(entry.summary), scorecard=entry.text("scorecard.md"),
                     f={"termination": termination, "accepted": accepted, "min_turns": min_turns,
                        "max_turns": max_turns, "q": q})
 

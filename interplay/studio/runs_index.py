@@ -48,6 +48,11 @@ class RunEntry:
             return None
         return self.path / name
 
+    def text(self, name: str, limit: int = 200_000) -> str | None:
+        """A served text file of this folder (a scorecard), at most ``limit`` characters."""
+        path = self.file(name)
+        return path.read_text(encoding="utf-8", errors="replace")[:limit] if path is not None else None
+
     def episodes(self) -> list[EpisodeLog]:
         """The folder's episodes (a half-written last line of a running job is skipped)."""
         if not self.has_episodes:
@@ -75,6 +80,8 @@ def _kind(folder: Path, config: dict) -> str:
         return "talk"
     if (folder / "metrics.json").is_file() or config.get("kind") in ("user", "recommender"):
         return "evaluation"
+    if not config:  # an evaluation's replays, or a log copied without its config
+        return "episodes"
     return "simulation"
 
 
