@@ -59,6 +59,6 @@ def studio(
     if port == 0:
         port = free_port(host)
     console.print(f"Interplay Studio on http://{host}:{port}/  (Ctrl-C stops it)")
-    for sid, path in application.state.studio.studies.items():
-        console.print(f"  study {sid}: http://{host}:{port}/studies/{sid}  ({path})")
+    for sid, found in application.state.studio.studies.items():
+        console.print(f"  study {sid}: http://{host}:{port}/studies/{sid}  ({found.path})")
     uvicorn.run(application, host=host, port=port, log_level="warning")

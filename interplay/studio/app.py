@@ -65,13 +65,14 @@ class StudioState:
         self.talk_out = Path(talk_out)
         self.talk_out.mkdir(parents=True, exist_ok=True)
         self.runs = RunsIndex([*runs, self.talk_out])
-        self.studies: dict[str, Path] = {}
+        # opened once (a clear error now rather than on the first request); a Study opens its own
+        # connection per call, so one object serves every request thread
+        self.studies: dict[str, Study] = {}
         for path in studies:
-            Study.open(path)  # a clear error now rather than on the first request
             sid = Path(path).stem
             while sid in self.studies:
                 sid += "~"
-            self.studies[sid] = Path(path)
+            self.studies[sid] = Study.open(path)
         self.data = list(data) or ["demo"]
         self.agents = agents or AgentFactory()
         self.talks = TalkRegistry()
@@ -79,13 +80,11 @@ class StudioState:
         self._lock = threading.Lock()
 
     def study(self, sid: str) -> Study | None:
-        path = self.studies.get(sid)
-        return Study.open(path) if path else None
+        return self.studies.get(sid)
 
     def judge_study(self, token: str) -> tuple[str, Study] | None:
         """The study a judge token belongs to."""
-        for sid, path in self.studies.items():
-            study = Study.open(path)
+        for sid, study in self.studies.items():
             if study.judge(token) is not None:
                 return sid, study
         return None
