@@ -54,6 +54,27 @@ def run(spec: AgentSpec, model: str | None, catalogue, human, turns, cache_mb: f
     return out
 
 
+def generation_vs_scoring(spec: AgentSpec, model: str | None, catalogue, items: list) -> dict:
+    """Each judged item decided twice on one in-process model (no prefix caches): by scoring the
+    allowed actions (one forward pass) and by generating the turn as a replay would; seconds of
+    each, and how often the generated action is the most probable scored action."""
+    backend = TransformersBackend(model, dtype="float32", score_cache_mb=0)
+    same, t_gen, t_score = 0, 0.0, 0.0
+    for i, task in enumerate(items):
+        agent = build_agent(spec, AgentContext(role=Role.USER, arg=spec.arg, catalogue=catalogue, seed=i,
+                                               params=GenerationParams(), backend=backend,
+                                               tokenizer=backend.tokenizer))
+        agent.reset(task.view)
+        t0 = time.perf_counter()
+        probs = agent.action_probabilities(task.observation)
+        t1 = time.perf_counter()
+        turn = agent.act(task.observation)
+        t_gen += time.perf_counter() - t1
+        t_score += t1 - t0
+        same += turn.action.value == max(probs, key=probs.get)
+    return {"items": len(items), "generate_s": t_gen, "score_s": t_score, "same": same}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--agent", default="zero-shot", help="a user agent spec that can score (zero-shot, usersim:CKPT)")
@@ -92,25 +113,11 @@ def main() -> None:
     speed = sum(base["seconds"].values()) / sum(results["prefix cache"]["seconds"].values())
     print(f"ratio, all scoring, no cache / prefix cache: {speed:.2f}x")
     if args.generate:
-        backend = TransformersBackend(model, dtype="float32", score_cache_mb=0)
-        same, t_gen, t_score = 0, 0.0, 0.0
-        items = human[: args.generate]
-        for i, task in enumerate(items):
-            agent = build_agent(spec, AgentContext(role=Role.USER, arg=spec.arg, catalogue=catalogue, seed=i,
-                                                   params=GenerationParams(), backend=backend,
-                                                   tokenizer=backend.tokenizer))
-            agent.reset(task.view)
-            t0 = time.perf_counter()
-            probs = agent.action_probabilities(task.observation)
-            t1 = time.perf_counter()
-            turn = agent.act(task.observation)
-            t_gen += time.perf_counter() - t1
-            t_score += t1 - t0
-            same += turn.action.value == max(probs, key=probs.get)
-        print(f"decisions by generation vs by scoring, {len(items)} judged items (no cache either way): "
-              f"{t_gen / len(items):.2f} s vs {t_score / len(items):.2f} s per item "
-              f"({t_gen / t_score:.1f}x); generated action = most probable scored action: {same} of {len(items)}")
-
+        g = generation_vs_scoring(spec, model, catalogue, human[: args.generate])
+        print(f"decisions by generation vs by scoring, {g['items']} judged items (no cache either way): "
+              f"{g['generate_s'] / g['items']:.2f} s vs {g['score_s'] / g['items']:.2f} s per item "
+              f"({g['generate_s'] / g['score_s']:.1f}x); generated action = most probable scored action: "
+              f"{g['same']} of {g['items']}")
 
 if __name__ == "__main__":
     main()

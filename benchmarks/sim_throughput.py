@@ -140,6 +140,43 @@ def decode_limit(model_path: str, dtype: str, batch: int, context: int, steps: i
         return batch * steps / (time.perf_counter() - t0)
 
 
+def decision_evaluation(args) -> dict | None:
+    """The human-agreement evaluation's cost: each judged item of the first ``--decision-records``
+    records decided by generating the user's turn and by scoring the allowed actions
+    (``benchmarks/decision_scoring.py``), on one in-process model; records/s of each and how
+    often the two decisions agree."""
+    if not args.decision_records:
+        return None
+    if not (Path(args.decision_data) / "test.jsonl").exists():
+        print(f"decision evaluation skipped: no {args.decision_data}/test.jsonl "
+              f"(build it with 'interplay data build', see the README)")
+        return None
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from decision_scoring import generation_vs_scoring
+
+    from interplay.agent_specs import AGENT_KINDS, check_agent_spec
+    from interplay.data.build import read_catalogue, read_records
+    from interplay.evaluation.tasks import human_decision_tasks
+    from interplay.protocol import Role
+
+    spec = check_agent_spec(args.decision_agent, Role.USER)
+    records = read_records(args.decision_data, "test")[: args.decision_records]
+    items = human_decision_tasks(records, read_catalogue(args.decision_data))[0]
+    g = generation_vs_scoring(spec, AGENT_KINDS[spec.kind].model(spec.arg), read_catalogue(args.decision_data), items)
+    g.update(records=len(records), agent=args.decision_agent,
+             generate_records_per_s=len(records) / g["generate_s"], score_records_per_s=len(records) / g["score_s"])
+    print(f"\ndecision evaluation, {args.decision_agent}, first {len(records)} records of {args.decision_data} test "
+          f"({g['items']} judged items)")
+    print(f"{'method':<26}{'wall s':>8}{'records/s':>11}{'items/s':>9}")
+    for name, key in (("by generation", "generate_s"), ("by scoring", "score_s")):
+        print(f"{name:<26}{g[key]:>8.1f}{len(records) / g[key]:>11.2f}{g['items'] / g[key]:>9.2f}")
+    print(f"scoring x{g['generate_s'] / g['score_s']:.1f} faster; decisions agree (generated action = most "
+          f"probable scored action) on {g['same']} of {g['items']}")
+    return g
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--user", default="zero-shot")
@@ -154,6 +191,10 @@ def main() -> None:
     ap.add_argument("--dtype", default="auto")
     ap.add_argument("--prefix-cache-mb", type=float, default=1024.0)
     ap.add_argument("--modes", default="abcd", help="which of a, b, c, d to run (a is the reference)")
+    ap.add_argument("--decision-agent", default="zero-shot",
+                    help="user agent whose accept/reject decisions are judged by generation and by scoring")
+    ap.add_argument("--decision-data", default="data/redial", help="a built data set with human decisions")
+    ap.add_argument("--decision-records", type=int, default=20, help="its first N test records (0: skip)")
     ap.add_argument("--keep", default=None, help="keep the run folders here")
     ap.add_argument("--json", default=None, help="also write the results as JSON")
     args = ap.parse_args()
@@ -187,6 +228,7 @@ def main() -> None:
                                  peak_rss_mb=round(rss.peak_mb, 1), ray_daemons_peak_rss_mb=round(rss.peak_daemons_mb, 1),
                                  peak_rss_by_process=summary["peak_rss_mb"], mean_batch=server.get("mean_batch"),
                                  prefix_cache=server.get("prefix_cache"), constrained=server.get("constrained"),
+                                 generation=server.get("generation"),
                                  parsed_turn_rate=summary["parsed_turn_rate"], fallback_rate=summary["fallback_rate"],
                                  protocol_errors=summary["termination"]["protocol_error"])
             print(json.dumps({mode: results[mode]}, default=str))
@@ -226,6 +268,8 @@ def main() -> None:
     for mode, r in results.items():
         print(f"{mode}: parsed turn rate {r['parsed_turn_rate']:.3f}, fallback rate {r['fallback_rate']:.3f}, "
               f"protocol errors {r['protocol_errors']}")
+        if r.get("generation"):
+            print(f"{mode}: model server time {r['generation']}")
         if r.get("prefix_cache"):
             print(f"{mode}: prefix cache {r['prefix_cache']}")
         if r.get("constrained"):
@@ -234,9 +278,10 @@ def main() -> None:
         c, d = results["c"], results["d"]
         print(f"(d) vs (c): turns/s x{d['turns_per_s'] / c['turns_per_s']:.3f}, "
               f"tok/s x{d['tokens_per_s'] / c['tokens_per_s']:.3f}")
+    decisions = decision_evaluation(args)
     if args.json:
-        Path(args.json).write_text(json.dumps(dict(args=vars(args), decode_limit_tok_s=limit, modes=results), indent=2,
-                                              default=str))
+        Path(args.json).write_text(json.dumps(dict(args=vars(args), decode_limit_tok_s=limit, modes=results,
+                                                   decisions=decisions), indent=2, default=str))
     if not args.keep:
         shutil.rmtree(root, ignore_errors=True)
 

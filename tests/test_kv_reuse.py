@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from interplay.backends.base import GenerationParams, cut_at_stop
-from interplay.backends.kv_reuse import PrefixKVStore
+from interplay.backends.kv_reuse import PREFILL_GROUP, PrefixKVStore, _fill_holes_order
 from interplay.backends.transformers_backend import TransformersBackend
 
 
@@ -114,6 +114,42 @@ def test_reuse_generates_what_generate_does_turn_after_turn(backends):
     assert stats["reused_tokens"] > stats["prefilled_tokens"] - first["prefilled_tokens"]
     reusing.release(["e0/recommender"])
     assert reusing.prefix_cache_stats()["entries"] == 2
+
+
+def test_many_rows_of_mixed_history_lengths_match_generate_turn_after_turn(backends):
+    """More rows than a prefill group: rows sorted by new tokens into groups whose stored prefixes and
+    new tokens differ in length (masked padding inside the batch buffers), rows that finish at
+    different steps, and every kept entry (prompt columns + generated columns) reused next turn."""
+    plain, reusing = backends
+    tok = plain.tokenizer
+    params = GenerationParams(max_new_tokens=14, stop=(" the",))
+    openers = ["Hi.", "Something with dragons, please, the older the better, and long.", "Westerns?",
+               "I loved Heat and Ronin; crime films with great shootouts.", "Cartoons for a six year old.",
+               "Any musicals?", "A documentary about the sea, or about whales, or about ships."]
+    assert len(openers) > PREFILL_GROUP
+    dialogues = [[o] for o in openers]
+    keys = [f"mixed{i}/user" for i in range(len(openers))]
+    before = reusing.prefix_cache_stats()
+    for turn in range(3):
+        prompts = ["\n".join(d) + "\n" for d in dialogues]
+        expected = [cut_at_stop(t, params.stop) for t in plain.generate(prompts, params)]
+        assert reusing.generate(prompts, params, cache_keys=keys) == expected
+        if turn == 0:
+            assert len({len(tok(o, add_special_tokens=False)["input_ids"]) for o in expected}) > 1
+        # replies of different lengths: the next turn's new tokens differ per row
+        dialogues = [d + [out, "No." if i % 2 else "Hmm, tell me more about the plot and the cast."]
+                     for i, (d, out) in enumerate(zip(dialogues, expected))]
+    after = reusing.prefix_cache_stats()
+    assert after["hits"] - before["hits"] == 2 * len(openers)
+
+
+def test_rows_leaving_the_batch_are_replaced_by_the_last_rows():
+    order, moves = _fill_holes_order([0, 2, 3, 5], 6)  # rows 1 and 4 finished
+    assert moves == [(1, 5)] and order == [0, 5, 2, 3]
+    order, moves = _fill_holes_order([4, 5], 6)
+    assert moves == [(0, 4), (1, 5)] and order == [4, 5]
+    assert _fill_holes_order([0, 1, 2], 5) == ([0, 1, 2], [])
+    assert _fill_holes_order([], 3) == ([], [])
 
 
 def test_a_last_turn_reuses_its_cache_but_does_not_keep_it(backends):

@@ -12,10 +12,12 @@ only costs the reuse: the common prefix is recomputed from the first differing t
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import torch
+from transformers.cache_utils import DynamicLayer
 
 from interplay.backends.base import GenerationParams
 
@@ -85,44 +87,86 @@ def _preallocated_layer(shape: tuple[int, int, int, int], dtype: torch.dtype, de
     """A decode-time cache layer over zeroed buffers of ``shape`` ``[batch, kv_heads, capacity,
     head_dim]``, the first ``length`` positions in use: it writes each step's keys/values in place
     instead of concatenating (which copies the whole cache at every step)."""
-    from transformers.cache_utils import DynamicLayer
-
-    class PreallocatedLayer(DynamicLayer):
-        def _view(self, n: int) -> None:
-            self.keys, self.values = self.kbuf[:, :, :n], self.vbuf[:, :, :n]
-
-        def update(self, key_states, value_states, *args, **kwargs):
-            n, k = self.keys.shape[-2], key_states.shape[-2]
-            self.kbuf[:, :, n:n + k] = key_states
-            self.vbuf[:, :, n:n + k] = value_states
-            self._view(n + k)
-            return self.keys, self.values
-
-        def batch_select_indices(self, indices):
-            n = self.keys.shape[-2]
-            self.kbuf, self.vbuf = self.kbuf[indices], self.vbuf[indices]
-            self._view(n)
-
-    layer = PreallocatedLayer()
-    layer.kbuf = torch.zeros(shape, dtype=dtype, device=device)
-    layer.vbuf = torch.zeros(shape, dtype=dtype, device=device)
-    layer.dtype, layer.device, layer.is_initialized = dtype, device, True
-    layer._view(length)
+    layer = BufferLayer(torch.zeros(shape, dtype=dtype, device=device), torch.zeros(shape, dtype=dtype, device=device))
+    layer.view(0, length)
     return layer
 
 
-def _entry_block(layers, row: int, start: int, end: int, dtype: torch.dtype | None = None) -> KV:
-    """One row's keys/values over ``[start, end)`` copied into a single contiguous block (one
-    allocation per stored conversation instead of two per layer: less heap fragmentation), returned
-    as per-layer views; stored as ``dtype`` when given, unless a value overflows it."""
-    k0 = layers[0].keys
-    block = k0.new_empty((len(layers), 2, 1, k0.shape[1], end - start, k0.shape[3]), dtype=dtype or k0.dtype)
+class BufferLayer(DynamicLayer):
+    """A cache layer over columns ``[start, end)`` of preallocated ``kbuf``/``vbuf`` (``[rows,
+    kv_heads, capacity, head_dim]``): the model sees that window, and each forward pass writes
+    its keys/values in place after it (no concatenation, which copies the whole cache)."""
+
+    def __init__(self, kbuf: torch.Tensor, vbuf: torch.Tensor):
+        super().__init__()
+        self.kbuf, self.vbuf = kbuf, vbuf
+        self.dtype, self.device, self.is_initialized = kbuf.dtype, kbuf.device, True
+        self.start = 0
+
+    def view(self, start: int, end: int) -> None:
+        self.start = start
+        self.keys, self.values = self.kbuf[:, :, start:end], self.vbuf[:, :, start:end]
+
+    def rows(self, first: int, last: int, start: int, end: int) -> BufferLayer:
+        """A layer over rows ``[first, last)`` and columns ``[start, end)`` of the same buffers."""
+        layer = type(self)(self.kbuf[first:last], self.vbuf[first:last])
+        layer.view(start, end)
+        return layer
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        n, k = self.start + self.keys.shape[-2], key_states.shape[-2]
+        self.kbuf[:, :, n:n + k] = key_states
+        self.vbuf[:, :, n:n + k] = value_states
+        self.view(self.start, n + k)
+        return self.keys, self.values
+
+    def batch_select_indices(self, indices):
+        n = self.start + self.keys.shape[-2]
+        self.kbuf, self.vbuf = self.kbuf[indices], self.vbuf[indices]
+        self.view(self.start, n)
+
+    def fill_holes(self, moves: list[tuple[int, int]], rows: int) -> None:
+        """Copy row ``src`` into row ``dst`` for each move (over the columns in use), then keep
+        the first ``rows`` rows: leaving rows cost a row copy each, not a copy of the batch."""
+        n = self.start + self.keys.shape[-2]
+        for dst, src in moves:
+            self.kbuf[dst, :, :n] = self.kbuf[src, :, :n]
+            self.vbuf[dst, :, :n] = self.vbuf[src, :, :n]
+        self.kbuf, self.vbuf = self.kbuf[:rows], self.vbuf[:rows]
+        self.view(self.start, n)
+
+
+def _entry_block(layers, row: int, spans: list[tuple[int, int]], dtype: torch.dtype | None = None) -> KV:
+    """One row's keys/values over the buffer column ranges ``spans`` (in order), copied into a single
+    contiguous block (one allocation per stored conversation instead of two per layer: less heap
+    fragmentation), returned as per-layer views; stored as ``dtype`` when given, unless a value
+    overflows it."""
+    k0 = layers[0].kbuf
+    total = sum(end - start for start, end in spans)
+    block = k0.new_empty((len(layers), 2, 1, k0.shape[1], total, k0.shape[3]), dtype=dtype or k0.dtype)
     for i, layer in enumerate(layers):
-        block[i, 0, 0].copy_(layer.keys[row, :, start:end])
-        block[i, 1, 0].copy_(layer.values[row, :, start:end])
+        at = 0
+        for start, end in spans:
+            block[i, 0, 0, :, at:at + end - start].copy_(layer.kbuf[row, :, start:end])
+            block[i, 1, 0, :, at:at + end - start].copy_(layer.vbuf[row, :, start:end])
+            at += end - start
     if block.dtype != k0.dtype and not torch.isfinite(block).all():
-        return _entry_block(layers, row, start, end)
+        return _entry_block(layers, row, spans)
     return [(block[i, 0], block[i, 1]) for i in range(len(layers))]
+
+
+def _fill_holes_order(still: list[int], rows: int) -> tuple[list[int], list[tuple[int, int]]]:
+    """Rows that stay (``still``, ascending, out of ``rows``) packed into the first ``len(still)``
+    slots by moving the last staying rows into the slots of leaving ones: the old row of each new
+    slot, and the ``(dst, src)`` row copies that do it."""
+    m = len(still)
+    staying = set(still)
+    holes = [r for r in range(m) if r not in staying]
+    movers = [r for r in range(m, rows) if r in staying]
+    order = list(range(m))
+    for dst, src in zip(holes, movers):
+        order[dst] = src
+    return order, list(zip(holes, movers))
 
 
 def _next_tokens(logits: torch.Tensor, params: GenerationParams, generators: list | None) -> torch.Tensor:
@@ -145,56 +189,11 @@ def _next_tokens(logits: torch.Tensor, params: GenerationParams, generators: lis
 PREFILL_GROUP = 4
 
 
-def _prefill_group(model, seqs: list[list[int]], starts: list[int], pasts: list[KV | None],
-                   pad_id: int) -> tuple[torch.Tensor, KV, int]:
-    """Run ``seqs[r][starts[r]:]`` through the model for every row ``r`` at once, on top of its
-    ``pasts[r]`` (the KV of ``seqs[r][:starts[r]]``).
-
-    Layout, with ``P = max(starts)``: each row's past is right-aligned in columns ``[0, P)`` (zeros
-    before it, masked) and its new tokens fill ``[P, P + n_r)``, padded on the right. Real tokens
-    never attend to padding (it is masked in the past and causally later in the new part), and no
-    query is fully masked. Returns each row's last-token logits ``[rows, vocab]``, the per-layer
-    keys/values ``[rows, kv_heads, P + max n, head_dim]`` and ``P``."""
-    from transformers import DynamicCache
-
-    device = model.device
-    rows = len(seqs)
-    news = [len(s) - st for s, st in zip(seqs, starts)]
-    width_past, width_new = max(starts), max(news)
-    cache = DynamicCache()
-    if width_past:
-        ref = next(p for p in pasts if p)
-        layers = []
-        for li, (k0, _) in enumerate(ref):
-            k = k0.new_zeros((rows, k0.shape[1], width_past, k0.shape[3]))
-            v = torch.zeros_like(k)
-            for r, (st, past) in enumerate(zip(starts, pasts)):
-                if st:
-                    k[r, :, width_past - st:] = past[li][0][0, :, :st]
-                    v[r, :, width_past - st:] = past[li][1][0, :, :st]
-            layers.append((k, v))
-        cache = DynamicCache(ddp_cache_data=layers)
-    ids = torch.full((rows, width_new), pad_id, dtype=torch.long, device=device)
-    positions = torch.zeros((rows, width_new), dtype=torch.long, device=device)
-    mask = torch.zeros((rows, width_past + width_new), dtype=torch.long, device=device)
-    for r, (seq, st, n) in enumerate(zip(seqs, starts, news)):
-        ids[r, :n] = torch.tensor(seq[st:], device=device)
-        positions[r] = torch.arange(st, st + width_new, device=device)
-        mask[r, width_past - st:width_past + n] = 1
-    last = sorted({n - 1 for n in news})
-    # logits of each row's last token only: a full [len, vocab] logits tensor per prompt (118 MB
-    # for 600 tokens of a 49k vocabulary in float32) was most of the server's memory when kept alive
-    out = model(input_ids=ids, past_key_values=cache, position_ids=positions, attention_mask=mask,
-                use_cache=True, logits_to_keep=torch.tensor(last, device=device))
-    logits = torch.stack([out.logits[r, last.index(n - 1)] for r, n in enumerate(news)])
-    kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
-    return logits, kv, width_past
-
-
 def generate_reusing_prefix(model, tokenizer, prompts: list[str], params: GenerationParams,
                             keys: list[str | None], store: PrefixKVStore | None,
                             seeds: list[int] | None = None, keep: list[bool] | None = None,
-                            constraints: list | None = None, constrainer=None) -> list[list[int]]:
+                            constraints: list | None = None, constrainer=None,
+                            timing: dict | None = None) -> list[list[int]]:
     """Generated token ids for each prompt (up to and including EOS or the token that completes a
     stop string), reusing and then updating ``store``'s entry under each prompt's key (no reuse
     when ``store`` is None). Sampled decoding draws each prompt's tokens from a generator seeded
@@ -205,67 +204,95 @@ def generate_reusing_prefix(model, tokenizer, prompts: list[str], params: Genera
     free text) makes ``constrainer`` mask row ``i``'s logits before argmax / sampling, so it can
     only produce a legal turn; its row ends when the turn is complete. A constrained row that
     reaches ``max_new_tokens`` is closed (only turn-ending tokens) within the constrainer's
-    close budget. Unconstrained rows of the same batch are untouched."""
+    close budget. Unconstrained rows of the same batch are untouched.
+
+    ``timing`` (a dict) accumulates where the call's time went: ``prefill_s`` (stored prefixes
+    placed and new tokens prefilled), ``decode_s`` (decode forward passes), ``compact_s`` (rows
+    leaving the batch), ``other_s`` (the rest: token choice, stop checks, stores), ``steps``
+    (decode steps) and ``row_steps`` (rows decoded, summed over steps)."""
     from transformers import DynamicCache
+
+    t_call = time.perf_counter()
+    timing = timing if timing is not None else {}
+    for name in ("prefill_s", "decode_s", "compact_s", "other_s", "steps", "row_steps", "calls"):
+        timing.setdefault(name, 0)
+    timing["calls"] += 1
+    spent = {name: timing[name] for name in ("prefill_s", "decode_s", "compact_s")}
 
     device = model.device
     prompt_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
     b = len(prompts)
     lengths = [len(ids) for ids in prompt_ids]
-    width = max(lengths)
     matchers = [None] * b
     if constraints is not None and any(c is not None for c in constraints):
         matchers = [constrainer.matcher(c) if c is not None else None for c in constraints]
     constrained = any(m is not None for m in matchers)
     budget = params.max_new_tokens + (constrainer.close_budget(constraints) if constrained else 0)
-    cache = DynamicCache()
-    cache.layers = []
-
-    def allocate(k0: torch.Tensor, n_layers: int) -> None:  # buffers for the whole batch and generation
-        cache.layers = [_preallocated_layer((b, k0.shape[1], width + budget, k0.shape[3]),
-                                            model.dtype, device, width) for _ in range(n_layers)]
-
     starts = [0] * b
+    pasts: list[KV | None] = [None] * b
     for i, (ids, key) in enumerate(zip(prompt_ids, keys)):
         if store is None:
             continue
-        starts[i], past = store.lookup(key, ids)
+        starts[i], pasts[i] = store.lookup(key, ids)
         store.stats["reused_tokens"] += starts[i]
         store.stats["prefilled_tokens"] += len(ids) - starts[i]
         if key is not None:
             store.drop(key)  # its prefix is in this batch now; the entry is replaced when done
-        if past:  # straight into the batch's buffers, freeing the entry: never held twice
-            if not cache.layers:
-                allocate(past[0][0], len(past))
-            a, st = width - lengths[i], starts[i]
-            for layer, (k, v) in zip(cache.layers, past):
-                layer.kbuf[i, :, a:a + st] = k[0, :, :st]
-                layer.vbuf[i, :, a:a + st] = v[0, :, :st]
-        del past
+
+    # Layout. Rows are ordered by their number of new tokens and prefilled PREFILL_GROUP at a time,
+    # straight into the batch's buffers. Within a group the new tokens start at one column
+    # ``cut[g]``, each row's stored prefix just before it; a row with fewer new tokens than the
+    # group's longest leaves masked padding after them. Every row's prompt ends by column
+    # ``width``, where decoding starts for all rows.
+    order = sorted(range(b), key=lambda i: lengths[i] - starts[i])  # similar lengths together: little padding
+    groups = [order[g:g + PREFILL_GROUP] for g in range(0, b, PREFILL_GROUP)]
+    longest = [max(lengths[i] - starts[i] for i in group) for group in groups]
+    width = max(max(starts[i] for i in group) + n for group, n in zip(groups, longest))
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    cache = DynamicCache()
+    cache.layers = [_preallocated_layer((b, heads, width + budget, head_dim), model.dtype, device, width)
+                    for _ in range(config.num_hidden_layers)]
+    spans: list[tuple[int, int]] = [(0, 0)] * b  # each sequence's prompt columns
+    for g, (group, n_new) in enumerate(zip(groups, longest)):
+        cut = width - n_new
+        for r, i in enumerate(group):
+            spans[i] = (cut - starts[i], cut + lengths[i] - starts[i])
+            if pasts[i]:  # the stored prefix, straight into the buffers; the entry is then freed
+                row, st = g * PREFILL_GROUP + r, starts[i]
+                for layer, (k, v) in zip(cache.layers, pasts[i]):
+                    layer.kbuf[row, :, cut - st:cut] = k[0, :, :st]
+                    layer.vbuf[row, :, cut - st:cut] = v[0, :, :st]
+                pasts[i] = None
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     first_logits: list = [None] * b
-    by_new = sorted(range(b), key=lambda i: lengths[i] - starts[i])  # groups of similar length: little padding
-    for g in range(0, b, PREFILL_GROUP):
-        group = by_new[g:g + PREFILL_GROUP]
-        pasts = [[(layer.kbuf[i:i + 1, :, width - lengths[i]:], layer.vbuf[i:i + 1, :, width - lengths[i]:])
-                  for layer in cache.layers] if starts[i] else None for i in group]
-        logits, kv, width_past = _prefill_group(model, [prompt_ids[i] for i in group], [starts[i] for i in group],
-                                                pasts, pad_id)
-        del pasts
-        for r, i in enumerate(group):
-            first_logits[i] = logits[r:r + 1]
-        if not cache.layers:
-            allocate(kv[0][0], len(kv))
-        for layer, (k, v) in zip(cache.layers, kv):
-            for r, i in enumerate(group):  # the row's new tokens, right-aligned at width after its past
-                n = lengths[i] - starts[i]
-                layer.kbuf[i, :, width - n:width] = k[r, :, width_past:width_past + n]
-                layer.vbuf[i, :, width - n:width] = v[r, :, width_past:width_past + n]
-        del kv
+    for g, (group, n_new) in enumerate(zip(groups, longest)):
+        cut, first = width - n_new, g * PREFILL_GROUP
+        lo = cut - max(starts[i] for i in group)  # the group's window: its longest prefix and new tokens
+        news = [lengths[i] - starts[i] for i in group]
+        ids = torch.full((len(group), n_new), pad_id, dtype=torch.long, device=device)
+        positions = torch.zeros((len(group), n_new), dtype=torch.long, device=device)
+        mask = torch.zeros((len(group), width - lo), dtype=torch.long, device=device)
+        for r, (i, n) in enumerate(zip(group, news)):
+            ids[r, :n] = torch.tensor(prompt_ids[i][starts[i]:], device=device)
+            positions[r] = torch.arange(starts[i], starts[i] + n_new, device=device)
+            mask[r, spans[i][0] - lo:spans[i][1] - lo] = 1
+        window = DynamicCache()
+        window.layers = [layer.rows(first, first + len(group), lo, cut) for layer in cache.layers]
+        last = sorted({n - 1 for n in news})
+        # logits of each row's last token only: a full [len, vocab] logits tensor per prompt (118 MB
+        # for 600 tokens of a 49k vocabulary in float32) was most of the server's memory when kept alive
+        out = model(input_ids=ids, past_key_values=window, position_ids=positions, attention_mask=mask,
+                    use_cache=True, logits_to_keep=torch.tensor(last, device=device))
+        for r, (i, n) in enumerate(zip(group, news)):
+            first_logits[i] = out.logits[r:r + 1, last.index(n - 1)]
+        del out, window
+    timing["prefill_s"] += time.perf_counter() - t_call
     mask = torch.zeros((b, width + budget), dtype=torch.long, device=device)
-    for i, n in enumerate(lengths):
-        mask[i, width - n:width] = 1
-    positions = torch.tensor(lengths, device=device)
+    for row, i in enumerate(order):
+        mask[row, spans[i][0]:spans[i][1]] = 1
+    positions = torch.tensor([lengths[i] for i in order], device=device)
 
     eos_cfg = getattr(model.generation_config, "eos_token_id", None)  # what model.generate stops on
     if eos_cfg is None:
@@ -275,7 +302,7 @@ def generate_reusing_prefix(model, tokenizer, prompts: list[str], params: Genera
     tail = max((len(tokenizer(s, add_special_tokens=False)["input_ids"]) for s in stops), default=1) + 2
 
     generated: list[list[int]] = [[] for _ in range(b)]
-    active = list(range(b))  # sequence index of each row still in the batch
+    active = list(order)  # sequence index of each row still in the batch
     gens = None
     if params.temperature > 0:
         gens = [torch.Generator(device=device).manual_seed(s) for s in (seeds or [params.seed] * b)]
@@ -293,7 +320,7 @@ def generate_reusing_prefix(model, tokenizer, prompts: list[str], params: Genera
                 logits[picked] = apply_mask(logits[picked], allowed)
         return _next_tokens(logits, params, gens and [gens[i] for i in rows])
 
-    nxt = choose(torch.cat(first_logits), active)
+    nxt = choose(torch.cat([first_logits[i] for i in active]), active)
     step = 0
     while True:
         still = []  # rows not done after this step; finished rows leave the batch at once
@@ -316,23 +343,30 @@ def generate_reusing_prefix(model, tokenizer, prompts: list[str], params: Genera
                 still.append(row)
                 continue
             # its cache holds the prompt and all generated tokens but this last one
-            n = lengths[i] + len(generated[i]) - 1
-            end = width + step
             if store is not None and keys[i] is not None and (keep is None or keep[i]):
                 store.put(keys[i], prompt_ids[i] + generated[i][:-1],
-                          _entry_block(cache.layers, row, end - n, end, store.dtype))
+                          _entry_block(cache.layers, row, [spans[i], (width, width + step)], store.dtype))
         if not still:
             break
         if len(still) < len(active):
-            index = torch.tensor(still, device=device)
-            cache.batch_select_indices(index)
+            t_compact = time.perf_counter()
+            order, moves = _fill_holes_order(still, len(active))
+            for layer in cache.layers:
+                layer.fill_holes(moves, len(still))
+            index = torch.tensor(order, device=device)
             mask, positions, nxt = mask[index], positions[index], nxt[index]
-            active = [active[r] for r in still]
+            active = [active[r] for r in order]
+            timing["compact_s"] += time.perf_counter() - t_compact
         step += 1
         mask[:, width + step - 1] = 1
+        t_step = time.perf_counter()
         out = model(input_ids=nxt.unsqueeze(1), past_key_values=cache, use_cache=True,
                     attention_mask=mask[:, : width + step], position_ids=positions.unsqueeze(1))
+        timing["decode_s"] += time.perf_counter() - t_step
+        timing["steps"] += 1
+        timing["row_steps"] += len(active)
         positions = positions + 1
         cache = out.past_key_values
         nxt = choose(out.logits[:, -1, :], active)
+    timing["other_s"] += (time.perf_counter() - t_call) - sum(timing[n] - spent[n] for n in spent)
     return generated

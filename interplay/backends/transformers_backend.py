@@ -97,6 +97,8 @@ class TransformersBackend:
         self.prefix_store = PrefixKVStore(int(prefix_cache_mb * 2**20), store_dtype) if prefix_cache_mb > 0 else None
         # scored prompts (decisions, probes, turn likelihoods) reuse each other's prefixes
         self.score_cache = ScoringPrefixCache(int(score_cache_mb * 2**20)) if score_cache_mb > 0 else None
+        #: where generation time went, summed over calls (see :func:`generate_reusing_prefix`)
+        self.decode_timing: dict = {}
 
     @property
     def has_chat_template(self) -> bool:
@@ -141,7 +143,7 @@ class TransformersBackend:
         with self._lock, torch.inference_mode():
             constrainer = self.constrainer if constraints is not None and any(constraints) else None
             ids = generate_reusing_prefix(self.model, self.tokenizer, prompts, params, keys, self.prefix_store, seeds,
-                                          keep_caches, constraints, constrainer)
+                                          keep_caches, constraints, constrainer, timing=self.decode_timing)
         texts = [self.tokenizer.decode(t, skip_special_tokens=False) for t in ids]
         if self.device == "cpu":
             _return_freed_memory()
@@ -197,6 +199,14 @@ class TransformersBackend:
         st = dict(self._constrainer.stats)
         st["mask_ms_per_token"] = round(1000 * st["mask_s"] / st["masked_tokens"], 4) if st["masked_tokens"] else None
         return st
+
+    def generation_stats(self) -> dict:
+        """Seconds of prefill, decode steps, rows leaving batches and the rest, decode steps, and
+        the mean number of rows per decode step (how full the batches stayed)."""
+        t = {k: round(v, 3) if isinstance(v, float) else v for k, v in self.decode_timing.items()}
+        if t.get("steps"):
+            t["mean_rows_per_step"] = round(t["row_steps"] / t["steps"], 2)
+        return t
 
     def prefix_cache_stats(self) -> dict:
         """Lookups, hits, reused and prefilled prompt tokens, evictions, bytes held."""
