@@ -3,21 +3,26 @@
     python benchmarks/sim_throughput.py [--episodes 32] [--max-turns 6] [--user zero-shot --recommender zero-shot]
 
 The same N episodes (same seeds, greedy decoding, same dtype) run through the real runtime (Ray,
-one model server shared by both roles, one agent host for both roles) three ways:
-(a) naive: the model server generates one request at a time (``max_batch 1``), no KV reuse;
+one model server shared by both roles, one agent host for both roles) in these modes:
+(a) naive: the model server generates one request at a time (``max_batch 1``), no KV reuse
+(``--reference-episodes K``: only the first K episodes, the agreement reference for long runs);
 (b) batched: batches of up to ``--max-batch`` requests from concurrent episodes, every prompt prefilled whole;
 (c) batched + KV reuse: as (b), each episode's KV cache kept between turns (prefill of new tokens only);
-(d) constrained: as (c), every turn decoded under the turn grammar (legal turns, catalogue titles).
-(a)-(c) decode free text (parsed afterwards), so their agreement with (a) is exact; (d) writes other
+(d) constrained: as (c), every turn decoded under the turn grammar (legal turns, catalogue titles);
+(s) as (c), the kept KV caches in files (the page cache) instead of the model server's memory.
+(a)-(c) and (s) decode free text (parsed afterwards), so their agreement with (a) is exact; (d) writes other
 turns by design: compare its tokens/s and turns/s with (c), and the mask time the server reports.
 The default agents are the zero-shot ones on the default model (SmolLM2-135M): with their fallback
 parser every turn lands, so episodes run their full length (the untrained ``llm`` agents mostly end
 in protocol errors after a turn or two). For each mode it prints turns/s, generated tokens/s
 (tokens of the raw model outputs, counted with the model's tokenizer), peak RSS (the largest sum,
 sampled every 0.2 s, of the resident memory of the driver and every Ray worker process; Ray's own
-daemons are reported apart), the ratio to (a), and the fraction of (a)'s turns whose parsed action and text the
-mode reproduces exactly. Then the batch-saturated decode limit: tokens/s of pure decoding of one
-batch of ``--max-batch`` sequences over the runtime's own cache layers, and each mode's share of it.
+daemons are reported apart), the ratio to (a), the fraction of (a)'s turns whose parsed action and
+text the mode reproduces exactly, and where the model server's time went (prefill, decode steps,
+rows per step). Then the batch-saturated decode limit: tokens/s of pure decoding of one batch of
+``--max-batch`` sequences over the runtime's own cache layers, at 512 cached tokens and at each
+mode's mean decode context, and each mode's share of both. Last, the decision evaluation: the
+judged items of the first ``--decision-records`` records decided by generation and by scoring.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ MODES = {
     "b": dict(label="(b) batched", prefix_cache_mb=0.0),
     "c": dict(label="(c) batched + KV reuse"),
     "d": dict(label="(d) (c) + constrained", decoding="constrained"),
+    "s": dict(label="(s) (c), KV kept in files", prefix_cache_spill=True),
 }
 
 
@@ -190,7 +196,12 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--dtype", default="auto")
     ap.add_argument("--prefix-cache-mb", type=float, default=1024.0)
-    ap.add_argument("--modes", default="abcd", help="which of a, b, c, d to run (a is the reference)")
+    ap.add_argument("--prefix-cache-spill", action="store_true",
+                    help="(c), (d): kept KV caches in files (the page cache) instead of the model server's memory")
+    ap.add_argument("--modes", default="abcd", help="which of a, b, c, d, s to run (a is the reference)")
+    ap.add_argument("--reference-episodes", type=int, default=None,
+                    help="run (a) on the first N episodes only (default: all); agreement is measured on those, "
+                         "as episodes are independent and numbered the same in every mode")
     ap.add_argument("--decision-agent", default="zero-shot",
                     help="user agent whose accept/reject decisions are judged by generation and by scoring")
     ap.add_argument("--decision-data", default="data/redial", help="a built data set with human decisions")
@@ -210,13 +221,15 @@ def main() -> None:
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         for mode in args.modes:
-            spec = {"max_batch": args.max_batch, "prefix_cache_mb": args.prefix_cache_mb, **MODES[mode]}
+            spec = {"max_batch": args.max_batch, "prefix_cache_mb": args.prefix_cache_mb,
+                    "prefix_cache_spill": args.prefix_cache_spill, **MODES[mode]}
+            episodes = args.reference_episodes if mode == "a" and args.reference_episodes else args.episodes
             out = root / mode
             shutil.rmtree(out, ignore_errors=True)
             cfg = SimulationConfig(user=args.user, recommender=args.recommender, data=args.data, split=args.split,
-                                   episodes=args.episodes, max_turns=args.max_turns, out=str(out),
+                                   episodes=episodes, max_turns=args.max_turns, out=str(out),
                                    concurrency=args.concurrency, max_batch=spec["max_batch"], dtype=args.dtype,
-                                   prefix_cache_mb=spec["prefix_cache_mb"],
+                                   prefix_cache_mb=spec["prefix_cache_mb"], prefix_cache_spill=spec["prefix_cache_spill"],
                                    generation=GenerationParams(max_new_tokens=args.max_new_tokens,
                                                                decoding=spec.get("decoding", "free")))
             with RssSampler() as rss:
@@ -243,11 +256,23 @@ def main() -> None:
     model_path = resolve_model_path(model_of(AgentSpec.parse(args.user)) or model_of(AgentSpec.parse(args.recommender)))
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     limit = decode_limit(model_path, args.dtype, args.max_batch, context=512, steps=16, threads=2)
+    # the same pure decoding at the context length the mode's decode steps attended to on average:
+    # longer episodes decode over longer caches, which no scheduling can avoid
+    matched: dict[int, float] = {}
+    for r in results.values():
+        ctx = (r.get("generation") or {}).get("mean_context")
+        if ctx:
+            r["mean_context"] = ctx
+            key = int(round(ctx))
+            if key not in matched:
+                matched[key] = decode_limit(model_path, args.dtype, args.max_batch, context=key, steps=16, threads=2)
+            r["matched_decode_limit"] = matched[key]
     ref = logs.get("a")
     print(f"\n{args.episodes} episodes, {args.concurrency} concurrent, max_batch {args.max_batch}, "
           f"max_turns {args.max_turns}, max_new_tokens {args.max_new_tokens}, dtype {args.dtype}, "
           f"user {args.user}, recommender {args.recommender}, data {args.data}")
-    header = f"{'mode':<26}{'turns':>6}{'wall s':>8}{'turns/s':>9}{'tok/s':>8}{'x (a)':>7}{'RSS MB':>8}{'agree':>8}{'of limit':>9}"
+    header = (f"{'mode':<26}{'turns':>6}{'wall s':>8}{'turns/s':>9}{'tok/s':>8}{'x (a)':>7}{'RSS MB':>8}{'agree':>8}"
+              f"{'of limit':>9}{'of matched':>11}")
     print(header)
     base = None
     for mode, r in results.items():
@@ -259,12 +284,20 @@ def main() -> None:
         if ref is not None:
             same, total = turn_agreement(ref, logs[mode])
             r["agreement"] = same / total if total else None
+            r["agreement_turns"] = total
         r["share_of_decode_limit"] = r["tokens_per_s"] / limit
+        r["share_of_matched_limit"] = r["tokens_per_s"] / r["matched_decode_limit"] if r.get("matched_decode_limit") else None
         print(f"{r['label']:<26}{r['turns']:>6}{r['wall_s']:>8.1f}{r['turns_per_s']:>9.2f}{r['tokens_per_s']:>8.1f}"
               f"{(r['speedup'] or float('nan')):>7.2f}{r['peak_rss_mb']:>8.0f}"
               f"{(r.get('agreement') if r.get('agreement') is not None else float('nan')):>8.3f}"
-              f"{r['share_of_decode_limit']:>9.2f}")
+              f"{r['share_of_decode_limit']:>9.2f}{(r['share_of_matched_limit'] or float('nan')):>11.2f}")
     print(f"batch-saturated decode limit (batch {args.max_batch}, 512 cached tokens): {limit:.1f} tok/s")
+    for ctx, value in matched.items():
+        print(f"matched decode limit (batch {args.max_batch}, {ctx} cached tokens: a mode's mean decode context): "
+              f"{value:.1f} tok/s")
+    if ref is not None:
+        print(f"agreement: over the {len(ref)} episodes (a) ran, {next(iter(results.values())).get('agreement_turns')} "
+              f"turns")
     for mode, r in results.items():
         print(f"{mode}: parsed turn rate {r['parsed_turn_rate']:.3f}, fallback rate {r['fallback_rate']:.3f}, "
               f"protocol errors {r['protocol_errors']}")
@@ -280,7 +313,8 @@ def main() -> None:
               f"tok/s x{d['tokens_per_s'] / c['tokens_per_s']:.3f}")
     decisions = decision_evaluation(args)
     if args.json:
-        Path(args.json).write_text(json.dumps(dict(args=vars(args), decode_limit_tok_s=limit, modes=results,
+        Path(args.json).write_text(json.dumps(dict(args=vars(args), decode_limit_tok_s=limit, matched_decode_limits=matched,
+                                                   modes=results,
                                                    decisions=decisions), indent=2, default=str))
     if not args.keep:
         shutil.rmtree(root, ignore_errors=True)

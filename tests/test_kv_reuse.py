@@ -1,6 +1,7 @@
 """KV reuse across turns: the LRU store, generation equal to model.generate, and unchanged episode logs."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -170,6 +171,37 @@ def test_a_last_turn_reuses_its_cache_but_does_not_keep_it(backends):
     assert outs == [cut_at_stop(t, stop.stop) for t in plain.generate(prompts, stop)]
     assert len({len(tok(o, add_special_tokens=False)["input_ids"]) for o in outs}) > 1
     assert {"k0", "k2"} <= set(reusing.prefix_store.entries) and "k1" not in reusing.prefix_store.entries
+
+
+def test_spilled_entries_live_in_files_and_reuse_exactly(tiny_model_dir, backends):
+    plain, _ = backends
+    tok = plain.tokenizer
+    spilling = TransformersBackend(str(tiny_model_dir), dtype="float32", prefix_cache_mb=64, prefix_cache_spill=True)
+    store = spilling.prefix_store
+    params = GenerationParams(max_new_tokens=8, stop=())
+    dialogues = [["Any thrillers?"], ["Something for kids, maybe animated, from the last ten years?"]]
+    keys = ["s0/user", "s1/user"]
+    for _ in range(3):
+        prompts = [_chat(tok, d) for d in dialogues]
+        expected = plain.generate(prompts, params)
+        assert spilling.generate(prompts, params, cache_keys=keys) == expected
+        dialogues = [d + [out, "Older, please."] for d, out in zip(dialogues, expected)]
+    # the kept entries are files holding the exact float16 bytes, none of them in memory
+    files = sorted(Path(store.spill_dir).iterdir())
+    assert len(files) == 2 and all(e.kv is None for e in store.entries.values())
+    assert sum(f.stat().st_size for f in files) == store.used_bytes
+    assert spilling.prefix_cache_stats()["hits"] == 4
+    entry = store.entries["s0/user"]
+    n, kv = store.lookup("s0/user", entry.ids + [1])
+    assert n == len(entry.ids) and kv[0][0].dtype == torch.float16 and kv[0][0].shape[-2] == n
+    spilling.release(["s0/user"])
+    assert len(list(Path(store.spill_dir).iterdir())) == 1
+    folder = store.spill_dir
+    del spilling, store
+    import gc
+
+    gc.collect()
+    assert not Path(folder).exists()
 
 
 def test_exact_storage_keeps_the_model_dtype(tiny_model_dir):

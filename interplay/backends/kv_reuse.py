@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from transformers.cache_utils import DynamicLayer
@@ -27,39 +28,66 @@ KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values of shape
 @dataclass
 class _Entry:
     ids: list[int]
-    kv: KV
+    kv: KV | None  # None while the entry lives in its file
     nbytes: int
+    path: str | None = None
+    shape: tuple = ()  # the file's block: [layers, 2, 1, kv_heads, len, head_dim]
+    dtype: torch.dtype | None = None
+    device: torch.device | None = None
 
 
 @dataclass
 class PrefixKVStore:
-    """LRU store of processed token ids and their KV tensors, one entry per key, within ``budget_bytes``."""
+    """LRU store of processed token ids and their KV tensors, one entry per key, within ``budget_bytes``.
+
+    With ``spill_dir``, each entry's tensors are written to a file there when stored and read back
+    when looked up, so kept conversations occupy the kernel's page cache (reclaimable, and written
+    to disk under memory pressure) instead of this process's memory; the bytes are the same, so
+    reuse stays exact."""
 
     budget_bytes: int
     #: storage dtype of kept entries (None: as computed); the decode buffers stay in the model's dtype
     dtype: torch.dtype | None = None
+    #: a folder for the entries' files (None: entries stay in memory)
+    spill_dir: str | None = None
     entries: OrderedDict = field(default_factory=OrderedDict)
     used_bytes: int = 0
     stats: dict = field(default_factory=lambda: {"lookups": 0, "hits": 0, "reused_tokens": 0,
                                                  "prefilled_tokens": 0, "stored": 0, "evictions": 0,
                                                  "peak_mb": 0.0})
+    _files: int = 0
 
-    def lookup(self, key: str | None, ids: list[int]) -> tuple[int, KV | None]:
+    def match(self, key: str | None, ids: list[int]) -> int:
         """Length of the reusable prefix of ``ids`` under ``key`` (always leaving one token to
-        prefill) and the stored KV; marks the entry recently used."""
+        prefill); marks the entry recently used."""
         self.stats["lookups"] += 1
         entry = self.entries.get(key) if key is not None else None
         if entry is None:
-            return 0, None
+            return 0
         self.entries.move_to_end(key)
         n = 0
         limit = min(len(entry.ids), len(ids) - 1)
         while n < limit and entry.ids[n] == ids[n]:
             n += 1
+        self.stats["hits"] += int(n > 0)
+        return n
+
+    def lookup(self, key: str | None, ids: list[int]) -> tuple[int, KV | None]:
+        """:meth:`match`, and the stored KV when there is a reusable prefix."""
+        n = self.match(key, ids)
         if n == 0:
             return 0, None
-        self.stats["hits"] += 1
-        return n, entry.kv
+        entry = self.entries[key]
+        return n, entry.kv if entry.kv is not None else self._read(entry)
+
+    def take(self, key: str) -> KV | None:
+        """``key``'s KV (read back from its file if spilled), removed from the store."""
+        entry = self.entries.get(key)
+        if entry is None:
+            return None
+        kv = entry.kv if entry.kv is not None else self._read(entry)
+        self.drop(key)
+        return kv
 
     def put(self, key: str, ids: list[int], kv: KV) -> None:
         """Store (replace) ``key``'s entry, then evict least recently used entries over budget."""
@@ -68,19 +96,52 @@ class PrefixKVStore:
         nbytes = sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in kv)
         if nbytes > self.budget_bytes:
             return
-        self.entries[key] = _Entry(ids, kv, nbytes)
+        entry = _Entry(ids, kv, nbytes)
+        if self.spill_dir is not None:
+            self._write(entry)
+        self.entries[key] = entry
         self.used_bytes += nbytes
         self.stats["peak_mb"] = max(self.stats["peak_mb"], round(self.used_bytes / 2**20, 1))
         while self.used_bytes > self.budget_bytes:
             _, old = self.entries.popitem(last=False)
-            self.used_bytes -= old.nbytes
+            self._forget(old)
             self.stats["evictions"] += 1
 
     def drop(self, key: str) -> None:
         """Forget ``key`` (its episode ended)."""
         old = self.entries.pop(key, None)
         if old is not None:
-            self.used_bytes -= old.nbytes
+            self._forget(old)
+
+    def _forget(self, entry: _Entry) -> None:
+        self.used_bytes -= entry.nbytes
+        if entry.path is not None:
+            Path(entry.path).unlink(missing_ok=True)
+
+    def _write(self, entry: _Entry) -> None:
+        """Move ``entry``'s tensors into a file (layer by layer, keys then values: one block)."""
+        t0 = time.perf_counter()
+        k0 = entry.kv[0][0]
+        self._files += 1
+        entry.path = str(Path(self.spill_dir) / f"{self._files}.kv")
+        entry.shape = (len(entry.kv), 2, *k0.shape)
+        entry.dtype, entry.device = k0.dtype, k0.device
+        with open(entry.path, "wb") as f:
+            for k, v in entry.kv:
+                f.write(k.contiguous().cpu().view(torch.uint8).numpy().data)
+                f.write(v.contiguous().cpu().view(torch.uint8).numpy().data)
+        entry.kv = None
+        self.stats["spill_s"] = self.stats.get("spill_s", 0.0) + time.perf_counter() - t0
+
+    def _read(self, entry: _Entry) -> KV:
+        """The tensors of a spilled entry, read back from its file."""
+        import numpy as np
+
+        t0 = time.perf_counter()
+        raw = torch.from_numpy(np.fromfile(entry.path, dtype=np.uint8))
+        block = raw.view(entry.dtype).reshape(entry.shape).to(entry.device)
+        self.stats["spill_s"] = self.stats.get("spill_s", 0.0) + time.perf_counter() - t0
+        return [(block[i, 0], block[i, 1]) for i in range(entry.shape[0])]
 
 
 def _preallocated_layer(shape: tuple[int, int, int, int], dtype: torch.dtype, device, length: int):
@@ -209,12 +270,13 @@ def generate_reusing_prefix(model, tokenizer, prompts: list[str], params: Genera
     ``timing`` (a dict) accumulates where the call's time went: ``prefill_s`` (stored prefixes
     placed and new tokens prefilled), ``decode_s`` (decode forward passes), ``compact_s`` (rows
     leaving the batch), ``other_s`` (the rest: token choice, stop checks, stores), ``steps``
-    (decode steps) and ``row_steps`` (rows decoded, summed over steps)."""
+    (decode steps), ``row_steps`` (rows decoded, summed over steps) and ``context_row_steps``
+    (the tokens each decoded row attended to, summed)."""
     from transformers import DynamicCache
 
     t_call = time.perf_counter()
     timing = timing if timing is not None else {}
-    for name in ("prefill_s", "decode_s", "compact_s", "other_s", "steps", "row_steps", "calls"):
+    for name in ("prefill_s", "decode_s", "compact_s", "other_s", "steps", "row_steps", "context_row_steps", "calls"):
         timing.setdefault(name, 0)
     timing["calls"] += 1
     spent = {name: timing[name] for name in ("prefill_s", "decode_s", "compact_s")}
@@ -229,15 +291,15 @@ def generate_reusing_prefix(model, tokenizer, prompts: list[str], params: Genera
     constrained = any(m is not None for m in matchers)
     budget = params.max_new_tokens + (constrainer.close_budget(constraints) if constrained else 0)
     starts = [0] * b
-    pasts: list[KV | None] = [None] * b
     for i, (ids, key) in enumerate(zip(prompt_ids, keys)):
         if store is None:
             continue
-        starts[i], pasts[i] = store.lookup(key, ids)
+        # a key twice in one batch: only its first prompt reuses (the entry is taken out once)
+        starts[i] = store.match(key, ids) if key not in keys[:i] else 0
         store.stats["reused_tokens"] += starts[i]
         store.stats["prefilled_tokens"] += len(ids) - starts[i]
-        if key is not None:
-            store.drop(key)  # its prefix is in this batch now; the entry is replaced when done
+        if key is not None and not starts[i]:
+            store.drop(key)  # nothing reusable; the entry is replaced when this prompt is done
 
     # Layout. Rows are ordered by their number of new tokens and prefilled PREFILL_GROUP at a time,
     # straight into the batch's buffers. Within a group the new tokens start at one column
@@ -259,12 +321,11 @@ def generate_reusing_prefix(model, tokenizer, prompts: list[str], params: Genera
         cut = width - n_new
         for r, i in enumerate(group):
             spans[i] = (cut - starts[i], cut + lengths[i] - starts[i])
-            if pasts[i]:  # the stored prefix, straight into the buffers; the entry is then freed
+            if starts[i]:  # the stored prefix, taken out of the store straight into the buffers, one at a time
                 row, st = g * PREFILL_GROUP + r, starts[i]
-                for layer, (k, v) in zip(cache.layers, pasts[i]):
+                for layer, (k, v) in zip(cache.layers, store.take(keys[i])):
                     layer.kbuf[row, :, cut - st:cut] = k[0, :, :st]
                     layer.vbuf[row, :, cut - st:cut] = v[0, :, :st]
-                pasts[i] = None
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     first_logits: list = [None] * b
     for g, (group, n_new) in enumerate(zip(groups, longest)):
@@ -365,6 +426,7 @@ def generate_reusing_prefix(model, tokenizer, prompts: list[str], params: Genera
         timing["decode_s"] += time.perf_counter() - t_step
         timing["steps"] += 1
         timing["row_steps"] += len(active)
+        timing["context_row_steps"] += int(positions.sum())  # tokens attended to, over the rows
         positions = positions + 1
         cache = out.past_key_values
         nxt = choose(out.logits[:, -1, :], active)

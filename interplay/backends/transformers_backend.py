@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import shutil
+import tempfile
 import threading
+import weakref
 
 import torch
 
@@ -72,7 +75,8 @@ class TransformersBackend:
 
     def __init__(self, model: str | None = None, dtype: str = "auto", device: str | None = None,
                  num_threads: int | None = None, prefix_cache_mb: float = 0.0,
-                 prefix_cache_dtype: str = "float16", score_cache_mb: float = SCORE_CACHE_MB):
+                 prefix_cache_dtype: str = "float16", score_cache_mb: float = SCORE_CACHE_MB,
+                 prefix_cache_spill: bool = False):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if num_threads:
@@ -94,7 +98,13 @@ class TransformersBackend:
         store_dtype = None
         if prefix_cache_dtype != "model" and self.model.dtype == torch.float32:
             store_dtype = _DTYPES[prefix_cache_dtype]
-        self.prefix_store = PrefixKVStore(int(prefix_cache_mb * 2**20), store_dtype) if prefix_cache_mb > 0 else None
+        self.prefix_store = None
+        if prefix_cache_mb > 0:
+            spill = None
+            if prefix_cache_spill:  # kept conversations in files: the page cache holds them, not this process
+                spill = tempfile.mkdtemp(prefix="interplay-kv-")
+                weakref.finalize(self, shutil.rmtree, spill, True)
+            self.prefix_store = PrefixKVStore(int(prefix_cache_mb * 2**20), store_dtype, spill_dir=spill)
         # scored prompts (decisions, probes, turn likelihoods) reuse each other's prefixes
         self.score_cache = ScoringPrefixCache(int(score_cache_mb * 2**20)) if score_cache_mb > 0 else None
         #: where generation time went, summed over calls (see :func:`generate_reusing_prefix`)
@@ -201,11 +211,13 @@ class TransformersBackend:
         return st
 
     def generation_stats(self) -> dict:
-        """Seconds of prefill, decode steps, rows leaving batches and the rest, decode steps, and
-        the mean number of rows per decode step (how full the batches stayed)."""
+        """Seconds of prefill, decode steps, rows leaving batches and the rest, decode steps, the
+        mean number of rows per decode step (how full the batches stayed) and the mean number of
+        tokens a decoded row attended to."""
         t = {k: round(v, 3) if isinstance(v, float) else v for k, v in self.decode_timing.items()}
         if t.get("steps"):
             t["mean_rows_per_step"] = round(t["row_steps"] / t["steps"], 2)
+            t["mean_context"] = round(t["context_row_steps"] / t["row_steps"], 1)
         return t
 
     def prefix_cache_stats(self) -> dict:

@@ -35,7 +35,7 @@ def print_summary(summary: dict, run_dir: str) -> None:
 
 #: options that are SimulationConfig fields (the rest: how this invocation runs)
 RUN_FIELDS = ("user", "recommender", "data", "split", "episodes", "max_turns", "out", "seed", "first_speaker",
-              "max_retries", "concurrency", "max_batch", "dtype", "prefix_cache_mb", "grounded",
+              "max_retries", "concurrency", "max_batch", "dtype", "prefix_cache_mb", "prefix_cache_spill", "grounded",
               "recommender_candidates", "actor_restarts", "replicas")
 GENERATION_FIELDS = ("max_new_tokens", "temperature", "decoding", "titles")
 
@@ -65,6 +65,7 @@ def simulate(
     titles: str = option(GenerationParams, "titles"),
     dtype: str = option(S, "dtype"),
     prefix_cache_mb: float = option(S, "prefix_cache_mb"),
+    prefix_cache_spill: bool = option(S, "prefix_cache_spill"),
     grounded: bool = option(S, "grounded"),
     recommender_candidates: int = option(S, "recommender_candidates"),
     actor_restarts: int = option(S, "actor_restarts"),

@@ -56,6 +56,7 @@ class EvalConfig(BaseModel):
     #: per-model budget for kept conversation KV caches (MiB; 0 = off: tasks rarely share a prefix)
     prefix_cache_mb: float = Field(1024.0, ge=0, description="MiB of conversation KV caches kept per model for reuse "
                                    "across a replay's turns (0: off), as in simulations (docs/performance.md)")
+    prefix_cache_spill: bool = Field(False, description="keep the stored KV caches in files (the kernel's page cache: reclaimable, written to disk under memory pressure) instead of the model server's memory; exact, measured in docs/performance.md")
     actor_restarts: int = Field(3, ge=0, description="times Ray restarts a model server or agent host whose "
                                 "process died (a task in flight then fails)")
     generation: GenerationParams = GenerationParams()
@@ -66,7 +67,8 @@ class EvalConfig(BaseModel):
 
     # ``out``: an evaluation folder may be moved or copied and resumed where it now is
     RESUMABLE_CHANGES: ClassVar[frozenset[str]] = frozenset({"concurrency", "max_batch", "batch_wait_ms",
-                                                             "actor_restarts", "prefix_cache_mb", "out"})
+                                                             "actor_restarts", "prefix_cache_mb",
+                                                             "prefix_cache_spill", "out"})
     # the records are the split's first ``limit``: a resumption may take more of them (or all), and
     # the rows already written stay the same records
     GROWS_ON_RESUME: ClassVar[frozenset[str]] = frozenset({"limit"})

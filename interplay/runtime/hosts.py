@@ -20,6 +20,7 @@ class HostSettings(Protocol):
     batch_wait_ms: float
     concurrency: int
     prefix_cache_mb: float
+    prefix_cache_spill: bool
     actor_restarts: int
 
 
@@ -126,6 +127,7 @@ def _start_set(specs: dict[Role, AgentSpec], catalogue, cfg: HostSettings, cpus:
         m: server_cls.options(**scheduling).remote(
             m, dtype=dtype, max_batch=batch_of[m], batch_wait_ms=batch_wait_ms, num_threads=per_server,
             backend=backend[m], prefix_cache_mb=prefix_cache_mb if backend[m] == "transformers" else 0.0,
+            prefix_cache_spill=cfg.prefix_cache_spill,
             catalogues={catalogue.key: catalogue.titles()})
         for m in distinct
     }

@@ -32,11 +32,11 @@ class ModelServer:
     def __init__(self, model: str | None, dtype: str = "auto", max_batch: int = 16,
                  batch_wait_ms: float = 20.0, num_threads: int | None = None, backend_factory=None,
                  backend: str = "transformers", prefix_cache_mb: float = 0.0, max_wait_ms: float = 1000.0,
-                 catalogues: dict[str, list[str]] | None = None):
+                 catalogues: dict[str, list[str]] | None = None, prefix_cache_spill: bool = False):
         if backend_factory is None:
             from interplay.backends.registry import create_backend
 
-            extra = {"prefix_cache_mb": prefix_cache_mb} if prefix_cache_mb > 0 else {}
+            extra = {"prefix_cache_mb": prefix_cache_mb, "prefix_cache_spill": prefix_cache_spill} if prefix_cache_mb > 0 else {}
             self.backend = create_backend(backend, model, dtype=dtype, num_threads=num_threads, **extra)
         else:
             self.backend = backend_factory()

@@ -67,6 +67,7 @@ class SimulationConfig(BaseModel):
     dtype: str = Field("auto", description="auto (bf16 where the CPU/GPU supports it) | float32 | bfloat16 | float16")
     prefix_cache_mb: float = Field(1024.0, ge=0, description="MiB of episode KV caches kept per model for reuse "
                                    "across turns (0: off, plain batched generate)")
+    prefix_cache_spill: bool = Field(False, description="keep the stored KV caches in files (the kernel's page cache: reclaimable, written to disk under memory pressure) instead of the model server's memory; exact, measured in docs/performance.md")
     replicas: int = Field(1, ge=1, description="copies of the run's model servers and agent host, spread over the "
                           "cluster's nodes (a Ray placement group, SPREAD); episodes are dealt out to them in turn. "
                           "On a cluster: one per GPU node")
@@ -77,7 +78,8 @@ class SimulationConfig(BaseModel):
 
     #: fields that may differ between a run and its resumption
     RESUMABLE_CHANGES: ClassVar[frozenset[str]] = frozenset(
-        {"episodes", "concurrency", "max_batch", "batch_wait_ms", "prefix_cache_mb", "actor_restarts", "replicas"})
+        {"episodes", "concurrency", "max_batch", "batch_wait_ms", "prefix_cache_mb", "prefix_cache_spill",
+         "actor_restarts", "replicas"})
 
     @model_validator(mode="after")
     def _titles_need_candidates(self) -> "SimulationConfig":
