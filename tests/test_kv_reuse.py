@@ -144,6 +144,19 @@ def test_many_rows_of_mixed_history_lengths_match_generate_turn_after_turn(backe
     assert after["hits"] - before["hits"] == 2 * len(openers)
 
 
+def test_one_key_twice_in_a_batch_reuses_its_entry_once(backends):
+    plain, reusing = backends
+    tok = plain.tokenizer
+    params = GenerationParams(max_new_tokens=5, stop=())
+    first = _chat(tok, ["Any road movies?"])
+    out = reusing.generate([first], params, cache_keys=["dup/user"])[0]
+    prompt = _chat(tok, ["Any road movies?", out, "Newer ones."])
+    hits = reusing.prefix_cache_stats()["hits"]
+    assert reusing.generate([prompt, prompt], params, cache_keys=["dup/user", "dup/user"]) == \
+        plain.generate([prompt, prompt], params)
+    assert reusing.prefix_cache_stats()["hits"] == hits + 1
+
+
 def test_rows_leaving_the_batch_are_replaced_by_the_last_rows():
     order, moves = _fill_holes_order([0, 2, 3, 5], 6)  # rows 1 and 4 finished
     assert moves == [(1, 5)] and order == [0, 5, 2, 3]
@@ -228,15 +241,22 @@ def test_kv_reuse_leaves_episode_logs_unchanged(tmp_path, tiny_model_dir):
     spec = f"zero-shot:{tiny_model_dir}"
     logs = {}
     for name, extra in {"naive": ["--max-batch", 1, "--prefix-cache-mb", 0],
-                        "batched": ["--prefix-cache-mb", 0], "reuse": ["--prefix-cache-mb", 64]}.items():
+                        "batched": ["--prefix-cache-mb", 0], "reuse": ["--prefix-cache-mb", 64],
+                        "spill": ["--prefix-cache-mb", 64, "--prefix-cache-spill"]}.items():
         out = tmp_path / name
         simulate("--user", spec, "--recommender", spec, "--episodes", 4, "--max-turns", 5, "--max-new-tokens", 10,
                  "--concurrency", 4, "--dtype", "float32", "--out", out, *extra)
         logs[name] = [ep.model_dump(exclude={"wall_s": True, "turns": {"__all__": {"latency_s"}}})
                       for ep in sorted(read_episodes(out / "episodes.jsonl"), key=lambda e: e.episode_id)]
         summary = json.loads((out / "summary.json").read_text())
+        server = summary["model_servers"][str(tiny_model_dir)]
+        # the server says where its generation time went
+        assert server["generation"]["row_steps"] >= server["generation"]["steps"] > 0
+        assert server["generation"]["prefill_s"] > 0 and server["generation"]["mean_context"] > 0
+        if name == "spill":  # the kept caches went through files: same turns as the others (below)
+            assert server["prefix_cache"]["hits"] > 0 and server["prefix_cache"]["spill_s"] > 0
         if name == "reuse":
-            cache = summary["model_servers"][str(tiny_model_dir)]["prefix_cache"]
+            cache = server["prefix_cache"]
             assert cache["hits"] > 0 and cache["reused_tokens"] > cache["prefilled_tokens"] / 2
             assert cache["entries"] == 0  # every finished episode released its caches
             # 5 turns: the user speaks at 0, 2, 4 and the recommender at 1, 3. Every request of a
@@ -245,7 +265,7 @@ def test_kv_reuse_leaves_episode_logs_unchanged(tmp_path, tiny_model_dir):
             assert cache["lookups"] == sum(1 + len(t.failed_attempts) for t in turns)
             assert cache["stored"] == sum(1 + len(t.failed_attempts) for t in turns if t.index + 2 < 5)
     assert sum(len(ep["turns"]) for ep in logs["naive"]) == 20  # every episode ran its 5 turns
-    for name in ("batched", "reuse"):
+    for name in ("batched", "reuse", "spill"):
         for a, b in zip(logs["naive"], logs[name]):
             for k in a:
                 if k == "turns":

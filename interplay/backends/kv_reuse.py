@@ -291,14 +291,18 @@ def generate_reusing_prefix(model, tokenizer, prompts: list[str], params: Genera
     constrained = any(m is not None for m in matchers)
     budget = params.max_new_tokens + (constrainer.close_budget(constraints) if constrained else 0)
     starts = [0] * b
+    seen: set[str] = set()
     for i, (ids, key) in enumerate(zip(prompt_ids, keys)):
         if store is None:
             continue
         # a key twice in one batch: only its first prompt reuses (the entry is taken out once)
-        starts[i] = store.match(key, ids) if key not in keys[:i] else 0
+        again = key in seen
+        if key is not None:
+            seen.add(key)
+        starts[i] = 0 if again else store.match(key, ids)
         store.stats["reused_tokens"] += starts[i]
         store.stats["prefilled_tokens"] += len(ids) - starts[i]
-        if key is not None and not starts[i]:
+        if key is not None and not starts[i] and not again:
             store.drop(key)  # nothing reusable; the entry is replaced when this prompt is done
 
     # Layout. Rows are ordered by their number of new tokens and prefilled PREFILL_GROUP at a time,
