@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from interplay.backends.base import GenerationParams, cut_at_stop
-from interplay.backends.kv_reuse import PREFILL_GROUP, PrefixKVStore, _fill_holes_order
+from interplay.backends.kv_reuse import PREFILL_GROUP, _fill_holes_order
+from interplay.backends.prefix_store import PrefixKVStore
 from interplay.backends.transformers_backend import TransformersBackend
 
 

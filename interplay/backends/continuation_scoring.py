@@ -16,7 +16,7 @@ and a new prompt is run only from the end of the longest token prefix it shares 
 
 from __future__ import annotations
 
-from interplay.backends.kv_reuse import KV, PrefixKVStore
+from interplay.backends.prefix_store import KV, PrefixKVStore
 
 
 class ScoringPrefixCache:

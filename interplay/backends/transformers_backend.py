@@ -21,7 +21,8 @@ import torch
 from interplay.backends.base import BackendCapabilities, GenerationParams, cut_at_stop
 from interplay.backends.default_model import resolve_model_path
 from interplay.backends.continuation_scoring import ScoringPrefixCache, score_continuations
-from interplay.backends.kv_reuse import PrefixKVStore, generate_reusing_prefix
+from interplay.backends.kv_reuse import generate_reusing_prefix
+from interplay.backends.prefix_store import PrefixKVStore
 from interplay.protocol import STRUCTURAL_TOKENS
 
 #: MiB of recently scored prompts' KV kept for reuse by the next scored prompts (fp32, exact)
