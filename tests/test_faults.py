@@ -44,17 +44,19 @@ def run_and_kill(args: list[str], log: Path, actor: str) -> tuple[subprocess.Pop
     return proc, stdout, stderr
 
 
-def llm_run(model: Path, out: Path, n: int, *extra: str) -> list[str]:
+def llm_run(model: Path, out: Path, n: int, *extra: str, concurrency: int = 4) -> list[str]:
     return [sys.executable, "-m", "interplay.cli", "simulate", "--no-progress", "--user", f"llm:{model}",
-            "--recommender", f"llm:{model}", "--episodes", str(n), "--max-turns", "6", "--concurrency", "4",
-            "--max-new-tokens", "24", "--dtype", "float32", "--out", str(out), *extra]
+            "--recommender", f"llm:{model}", "--episodes", str(n), "--max-turns", "6", "--concurrency",
+            str(concurrency), "--max-new-tokens", "24", "--dtype", "float32", "--out", str(out), *extra]
 
 
 @pytest.mark.parametrize("actor", ["ModelServer", "AgentHost"])
 def test_killed_actor_fails_its_episodes_only_and_resume_completes(actor, tiny_model_dir, tmp_path):
     out = tmp_path / "run"
     n = 12
-    args = llm_run(tiny_model_dir, out, n)
+    # every episode starts at once: when the first is logged, eleven are in flight, so the kill
+    # lands during some actor call (with 4 in flight, all four were once between calls: a flake)
+    args = llm_run(tiny_model_dir, out, n, concurrency=n)
     log = out / "episodes.jsonl"
     proc, stdout, stderr = run_and_kill(args, log, actor)
     assert proc.returncode == 0, stdout[-2000:] + stderr[-3000:]
