@@ -169,8 +169,9 @@ def decision_evaluation(args) -> dict | None:
 
     spec = check_agent_spec(args.decision_agent, Role.USER)
     records = read_records(args.decision_data, "test")[: args.decision_records]
-    items = human_decision_tasks(records, read_catalogue(args.decision_data))[0]
-    g = generation_vs_scoring(spec, AGENT_KINDS[spec.kind].model(spec.arg), read_catalogue(args.decision_data), items)
+    catalogue = read_catalogue(args.decision_data)
+    items = human_decision_tasks(records, catalogue)[0]
+    g = generation_vs_scoring(spec, AGENT_KINDS[spec.kind].model(spec.arg), catalogue, items)
     g.update(records=len(records), agent=args.decision_agent,
              generate_records_per_s=len(records) / g["generate_s"], score_records_per_s=len(records) / g["score_s"])
     print(f"\ndecision evaluation, {args.decision_agent}, first {len(records)} records of {args.decision_data} test "

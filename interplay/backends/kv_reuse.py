@@ -62,11 +62,6 @@ class BufferLayer(DynamicLayer):
         self.view(self.start, n + k)
         return self.keys, self.values
 
-    def batch_select_indices(self, indices):
-        n = self.start + self.keys.shape[-2]
-        self.kbuf, self.vbuf = self.kbuf[indices], self.vbuf[indices]
-        self.view(self.start, n)
-
     def fill_holes(self, moves: list[tuple[int, int]], rows: int) -> None:
         """Copy row ``src`` into row ``dst`` for each move (over the columns in use), then keep
         the first ``rows`` rows: leaving rows cost a row copy each, not a copy of the batch."""
