@@ -98,7 +98,7 @@ class LLMAgent(Agent):
         own spelling of the candidates shown (None: any catalogue title; also when none are shown)."""
         if self.params.titles != "candidates" or not observation.candidates or self.catalogue is None:
             return None
-        found = [it.title for t in observation.candidates if (it := self.catalogue.find(t)) is not None]
+        found = [it.title for t in observation.candidates if (it := self.catalogue.resolve(t)) is not None]
         return list(dict.fromkeys(found)) or None
 
     def decoding_mode(self) -> str:

@@ -82,7 +82,7 @@ class RuleBasedUser(UserAgent):
         catalogue = _require(self.catalogue, "RuleBasedUser")
         best: tuple[float, str] | None = None
         for title in titles:
-            item = catalogue.find(title)
+            item = catalogue.resolve(title)
             if item is not None:
                 score = attribute_overlap(item, self.view.target_attributes)
                 if best is None or score > best[0]:

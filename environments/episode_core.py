@@ -87,6 +87,8 @@ class EnvConfig:
     #: grounded observations: the user sees the catalogue facts of each item a recommender turn
     #: names (interplay.grounding); None: titles only
     grounding: Catalogue | None = None
+    #: resolves the titles of logged turns to item ids (default: ``grounding``'s catalogue)
+    catalogue: Catalogue | None = None
     #: recommender candidates: each recommender turn is shown the top ``candidates_k`` catalogue
     #: items retrieved from the conversation (interplay.candidates); None: none
     candidates: CandidateRetriever | None = None
@@ -153,6 +155,7 @@ class EpisodeCore:
         self.history: list[HistoryTurn] = []
         self.recommended: list[str] = []
         self.accepted: str | None = None
+        self.accepted_id: str | None = None
         self.termination: Termination | None = None
         self.failure: FailureKind | None = None
         self.error: str | None = None
@@ -260,6 +263,7 @@ class EpisodeCore:
             user_spec=self.user_spec, recommender_spec=self.recommender_spec, persona=spec.persona,
             target=spec.target, turns=list(self.turns), termination=self.termination or Termination.MAX_TURNS,
             failure=self.failure, num_turns=len(self.turns), accepted_item=self.accepted,
+            accepted_item_id=self.accepted_id,
             recommended_items=list(self.recommended), error=self.error, wall_s=round(wall, 4),
         )
 
@@ -283,11 +287,11 @@ class EpisodeCore:
         if shown:
             meta["candidates"] = shown
         if cfg.grounding is not None and role is Role.RECOMMENDER:
-            said.about = turn_facts(said, cfg.grounding, self._spec.target)
+            said.about = turn_facts(said, cfg.grounding, self._spec.target, resolve=self._item)
             if said.about:  # what the user was shown, in the log
                 meta["about"] = [f.model_dump() for f in said.about]
         log = TurnLog(index=cur.index, role=role, action=turn.action, text=turn.text, titles=turn.titles,
-                      raw=turn.raw, latency_s=time.perf_counter() - cur.started, failed_attempts=cur.failed,
+                      item_ids=[self._item_id(t) for t in turn.titles], raw=turn.raw, latency_s=time.perf_counter() - cur.started, failed_attempts=cur.failed,
                       meta=meta)
         self._end_turn(log)
         self.history.append(said)
@@ -295,12 +299,28 @@ class EpisodeCore:
             self.recommended.extend(t for t in turn.titles if t not in self.recommended)
         if turn.action is Action.ACCEPT:
             self.accepted = accepted_title(turn, self.history)
+            self.accepted_id = self._item_id(self.accepted) if self.accepted else None
             self._finish(Termination.ACCEPTED)
             return StepResult(role=role, turn=log, terminated=True)
         if len(self.turns) >= cfg.max_turns:
             self._finish(Termination.MAX_TURNS)
             return StepResult(role=role, turn=log, truncated=True)
         return StepResult(role=role, turn=log)
+
+    def _item_id(self, title: str) -> str | None:
+        """The item a title names: the spec's own resolution of it, else the run's catalogue's."""
+        known = self._spec.item_ids.get(title) if self._spec is not None else None
+        if known is not None:
+            return known
+        catalogue = self.config.catalogue or self.config.grounding
+        item = catalogue.resolve(title) if catalogue is not None else None
+        return item.item_id if item is not None else None
+
+    def _item(self, title: str):
+        """The catalogue item a title names, by :meth:`_item_id` (None: not a catalogue item)."""
+        catalogue = self.config.catalogue or self.config.grounding
+        item_id = self._item_id(title)
+        return catalogue.get(item_id) if catalogue is not None else None
 
     def _end_turn(self, log: TurnLog) -> None:
         self.turns.append(log)

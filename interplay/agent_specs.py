@@ -150,7 +150,10 @@ register_agent_kind(
 register_agent_kind("py", AgentKind(_build_py, description="your own Agent subclass: py:module:ClassName"))
 
 
-def _fine_tuned(role: Role):
+def _fine_tuned(role: Role, match_counts: bool = True):
+    """Builder of a fine-tuned simulator; ``match_counts=False`` leaves the grounded facts' match
+    counts out of a UserSim's prompt even when it was trained with them (an ablation: how much of
+    a decision figure its hint explains)."""
     def build(ctx: AgentContext) -> Agent:
         from agents.llm import FineTunedRecommenderSimulator, FineTunedUserSimulator
         from interplay.decision_calibration import calibrated_threshold
@@ -165,7 +168,7 @@ def _fine_tuned(role: Role):
                      else None)
         return cls(ctx.backend, ctx.tokenizer, ctx.params, catalogue=ctx.catalogue, seed=ctx.seed,
                    grounded=grounded, with_candidates=trained_candidates(ctx.arg),
-                   grounding_match=grounded and bool(training_config(ctx.arg).get("grounding_match")),
+                   grounding_match=match_counts and grounded and bool(training_config(ctx.arg).get("grounding_match")),
                    accept_threshold=threshold)
 
     return build
@@ -237,6 +240,9 @@ def _checkpoint(arg: str | None) -> str:
 
 register_agent_kind("usersim", AgentKind(_fine_tuned(Role.USER), model=_checkpoint,
                                          description="UserSim checkpoint from 'interplay train --role user'"))
+register_agent_kind("usersim-nomatch", AgentKind(_fine_tuned(Role.USER, match_counts=False), model=_checkpoint,
+                                                 description="a UserSim checkpoint with the match counts ('Matches 2 "
+                                                             "of your 6 wishes') left out of its prompt"))
 register_agent_kind("recsim", AgentKind(_fine_tuned(Role.RECOMMENDER), model=_checkpoint,
                                         description="RecSim checkpoint from 'interplay train --role recommender'"))
 
@@ -346,7 +352,8 @@ def check_agent_spec(text: str | AgentSpec, role: Role) -> AgentSpec:
         except ValueError as exc:
             raise ValueError(f"agent spec {text!r}: {exc}") from None
     model = model_of(spec)
-    if model and backend_of(spec) == "transformers" and (_looks_like_path(model) or spec.kind in ("usersim", "recsim")):
+    if model and backend_of(spec) == "transformers" and (_looks_like_path(model) or spec.kind in (
+            "usersim", "usersim-nomatch", "recsim")):
         folder = Path(model).expanduser()
         if not (folder / "config.json").is_file():
             what = "no such folder" if not folder.exists() else "no config.json in it"

@@ -83,7 +83,7 @@ class CandidateRetriever:
             for rec in read_records(data, "train"):
                 for t in rec.turns:
                     if t.role is Role.RECOMMENDER:
-                        counts.update(it.title for x in t.marked_titles if (it := catalogue.find(x)))
+                        counts.update(it.title for x in t.marked_titles if (it := catalogue.resolve(x)))
         return cls(encoder_dir or cache_dir() / "matchscore", catalogue, popularity=dict(counts), **kwargs)
 
     def query_text(self, history: list[HistoryTurn]) -> str:
@@ -109,8 +109,7 @@ class CandidateRetriever:
         text = self.query_text(history)
         if not text.strip() or k <= 0:
             return []
-        named = {self.catalogue.find(t).title for h in history for t in h.titles
-                 if self.catalogue.find(t) is not None}
+        named = {it.title for h in history for t in h.titles if (it := self.catalogue.resolve(t)) is not None}
         import torch
 
         with self._lock:

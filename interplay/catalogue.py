@@ -49,6 +49,23 @@ def _alternative_titles(title: str) -> list[str]:
     return alts
 
 
+def _main_title(title: str) -> str:
+    """The normalised name before a subtitle (``"Jumanji: Welcome to the Jungle (2017)"`` ->
+    ``"jumanji"``); the whole name when there is no ``:`` or `` - ``."""
+    name = re.split(r":\s| - ", split_year(title)[0], maxsplit=1)[0]
+    return normalize_title(name, keep_year=False)
+
+
+def _words_in_order(words: list[str], cand: list[str]) -> bool:
+    """Whether ``words`` start ``cand`` word by word, or occur in order in it after its first word,
+    which must be ``words[0]`` ("star wars the force awakens" in "star wars episode vii the force
+    awakens"; never "justice" in "poetic justice")."""
+    if not cand or cand[0] != words[0] or len(cand) <= len(words):
+        return False
+    it = iter(cand[1:])
+    return all(w in it for w in words[1:])
+
+
 class Item(BaseModel):
     """One catalogue item."""
 
@@ -69,6 +86,7 @@ class Catalogue:
         self._fuzzy: dict[int | None, list[Item]] | None = None
         self._vocabulary: frozenset[str] | None = None
         self._key: str | None = None
+        self._resolved: dict[str, Item | None] = {}
         for item in items:
             if item.item_id in self._items:
                 raise ValueError(f"duplicate item id {item.item_id!r}")
@@ -88,6 +106,10 @@ class Catalogue:
     def __getitem__(self, item_id: str) -> Item:
         return self._items[item_id]
 
+    def get(self, item_id: str | None) -> Item | None:
+        """The item with this id, or None."""
+        return self._items.get(item_id) if item_id is not None else None
+
     def find(self, title: str) -> Item | None:
         """The item with this title, normalised (alternative "a.k.a." titles count). A title
         without a year, or whose year is off by one, matches a name that only one item has."""
@@ -100,13 +122,34 @@ class Catalogue:
             named = [it for it in named if (y := split_year(it.title)[1]) is not None and abs(y - year) <= 1]
         return named[0] if len(named) == 1 else None
 
-    def match(self, title: str, min_score: float = 90.0) -> Item | None:
-        """:meth:`find`, then fuzzy matching of the name (RapidFuzz ratio >= ``min_score``) among
-        items of the same year (or all items when the title has no year)."""
+    def resolve(self, title: str) -> Item | None:
+        """The one lookup of a title in running text: :meth:`find`, then a guarded fuzzy match.
+
+        Every comparison of items in the project goes through the ids this returns (resolved once,
+        when a record is built or a turn is logged). The fuzzy step accepts, among items of the
+        title's year (off by one allowed), only
+
+        - a near-identical name (RapidFuzz ``ratio`` >= 90: typos, "&" vs "and"), or
+        - the item's main title, before a ``:`` or `` - `` subtitle ("Jumanji" -> "Jumanji: Welcome
+          to the Jungle"), or
+        - a name of at least two words that is the *start* of the item's name, word by word, or
+          whose words all occur in order after the item's first word ("Avengers Infinity War" ->
+          "Avengers: Infinity War - Part I", "Star Wars The Force Awakens" -> "Star Wars:
+          Episode VII - The Force Awakens"),
+
+        and refuses ties. A name that only appears inside a longer one ("Justice" in "Poetic
+        Justice", "Game" in "Spy Kids 3-D: Game Over") is no match. Without a year only
+        near-identical names (``ratio`` >= 95) count. Results are cached per title."""
+        if title in self._resolved:
+            return self._resolved[title]
         item = self.find(title)
-        if item is not None:
-            return item
-        from rapidfuzz import fuzz, process
+        if item is None:
+            item = self._fuzzy_match(title)
+        self._resolved[title] = item
+        return item
+
+    def _fuzzy_match(self, title: str) -> Item | None:
+        from rapidfuzz import fuzz
 
         name, year = split_year(title)
         key = normalize_title(name, keep_year=False)
@@ -119,17 +162,30 @@ class Catalogue:
             for it in self:
                 by_year.setdefault(split_year(it.title)[1], []).append(it)
             self._fuzzy = by_year
-        pool = self._fuzzy.get(year, []) if year is not None else list(self)
-        if not pool:
+        if year is None:
+            pool, cutoff = list(self), 95.0
+        else:
+            pool, cutoff = [it for y in (year, year - 1, year + 1) for it in self._fuzzy.get(y, [])], 90.0
+        words = key.split()
+        hits: dict[str, tuple[float, Item]] = {}
+        for it in pool:
+            for alt in _alternative_titles(it.title):
+                cand = normalize_title(split_year(alt)[0], keep_year=False)
+                score = fuzz.ratio(key, cand)
+                if score < cutoff and year is not None and (
+                        key == _main_title(alt) or (len(words) >= 2 and _words_in_order(words, cand.split()))):
+                    score = 89.0  # a shortened name: below any near-identical one
+                if score >= 89.0 and (it.item_id not in hits or hits[it.item_id][0] < score):
+                    hits[it.item_id] = (score, it)
+        if not hits:
             return None
-        names = [normalize_title(split_year(it.title)[0], keep_year=False) for it in pool]
-        # within one year a partial match ("star wars the force awakens" in "star wars episode vii
-        # the force awakens") is safe enough; across all years only near-identical names are
-        scorer = fuzz.WRatio if year is not None else fuzz.ratio
-        best = process.extract(key, names, scorer=scorer, score_cutoff=min_score, limit=2)
-        if not best or (len(best) == 2 and best[1][1] == best[0][1]):
-            return None  # nothing close, or a tie between two items: ambiguous
-        return pool[best[0][2]]
+        ranked = sorted(hits.values(), key=lambda h: -h[0])
+        exact_year = [h for h in ranked if split_year(h[1].title)[1] == year]
+        if year is not None and exact_year and exact_year[0][0] >= ranked[0][0]:
+            ranked = exact_year
+        if len(ranked) > 1 and ranked[1][0] == ranked[0][0]:
+            return None  # a tie between two items: ambiguous
+        return ranked[0][1]
 
     def titles(self) -> list[str]:
         """Every item's title, in catalogue order."""

@@ -50,6 +50,9 @@ class EpisodeSpec(_Model):
     source: str = "demo"
     persona: Persona
     target: Target
+    #: titles known before the episode, as spelt, and the item each names (a recorded dialogue's
+    #: resolutions, for replays); any other title is resolved by the run's catalogue
+    item_ids: dict[str, str] = Field(default_factory=dict)
 
 
 class UserView(_Model):

@@ -66,6 +66,8 @@ class TurnLog(BaseModel):
     action: Action | None
     text: str | None
     titles: list[str] = Field(default_factory=list)
+    #: the item each title names (None: not resolved), resolved when the turn was logged
+    item_ids: list[str | None] = Field(default_factory=list)
     raw: str | None = None
     parse_error: str | None = None
     latency_s: float = 0.0
@@ -91,6 +93,8 @@ class EpisodeLog(BaseModel):
     failure: FailureKind | None = None
     num_turns: int
     accepted_item: str | None = None
+    #: the accepted item's id (what SR / ET compare with ``target.item_id``)
+    accepted_item_id: str | None = None
     recommended_items: list[str] = Field(default_factory=list)
     error: str | None = None
     wall_s: float = 0.0

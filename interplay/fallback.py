@@ -78,7 +78,7 @@ def _longest_title_suffix(span: str, catalogue: Catalogue):
     Matrix (1999)" -> "The Matrix (1999)"): exact lookups first, then a fuzzy match."""
     words = span.split()
     tails = [" ".join(words[i:]) for i in range(max(0, len(words) - 10), len(words))]
-    for lookup in (catalogue.find, catalogue.match):
+    for lookup in (catalogue.find, catalogue.resolve):
         for tail in tails:
             if len(tail) > 3:
                 item = lookup(tail)

@@ -14,19 +14,25 @@ recommender named is already in the dialogue, so repeating it adds nothing.
 
 from __future__ import annotations
 
-from interplay.catalogue import Catalogue
+from collections.abc import Callable
+
+from interplay.catalogue import Catalogue, Item
 from interplay.episode import HistoryTurn, ItemFacts, Target, find_target_leak
 from interplay.protocol import Role
+
+#: title -> catalogue item (None: the catalogue lacks it)
+Resolver = Callable[[str], "Item | None"]
 
 #: attributes shown per item: genres come first in the catalogue, then keywords by relevance
 MAX_ATTRIBUTES = 12
 
 
 def item_facts(title: str, catalogue: Catalogue, target: Target | None,
-               max_attributes: int = MAX_ATTRIBUTES) -> ItemFacts | None:
+               max_attributes: int = MAX_ATTRIBUTES, resolve: Resolver | None = None) -> ItemFacts | None:
     """The facts of the catalogue item named ``title`` (None when no item matches), with every
-    attribute that would reveal ``target`` removed."""
-    item = catalogue.find(title)
+    attribute that would reveal ``target`` removed. ``resolve``: title -> item, when the caller
+    resolved the dialogue's titles already (default: ``catalogue.resolve``)."""
+    item = (resolve or catalogue.resolve)(title)
     if item is None:
         return None
     attributes: list[str] = []
@@ -43,19 +49,19 @@ def item_facts(title: str, catalogue: Catalogue, target: Target | None,
 
 
 def turn_facts(turn: HistoryTurn, catalogue: Catalogue, target: Target | None,
-               max_attributes: int = MAX_ATTRIBUTES) -> list[ItemFacts]:
+               max_attributes: int = MAX_ATTRIBUTES, resolve: Resolver | None = None) -> list[ItemFacts]:
     """The facts of each catalogue item a recommender turn names, in order (user turns: none)."""
     if turn.role is not Role.RECOMMENDER:
         return []
-    facts = [item_facts(t, catalogue, target, max_attributes) for t in turn.titles]
+    facts = [item_facts(t, catalogue, target, max_attributes, resolve) for t in turn.titles]
     seen: set[str] = set()
     return [f for f in facts if f is not None and not (f.title in seen or seen.add(f.title))]
 
 
 def ground_history(history: list[HistoryTurn], catalogue: Catalogue, target: Target | None,
-                   max_attributes: int = MAX_ATTRIBUTES) -> list[HistoryTurn]:
+                   max_attributes: int = MAX_ATTRIBUTES, resolve: Resolver | None = None) -> list[HistoryTurn]:
     """``history`` with each recommender turn's ``about`` filled from the catalogue."""
-    return [h.model_copy(update={"about": turn_facts(h, catalogue, target, max_attributes)})
+    return [h.model_copy(update={"about": turn_facts(h, catalogue, target, max_attributes, resolve)})
             if h.role is Role.RECOMMENDER else h for h in history]
 
 

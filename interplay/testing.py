@@ -206,7 +206,7 @@ def _turn_problems(out: Turn | Exception, obs: Observation, role: Role, catalogu
     if out.action not in obs.legal_actions(role):
         return [f"turn {obs.turn_index}: {out.action.value} where only {allowed} are allowed"]
     if catalogue is not None and len(catalogue) > 0:
-        unknown = [t for t in out.titles if catalogue.find(t) is None]
+        unknown = [t for t in out.titles if catalogue.resolve(t) is None]
         if unknown:
             return [f"turn {obs.turn_index}: titles not in the catalogue: {unknown[:3]}"]
     return []

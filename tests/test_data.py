@@ -36,12 +36,12 @@ def test_catalogue_matching():
         Item(item_id="ml:3", title="Star Wars: Episode VII - The Force Awakens (2015)"),
         Item(item_id="ml:4", title="Heat (1995)"), Item(item_id="ml:5", title="Heat (1986)"),
     ])
-    assert cat.match("Dumb and Dumber (1994)").item_id == "ml:1"  # an a.k.a. title
-    assert cat.match("Black Hawk Down (2002)").item_id == "ml:2"  # year off by one
-    assert cat.match("Star Wars: The Force Awakens (2015)").item_id == "ml:3"  # fuzzy within the year
-    assert cat.match("Heat (1995)").item_id == "ml:4"
-    assert cat.match("Heat") is None  # ambiguous without a year
-    assert cat.match("Star Wars") is None
+    assert cat.resolve("Dumb and Dumber (1994)").item_id == "ml:1"  # an a.k.a. title
+    assert cat.resolve("Black Hawk Down (2002)").item_id == "ml:2"  # year off by one
+    assert cat.resolve("Star Wars: The Force Awakens (2015)").item_id == "ml:3"  # fuzzy within the year
+    assert cat.resolve("Heat (1995)").item_id == "ml:4"
+    assert cat.resolve("Heat") is None  # ambiguous without a year
+    assert cat.resolve("Star Wars") is None
 
 
 def test_mark_titles_never_nests():

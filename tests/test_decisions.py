@@ -175,9 +175,30 @@ def test_evaluate_user_scores_decisions_through_ray(user_ckpt, tmp_path, ray_ses
     for r in rows:
         assert set(r["action_probabilities"]) == {"accept", "disclose-goal", "feedback", "greeting", "inquire"}
         assert (r["action"] == "accept") == (r["p_accept"] >= 0.3)
+    assert {r["item"]: int(r["human_accept"]) for r in rows} == {
+        "Police Academy (1984)": 1, "Super Troopers (2001)": 1, "American Pie 2 (2001)": 0}
+    accepted = [r["p_accept"] for r in rows if r["human_accept"]]
+    rejected = [r["p_accept"] for r in rows if not r["human_accept"]]
+    # the ROC AUC by hand: the share of (accepted, rejected) pairs P(accept) orders right, ties half
+    auc = sum(float(a > b) + 0.5 * (a == b) for a in accepted for b in rejected) / (len(accepted) * len(rejected))
     h = m["human_view"]
-    assert h["decision_method"] == {"score": 3} and 0.0 <= h["roc_auc"] <= 1.0
+    assert h["decision_method"] == {"score": 3} and h["roc_auc"] == pytest.approx(auc), (accepted, rejected)
     assert h["agent_accepts"] == sum(r["p_accept"] >= 0.3 for r in rows)
+    # a known answer: the rule user's P(accept) is the share of the target's attributes the item has
+    rule = evaluate_user(EvalConfig(kind="user", agent="rule", data=str(data), out=str(tmp_path / "rule-scored"),
+                                    parts=["human"], decision="score", accept_threshold=0.75, concurrency=4),
+                         progress=False)
+    wanted = {r.id: r.target.attributes for r in records() if r.target is not None}
+    attrs = {i.title: set(i.attributes) for i in ITEMS}
+    rows = list(ResultLog(tmp_path / "rule-scored" / "human_view.jsonl").rows.values())
+    assert {r["item"]: r["p_accept"] for r in rows} == {
+        r["item"]: len(attrs[r["item"]] & set(wanted[r["record_id"]])) / len(wanted[r["record_id"]]) for r in rows}
+    accepted = [r["p_accept"] for r in rows if r["human_accept"]]
+    rejected = [r["p_accept"] for r in rows if not r["human_accept"]]
+    auc = sum(float(a > b) + 0.5 * (a == b) for a in accepted for b in rejected) / (len(accepted) * len(rejected))
+    assert (accepted, rejected, auc) == ([1.0, 1.0], [0.5], 1.0)  # the judged items' attributes, worked out
+    h = rule["human_view"]
+    assert h["roc_auc"] == auc and h["agent_accepts"] == 2 and h["decision_method"] == {"score": 3}
     fallback = evaluate_user(EvalConfig(kind="user", agent="py:eval_agents:AcceptFirstUser", data=str(data),
                                         out=str(tmp_path / "rule"), parts=["human"], decision="score", concurrency=4),
                              progress=False)
@@ -208,7 +229,12 @@ def test_calibrated_user_decides_by_its_threshold_and_writes_the_reply_under_it(
     plain = agent(None)
     after_rec = observations()[0::2]
     p = [plain.action_probabilities(o)["accept"] for o in after_rec]
-    cut = sorted(p)[len(p) // 2]  # half the items on each side
+    ranked = sorted(set(p))
+    half = len(ranked) // 2
+    # halfway between two items' P(accept), never on one: the agent's own recomputation may differ
+    # from this one in the last bits, and must not change which side of the threshold an item is on
+    cut = (ranked[half - 1] + ranked[half]) / 2
+    assert ranked[half] - ranked[half - 1] > 1e-3 * ranked[half], ranked  # far apart, beyond any rounding
     calibrated = agent(cut)
     for obs, p_accept in zip(after_rec, p):
         turn = calibrated.act(obs)

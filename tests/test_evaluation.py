@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from interplay.catalogue import Item
-from interplay.data.schema import DialogueRecord, Outcome, RecordTurn
+from interplay.catalogue import Catalogue, Item
+from interplay.data.raw_dialogue import RawTurn, build_record
+from interplay.data.schema import DialogueRecord
 from interplay.episode import Persona, Target, WatchedItem
 from interplay.evaluation.config import EvalConfig
 from interplay.evaluation.tasks import human_decision_tasks, recommender_turn_tasks, replay_tasks, user_turn_tasks
-from interplay.protocol import Action, Role, mark_title
+from interplay.protocol import Action, Role, mark_title, marked_titles
 
 ITEMS = [Item(item_id="ml:2378", title="Police Academy (1984)", attributes=("comedy", "crime", "police")),
          Item(item_id="ml:4718", title="American Pie 2 (2001)", attributes=("comedy", "teen")),
@@ -25,32 +26,37 @@ ITEMS = [Item(item_id="ml:2378", title="Police Academy (1984)", attributes=("com
 PERSONA = Persona(summary="Likes silly comedies.", watched=[WatchedItem(title="Airplane! (1980)", text="Very funny.")])
 
 
-def _t(role: Role, action: Action, text: str) -> RecordTurn:
-    return RecordTurn(role=role, action=action, text=text)
+def _t(role: Role, action: Action, text: str) -> RawTurn:
+    return RawTurn(role, text, marked_titles(text), action)
 
 
 U, R = Role.USER, Role.RECOMMENDER
+#: Super Troopers spelt as a dialogue may spell it (a year off): only its resolved id is the target's
+ST_SPELT = "Super Troopers (2002)"
 
 
 def records() -> list[DialogueRecord]:
-    pa, ap, st = (mark_title(i.title) for i in ITEMS[:3])
+    """Built by the real record builder (titles resolved to catalogue ids, verdicts placed)."""
+    pa, ap = (mark_title(i.title) for i in ITEMS[:2])
+    st = mark_title(ST_SPELT)
     target = lambda i: Target(item_id=ITEMS[i].item_id, title=ITEMS[i].title, attributes=list(ITEMS[i].attributes[:2]))  # noqa: E731
+    catalogue = Catalogue(ITEMS)
+
+    def build(rid, turns, target_i=None, accepted=None, rejected=()):
+        return build_record(record_id=rid, source="test", split="test", turns=turns, catalogue=catalogue,
+                            accepted_title=accepted, rejected_titles=list(rejected), watched_titles=[],
+                            persona=PERSONA, target=None if target_i is None else target(target_i))
+
     return [
-        DialogueRecord(id="sr", source="test", split="test", persona=PERSONA, target=target(0),
-                       turns=[_t(U, Action.DISCLOSE_GOAL, "A comedy please."), _t(R, Action.RECOMMEND, f"Try {pa}."),
-                              _t(U, Action.ACCEPT, "Sounds great!")],
-                       outcome=Outcome(accepted_item=ITEMS[0].title)),
-        DialogueRecord(id="et", source="test", split="test", persona=PERSONA, target=target(2),
-                       turns=[_t(U, Action.DISCLOSE_GOAL, "Something with cops."), _t(R, Action.RECOMMEND, f"Maybe {ap}?"),
-                              _t(U, Action.FEEDBACK, "Not that one."), _t(R, Action.RECOMMEND, f"Then {st}."),
-                              _t(U, Action.ACCEPT, "Yes!")],
-                       outcome=Outcome(accepted_item=ITEMS[2].title, rejected_items=[ITEMS[1].title])),
-        DialogueRecord(id="fr", source="test", split="test", persona=PERSONA, target=target(3),
-                       turns=[_t(U, Action.DISCLOSE_GOAL, "A film about machines."), _t(R, Action.INQUIRE, "Old or new?"),
-                              _t(U, Action.DISCLOSE_GOAL, "Fairly new."), _t(R, Action.INQUIRE, "Anything else?"),
-                              _t(U, Action.FEEDBACK, "I have to go.")]),
-        DialogueRecord(id="none", source="test", split="test", persona=PERSONA, target=None,
-                       turns=[_t(U, Action.GREETING, "Hi."), _t(R, Action.INQUIRE, "What do you like?")]),
+        build("sr", [_t(U, Action.DISCLOSE_GOAL, "A comedy please."), _t(R, Action.RECOMMEND, f"Try {pa}."),
+                     _t(U, Action.ACCEPT, "Sounds great!")], 0, ITEMS[0].title),
+        build("et", [_t(U, Action.DISCLOSE_GOAL, "Something with cops."), _t(R, Action.RECOMMEND, f"Maybe {ap}?"),
+                     _t(U, Action.FEEDBACK, "Not that one."), _t(R, Action.RECOMMEND, f"Then {st}."),
+                     _t(U, Action.ACCEPT, "Yes!")], 2, ST_SPELT, [ITEMS[1].title]),
+        build("fr", [_t(U, Action.DISCLOSE_GOAL, "A film about machines."), _t(R, Action.INQUIRE, "Old or new?"),
+                     _t(U, Action.DISCLOSE_GOAL, "Fairly new."), _t(R, Action.INQUIRE, "Anything else?"),
+                     _t(U, Action.FEEDBACK, "I have to go.")], 3),
+        build("none", [_t(U, Action.GREETING, "Hi."), _t(R, Action.INQUIRE, "What do you like?")]),
     ]
 
 
@@ -79,8 +85,11 @@ def test_tasks_known_structure():
     # the user answers right after the judged recommendation
     assert [(t.record_id, t.extra["item"], t.extra["human_accept"], t.observation.history[-1].text) for t in human] == [
         ("sr", "Police Academy (1984)", 1, "Try <movie_title>Police Academy (1984)</movie_title>."),
-        ("et", "Super Troopers (2001)", 1, "Then <movie_title>Super Troopers (2001)</movie_title>."),
-        ("et", "American Pie 2 (2001)", 0, "Maybe <movie_title>American Pie 2 (2001)</movie_title>?")]
+        ("et", "American Pie 2 (2001)", 0, "Maybe <movie_title>American Pie 2 (2001)</movie_title>?"),
+        ("et", ST_SPELT, 1, f"Then <movie_title>{ST_SPELT}</movie_title>.")]
+    # the target spelt another way is still the target, by id
+    assert [t.extra["slice"] for t in human] == ["target", "other-seen-unknown", "target"]
+    assert human[2].extra["item_id"] == human[2].extra["target_id"] == "ml:5283"
     assert all("Police" not in t.view.model_dump_json() for t in single if t.record_id == "sr")  # no title leak
 
 
@@ -196,7 +205,7 @@ def test_fidelity_scorecard_known_answers(data_dir, tmp_path, ray_session):
     rule, yes = card["agents"]
     # human: Police Academy 1, Super Troopers 1 (targets), American Pie 2 0 (covers 1 of 2 attributes < 0.6)
     assert rule["decisions"]["all"]["balanced_accuracy"]["value"] == 1.0
-    assert rule["decisions"]["other-with-target"]["n"] == 1 and rule["decisions"]["target"]["n"] == 2
+    assert rule["decisions"]["target"]["n"] == 2 and sum(rule["decisions"][s]["n"] for s in ("other-unseen", "other-seen", "other-seen-unknown")) == 1
     assert yes["decisions"]["all"]["balanced_accuracy"]["value"] == 0.5
     assert yes["decisions"]["all"]["kappa"]["value"] == 0.0 and yes["decisions"]["all"]["reject_f1"]["value"] == 0.0
     # probes: sr and et have a matching item (each other's film) and a contradicting one (The Matrix)
@@ -206,7 +215,7 @@ def test_fidelity_scorecard_known_answers(data_dir, tmp_path, ray_session):
     assert rule["likelihood"]["turns"] == 8 and rule["likelihood"]["scored_turns"] == 0  # no model to ask
     assert yes["behaviour"]["human"]["dialogues"] == 3 and rule["behaviour"]["js_words_per_turn"] is not None
     text = (out / "scorecard.md").read_text()
-    assert "| rule | all | 3 (2/1) | 2 | 1.00" in text and (out / "scorecard.png").stat().st_size > 0
+    assert "| rule | all | 3 (2/1) | 2 | 2 | 1.00" in text and (out / "scorecard.png").stat().st_size > 0
     assert json.loads((out / "scorecard.json").read_text())["agents"][0]["agent"] == "rule"
 
 

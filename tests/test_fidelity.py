@@ -27,7 +27,6 @@ from interplay.metrics.fidelity import (
     reject_f1,
     sliced_decision_figures,
 )
-from interplay.metrics.core import same_item
 from interplay.protocol import Action, Role, mark_title
 
 HUMAN = [1, 1, 0, 0, 1, 0]
@@ -79,15 +78,17 @@ def test_bootstrap_known_answers():
 
 
 def test_decision_figures_with_slices_and_majority():
-    rows = [  # (item, target, has_target, human, agent)
-        ("Heat (1995)", "Heat (1995)", True, 1, 1), ("heat (1995)", "Heat (1995)", True, 1, 1),
-        ("Ronin (1998)", "Heat (1995)", True, 0, 1), ("Ronin (1998)", "Heat (1995)", True, 1, 0),
-        ("Up (2009)", "Heat (1995)", True, 0, 0), ("Up (2009)", None, False, 0, 0), ("Cars (2006)", None, False, 0, 1)]
-    dicts = [{"item": i, "target": t, "has_target": h, "human_accept": y, "accept": a} for i, t, h, y, a in rows]
-    assert [decision_slice(d) for d in dicts] == ["target"] * 2 + ["other-with-target"] * 3 + ["no-target"] * 2
+    rows = [  # (record, slice, human, agent): slices come from the record's provenance, not from titles
+        ("r1", "target", 1, 1), ("r2", "target", 1, 1),
+        ("r1", "other-unseen", 0, 1), ("r2", "other-unseen", 1, 0), ("r3", "other-unseen", 0, 0),
+        ("r4", "no-target", 0, 0), ("r5", "no-target", 0, 1)]
+    dicts = [{"task_id": f"t{i}", "record_id": r, "slice": sl, "human_accept": y, "accept": a}
+             for i, (r, sl, y, a) in enumerate(rows)]
+    assert [decision_slice(d) for d in dicts] == ["target"] * 2 + ["other-unseen"] * 3 + ["no-target"] * 2
     s = sliced_decision_figures(dicts)
-    assert s["all"]["n"] == 7 and s["target"]["n"] == 2 and s["no-target"]["human_rejects"] == 2
-    other = s["other-with-target"]
+    assert s["all"]["n"] == 7 and s["all"]["dialogues"] == 5 and s["target"]["n"] == 2
+    assert s["no-target"]["human_rejects"] == 2 and s["other-seen"]["n"] == 0
+    other = s["other-unseen"]
     # humans (reject, accept, reject), agent (accept, reject, reject): recalls 0 and 1/2; reject F1 2*1/(2+1+1)
     assert other["balanced_accuracy"]["value"] == pytest.approx(0.25) and other["reject_f1"]["value"] == pytest.approx(0.5)
     # majority (reject, 2 of 3) scored the same way: balanced accuracy 0.5, kappa 0, reject F1 2/(2+1.5)
@@ -96,6 +97,39 @@ def test_decision_figures_with_slices_and_majority():
     assert s["target"]["balanced_accuracy"]["value"] is None  # one human class there
     with pytest.raises(ValueError, match="2 human decisions but 1"):
         decision_figures([1, 0], [1])
+    with pytest.raises(ValueError, match="no decision slice"):  # never recomputed from titles
+        decision_slice({"task_id": "t", "item": "Heat (1995)", "target": "Heat (1995)", "has_target": True})
+
+
+def test_cluster_bootstrap_resamples_dialogues_and_ignores_row_order():
+    """Known answer: with clusters, a resample is a draw of whole dialogues (computed here by hand
+    from the same generator), and shuffling the rows changes nothing."""
+    human = [1, 1, 0, 1, 0, 0, 1, 0]
+    agent = [1, 0, 0, 1, 1, 0, 1, 1]
+    dialogues = ["a", "a", "a", "b", "c", "c", "d", "d"]
+    members = {"a": [0, 1, 2], "b": [3], "c": [4, 5], "d": [6, 7]}
+    keys = sorted(members)
+    draws = np.random.default_rng(3).integers(0, 4, size=(400, 4))
+    h, a = np.asarray(human, float), np.asarray(agent, float)
+    values = []
+    for row in draws:
+        pick = [i for j in row for i in members[keys[j]]]
+        v = balanced_accuracy(h[pick], a[pick])
+        if v is not None and not np.isnan(v):
+            values.append(v)
+    expected = tuple(np.percentile(values, [2.5, 97.5]))
+    got = paired_bootstrap(balanced_accuracy, human, agent, clusters=dialogues, resamples=400, seed=3)
+    assert got == pytest.approx(expected)
+    order = [5, 2, 7, 0, 3, 6, 1, 4]
+    shuffled = paired_bootstrap(balanced_accuracy, [human[i] for i in order], [agent[i] for i in order],
+                                clusters=[dialogues[i] for i in order], resamples=400, seed=3)
+    assert shuffled == pytest.approx(got)
+    # the same rows as independent items give another (narrower here) interval: dialogues matter
+    assert paired_bootstrap(balanced_accuracy, human, agent, resamples=400, seed=3) != pytest.approx(got)
+    # the report's figures do not depend on the order rows were written in
+    rows = [{"task_id": f"t{i}", "record_id": d, "slice": "other-unseen", "human_accept": y, "accept": x}
+            for i, (d, y, x) in enumerate(zip(dialogues, human, agent))]
+    assert sliced_decision_figures(rows) == sliced_decision_figures(list(reversed(rows)))
 
 
 def test_looked_up_slice_keeps_described_targets_and_no_target_items():
@@ -104,20 +138,20 @@ def test_looked_up_slice_keeps_described_targets_and_no_target_items():
     from interplay.evaluation.agent_report import human_view_metrics
     from interplay.metrics.fidelity import LOOKED_UP, looked_up
 
-    rows = [  # (item, target, has_target, item_facts, human, agent action)
-        ("Heat (1995)", "Heat (1995)", True, True, 1, "accept"), ("Heat (1995)", "Heat (1995)", True, True, 1, "feedback"),
-        ("Heat (1995)", "Heat (1995)", True, False, 1, "feedback"),  # not described: out
-        ("Ronin (1998)", "Heat (1995)", True, True, 1, "feedback"),  # another item: out
-        ("Up (2009)", None, False, True, 0, "feedback"), ("Cars (2006)", None, False, True, 0, "accept"),
-        ("Cars (2006)", None, False, False, 0, "accept")]  # not described: out
-    dicts = [{"item": i, "target": t, "has_target": h, "item_facts": f, "human_accept": y, "action": a,
-              "p_accept": 0.5} for i, t, h, f, y, a in rows]
+    rows = [  # (slice, item_facts, human, agent action)
+        ("target", True, 1, "accept"), ("target", True, 1, "feedback"),
+        ("target", False, 1, "feedback"),  # not described: out
+        ("other-unseen", True, 1, "feedback"),  # another item: out
+        ("no-target", True, 0, "feedback"), ("no-target", True, 0, "accept"),
+        ("no-target", False, 0, "accept")]  # not described: out
+    dicts = [{"task_id": f"t{i}", "record_id": f"r{i}", "slice": sl, "item_facts": f, "human_accept": y,
+              "action": a, "p_accept": 0.5} for i, (sl, f, y, a) in enumerate(rows)]
     assert [looked_up(d) for d in dicts] == [True, True, False, False, True, True, False]
     m = human_view_metrics(dicts)
     sub = m["slices"][LOOKED_UP]
     # 4 items: accepts 1 of 2 humans' accepts, rejects 1 of 2 humans' rejects: (1/2 + 1/2) / 2
     assert sub["n"] == 4 and sub["human_rejects"] == 2 and sub["balanced_accuracy"]["value"] == pytest.approx(0.5)
-    assert m["slices"]["other-with-target"]["n"] == 1 and "all" not in m["slices"]
+    assert m["slices"]["other-unseen"]["n"] == 1 and "all" not in m["slices"]
     assert LOOKED_UP not in sliced_decision_figures([{k: v for k, v in d.items() if k != "item_facts"} | {"accept": True}
                                                       for d in dicts])  # rows that do not say: no slice
 
@@ -157,9 +191,10 @@ def test_probes_never_recommend_the_target_in_any_record_of_any_source(built_sou
             probed += 1
             rec = t.observation.history[-1]
             assert rec.role is Role.RECOMMENDER and rec.titles == [t.extra["item"]]
-            assert not same_item(t.extra["item"], t.target), t.task_id
-            assert all(not any(same_item(x, t.target) for x in h.titles) for h in t.observation.history[:-1]
-                       if h.role is Role.RECOMMENDER)  # the probe replaces the first recommendation
+            assert t.extra["item_id"] != t.extra["target_id"], t.task_id
+            record = next(r for r in records if r.id == t.record_id)
+            assert all(record.item_id(x) != t.extra["target_id"] for h in t.observation.history[:-1]
+                       if h.role is Role.RECOMMENDER for x in h.titles)  # the probe replaces the first recommendation
             if t.extra["probe"] == "contradicting":
                 assert t.extra["attribute_match"] == 0.0
         by_record: dict = {}
@@ -169,18 +204,21 @@ def test_probes_never_recommend_the_target_in_any_record_of_any_source(built_sou
     assert probed > 1000
 
 
-def _record(i: int) -> DialogueRecord:
-    """The human rejects Toy Story and accepts Heat, the target."""
-    return DialogueRecord(
-        id=f"r{i}", source="test", split="test", persona=Persona(summary="Likes crime."), target=HEAT,
-        turns=[RecordTurn(role=Role.USER, action=Action.DISCLOSE_GOAL, text="A crime film, please."),
-               RecordTurn(role=Role.RECOMMENDER, action=Action.RECOMMEND, text=f"Try {mark_title('Toy Story (1995)')}.",
-                          titles=["Toy Story (1995)"]),
-               RecordTurn(role=Role.USER, action=Action.FEEDBACK, text="Not for me."),
-               RecordTurn(role=Role.RECOMMENDER, action=Action.RECOMMEND, text=f"Then {mark_title('Heat (1995)')}.",
-                          titles=["Heat (1995)"]),
-               RecordTurn(role=Role.USER, action=Action.ACCEPT, text="Great.")],
-        outcome=Outcome(accepted_item="Heat (1995)", rejected_items=["Toy Story (1995)"]))
+def _record(i: int, judged=None) -> DialogueRecord:
+    """The human rejects Toy Story and accepts Heat, the target; the dialogue spells Heat "Heat
+    (1996)" (a year off by one, as ReDial does), so only the item id says it is the target."""
+    from interplay.data.raw_dialogue import RawTurn, build_record
+
+    turns = [RawTurn(Role.USER, "A crime film, please.", [], Action.DISCLOSE_GOAL),
+             RawTurn(Role.RECOMMENDER, f"Try {mark_title('Toy Story (1995)')}.", ["Toy Story (1995)"], Action.RECOMMEND),
+             RawTurn(Role.USER, "Not for me.", [], Action.FEEDBACK),
+             RawTurn(Role.RECOMMENDER, f"Then {mark_title('Heat (1996)')}.", ["Heat (1996)"], Action.RECOMMEND),
+             RawTurn(Role.USER, "Great.", [], Action.ACCEPT),
+             RawTurn(Role.RECOMMENDER, f"Or {mark_title('Ronin (1998)')}, later.", ["Ronin (1998)"], Action.RECOMMEND),
+             RawTurn(Role.USER, "Maybe.", [], Action.FEEDBACK)]
+    return build_record(record_id=f"r{i}", source="test", split="test", turns=turns, catalogue=CATALOGUE,
+                        accepted_title="Heat (1996)", rejected_titles=["Toy Story (1995)"], watched_titles=[],
+                        persona=Persona(summary="Likes crime."), target=HEAT, judged=judged)
 
 
 def _decide(tasks) -> list[bool]:
@@ -212,7 +250,7 @@ def test_the_rule_user_discriminates_and_a_yes_sayer_does_not():
     assert yes["rates"]["matching"]["accept_rate"] == yes["rates"]["contradicting"]["accept_rate"] == 1.0
     human, _ = human_decision_tasks(records)
     labels = [t.extra["human_accept"] for t in human]
-    assert labels == [1, 0] * 8
+    assert labels == [0, 1] * 8  # Toy Story rejected, then Heat accepted, in each record
     assert decision_figures(labels, _decide(human))["balanced_accuracy"]["value"] == 1.0
     assert decision_figures(labels, [1] * len(labels))["balanced_accuracy"]["value"] == 0.5
 
@@ -225,9 +263,13 @@ def _episode(user_texts: list[tuple[Action, str]], rec_titles: list[list[str]], 
         turns.append(TurnLog(index=2 * i, role=Role.RECOMMENDER, action=Action.RECOMMEND if titles else Action.INQUIRE,
                              text=rec_text, titles=titles))
         turns.append(TurnLog(index=2 * i + 1, role=Role.USER, action=action, text=text))
+    for t in turns:  # ids as the environment resolves them when it logs a turn
+        t.item_ids = [it.item_id if (it := CATALOGUE.resolve(x)) else None for x in t.titles]
+    accepted_id = CATALOGUE.resolve(accepted).item_id if accepted and CATALOGUE.resolve(accepted) else None
     return EpisodeLog(episode_id=f"e{random.random()}", record_id="r", source="t", seed=0, user_spec="rule",
                       recommender_spec="rule", persona=Persona(summary="x"), target=HEAT, turns=turns,
-                      termination=termination, num_turns=len(turns), accepted_item=accepted)
+                      termination=termination, num_turns=len(turns), accepted_item=accepted,
+                      accepted_item_id=accepted_id)
 
 
 def test_simulator_faults_known_answers():
@@ -243,8 +285,8 @@ def test_simulator_faults_known_answers():
     leaky = _episode([(Action.DISCLOSE_GOAL, "Something like Heat, I hate crime"), (Action.DISCLOSE_GOAL,
                       "something like heat, I hate crime!")], [[], []], termination=Termination.MAX_TURNS)
     assert episode_faults(leaky) == ["target_leak", "repeats_itself", "contradicts_target"]
-    named = _episode([(Action.DISCLOSE_GOAL, "A crime film?"), (Action.ACCEPT, "Heat, yes!")], [[], ["Heat (1995)"]],
-                     accepted="Heat (1995)")
+    named = _episode([(Action.DISCLOSE_GOAL, "A crime film?"), (Action.ACCEPT, "Heat, yes!")], [[], ["Heat (1996)"]],
+                     accepted="Heat (1996)")  # the target, spelt another way
     assert episode_faults(named) == []  # the recommender named the target first
     rate = simulator_fault_rate([clean, early, late, leaky])
     assert rate["any_fault"] == 0.75 and rate["kinds"]["target_leak"]["examples"] == [leaky.episode_id]
@@ -306,18 +348,40 @@ def test_inspired_reactions_against_the_hand_labelled_gold(built_sources):
     assert (right["rules"], right["held-out"]) == (118, 71)  # 0.944 of 125, 0.772 of 92
 
 
-def test_human_decisions_add_reactions_the_outcome_does_not_judge():
+def test_every_verdict_is_placed_by_id_in_the_whole_dialogue_with_its_slice():
+    """A verdict is judged at the recommender turn that first names its item, found by id (the
+    verdict spells Heat "heat (1995)", the dialogue "Heat (1996)"), in the whole dialogue (Ronin
+    is named after the acceptance); one verdict per item, the first given; items no recommender
+    names are counted, not judged; "did not say" is kept and left out of the tasks."""
     from interplay.evaluation.tasks import human_decision_tasks
 
-    base = _record(0)
-    rec = base.model_copy(update={"outcome": Outcome(accepted_item="Heat (1995)"), "meta": {"reactions": [
-        {"turn": 1, "item": "Toy Story (1995)", "reaction": "reject"},
-        {"turn": 3, "item": "heat (1995)", "reaction": "reject"},  # the outcome judges Heat already
-        {"turn": 5, "item": "Ronin (1998)", "reaction": "none"}]}})
-    tasks, _ = human_decision_tasks([rec])
-    assert [(t.extra["item"], t.extra["human_accept"], t.extra["verdict"]) for t in tasks] == [
-        ("Heat (1995)", 1, "outcome"), ("Toy Story (1995)", 0, "reaction")]
-    assert tasks[1].observation.history[-1].titles == ["Toy Story (1995)"]
+    rec = _record(0, judged=[("heat (1995)", 1, 0, "form"), ("Toy Story (1995)", 0, 1, "form"),
+                             ("Heat (1996)", 0, 0, "reaction"), ("Ronin (1998)", None, 0, "form"),
+                             ("Notebook, The (2004)", 1, 0, "form")])
+    assert len(rec.turns) == 5 and len(rec.tail) == 2  # the record stops at the acceptance; the tail is kept
+    assert [(d.item_id, d.turn, d.accept, d.slice) for d in rec.decisions] == [
+        ("ml:1", 1, 0, "other-seen"), ("ml:6", 3, 1, "target"), ("ml:3", 5, None, "other-unseen")]
+    assert rec.meta["decisions_unplaced"] == 1  # the Notebook: never recommended
+    assert rec.item_id("Heat (1996)") == rec.target.item_id == "ml:6"
+    tasks, skipped = human_decision_tasks([rec])
+    assert [(t.extra["item_id"], t.extra["human_accept"], t.extra["slice"]) for t in tasks] == [
+        ("ml:1", 0, "other-seen"), ("ml:6", 1, "target")]
+    assert skipped["the person did not say (other-unseen)"] == 1
+    assert tasks[0].observation.history[-1].titles == ["Toy Story (1995)"]
+    assert tasks[1].observation.history[-1].titles == ["Heat (1996)"]
+    # without a target every verdict is in the no-target slice
+    none = build_record_without_target()
+    assert {d.slice for d in none.decisions} == {"no-target"}
+
+
+def build_record_without_target() -> DialogueRecord:
+    from interplay.data.raw_dialogue import RawTurn, build_record
+
+    turns = [RawTurn(Role.USER, "Anything.", [], Action.DISCLOSE_GOAL),
+             RawTurn(Role.RECOMMENDER, f"Try {mark_title('Ronin (1998)')}.", ["Ronin (1998)"], Action.RECOMMEND),
+             RawTurn(Role.USER, "No.", [], Action.FEEDBACK)]
+    return build_record(record_id="n", source="test", split="test", turns=turns, catalogue=CATALOGUE,
+                        accepted_title=None, rejected_titles=["Ronin (1998)"], watched_titles=[])
 
 
 def test_rule_threshold_spec_and_the_yes_sayer():

@@ -36,10 +36,16 @@ def test_words():
     assert words("") == 0
 
 
-def ep(i, termination, accepted=None, target="Heat (1995)", turns=()):
+#: one catalogue's ids of the titles below, as a run's environment resolves them when it logs a turn
+IDS = {"heat (1995)": "x:1", "Heat (1995)": "x:1", "HEAT  (1995)": "x:1", "Ronin (1998)": "x:2",
+       "Heat, The (1995)": "x:3"}
+
+
+def ep(i, termination, accepted=None, target="Heat (1995)", turns=(), accepted_id=None):
     return EpisodeLog(episode_id=f"e{i}", record_id="r", source="t", seed=0, user_spec="u", recommender_spec="r",
                       persona=Persona(summary="s"), target=Target(item_id="x:1", title=target), turns=list(turns),
-                      termination=termination, num_turns=len(turns) or 4, accepted_item=accepted)
+                      termination=termination, num_turns=len(turns) or 4, accepted_item=accepted,
+                      accepted_item_id=accepted_id or IDS.get(accepted))
 
 
 def t(role, action, text, i=0):
@@ -51,10 +57,23 @@ def test_sr_et_fr_are_exclusive_and_sum_to_one():
            ep(2, Termination.MAX_TURNS), ep(3, Termination.PROTOCOL_ERROR), ep(4, Termination.ACCEPTED, "Heat, The (1995)"),
            ep(5, Termination.ACCEPTED, "HEAT  (1995)")]
     classes = [outcome_class(e) for e in eps]
-    # "Heat, The (1995)" is "The Heat": another film, so an early termination
+    # "Heat, The (1995)" is "The Heat": another film (another id), so an early termination
     assert classes == ["SR", "ET", "FR", "FR", "ET", "SR"]
+    # the target spelt as the catalogue spells another film's title, but resolved to the target's id: SR;
+    # the target's own spelling resolved to another id: ET. Ids decide, never titles.
+    assert outcome_class(ep(6, Termination.ACCEPTED, "Black Panther (2018)", "Black Panther (2017)", accepted_id="x:1")) == "SR"
+    assert outcome_class(ep(7, Termination.ACCEPTED, "Heat (1995)", accepted_id="x:9")) == "ET"
     shares = {k: classes.count(k) / len(classes) for k in ("SR", "ET", "FR")}
     assert sum(shares.values()) == pytest.approx(1.0)
+
+
+def test_a_log_without_item_ids_is_refused_not_scored_by_title():
+    turns = [TurnLog(index=0, role=Role.RECOMMENDER, action=Action.RECOMMEND,
+                     text="Try <movie_title>Heat (1995)</movie_title>", titles=["Heat (1995)"]),
+             TurnLog(index=1, role=Role.USER, action=Action.ACCEPT, text="ok")]
+    old = ep(0, Termination.ACCEPTED, "Heat (1995)", turns=turns).model_copy(update={"accepted_item_id": None})
+    with pytest.raises(ValueError, match="no item ids"):
+        outcome_class(old)
 
 
 def test_termination_mix_and_turns_to_accept():
@@ -74,9 +93,10 @@ def test_action_distribution():
 
 
 def test_recall_at_k():
-    ranked = ["Ronin (1998)", "heat (1995)", "Se7en (1995)"]
-    assert recall_at_k(ranked, "Heat (1995)", 1) == 0.0
-    assert recall_at_k(ranked, "Heat (1995)", 2) == 1.0
+    ranked = ["x:2", "x:1", "x:7"]
+    assert recall_at_k(ranked, "x:1", 1) == 0.0
+    assert recall_at_k(ranked, "x:1", 2) == 1.0
+    assert recall_at_k([None, "x:1"], "x:1", 1) == 0.0
 
 
 def test_summary():

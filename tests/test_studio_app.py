@@ -71,20 +71,65 @@ def test_loopback_detection():
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5") and not is_loopback("example.org")
 
 
-def test_studio_command_serves_the_runs_and_warns_off_loopback(runs):
+def _lan_address() -> str | None:
+    """A non-loopback IPv4 address of this machine, if it has one."""
+    import socket
+
+    import psutil
+
+    return next((a.address for addrs in psutil.net_if_addrs().values() for a in addrs
+                 if a.family == socket.AF_INET and not is_loopback(a.address)), None)
+
+
+def _start_studio(runs: Path, *args: str) -> tuple[subprocess.Popen, int, str]:
+    """``interplay studio`` on a free port, answering: the process, its port, what it printed."""
     proc = subprocess.Popen([sys.executable, "-m", "interplay.cli", "studio", str(runs), "--port", "0",
-                             "--talk-out", str(runs / "talk")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             "--talk-out", str(runs / "talk"), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env=subprocess_env(COLUMNS="200"))
-    try:
+    printed = ""
+    while not (found := re.search(r"http://\S+:(\d+)/", printed)):
         line = proc.stdout.readline()
-        url = re.search(r"http://\S+/", line).group(0)
-        for _ in range(100):
-            try:
-                r = requests.get(url, timeout=5)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.1)
+        assert line, printed
+        printed += line
+    port = int(found.group(1))
+    for _ in range(100):
+        try:
+            requests.get(f"http://127.0.0.1:{port}/", timeout=5)
+            break
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    return proc, port, printed
+
+
+def _listening(proc: subprocess.Popen, port: int) -> set[str]:
+    """The addresses the process listens on at ``port`` (what the kernel says, not what it printed)."""
+    import psutil
+
+    return {c.laddr.ip for c in psutil.Process(proc.pid).net_connections(kind="inet")
+            if c.status == psutil.CONN_LISTEN and c.laddr.port == port}
+
+
+def test_studio_command_binds_loopback_unless_told_and_warns_off_loopback(runs):
+    lan = _lan_address()
+    proc, port, printed = _start_studio(runs)
+    try:
+        assert f"http://127.0.0.1:{port}/" in printed and "warning" not in printed, printed
+        assert _listening(proc, port) == {"127.0.0.1"}
+        r = requests.get(f"http://127.0.0.1:{port}/", timeout=30)
         assert r.status_code == 200 and f"{runs.name}/rule" in r.text
+        if lan is not None:  # unreachable from the network
+            with pytest.raises(requests.ConnectionError):
+                requests.get(f"http://{lan}:{port}/", timeout=30)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    proc, port, printed = _start_studio(runs, "--host", "0.0.0.0")
+    try:
+        assert "warning: binding 0.0.0.0: anyone who can reach this address can read" in printed, printed
+        assert _listening(proc, port) == {"0.0.0.0"}
+        if lan is not None:
+            r = requests.get(f"http://{lan}:{port}/", timeout=30)
+            assert r.status_code == 200 and f"{runs.name}/rule" in r.text
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -4,11 +4,13 @@ tests save a screenshot of each page there (``docs/img`` for docs/studio.md)."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import math
 import os
 import shutil
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -248,8 +250,36 @@ def test_requests_are_validated(studio):
     assert post(f"/judge/{token}/pair/{pair_id}", {**form, "extra": "x"}).status_code == 400
     assert post(f"/judge/{token}/pair/{pair_id}", {**form, "comment": "x" * 2001}).status_code == 413
     assert post(f"/judge/{token}/pair/{pair_id}", {**form, "comment": "x" * 100_000}).status_code == 413
-    # nothing outside the served folders: traversal, the study file, the app's own code
-    for path in ("/runs/runs/rule/files/../../studies/rule-vs-yes.sqlite", "/runs/runs/rule/files/%2e%2e%2fconfig.json",
-                 "/static/../app.py", "/runs/..%2F..%2Fetc/files/passwd", "/studies/rule-vs-yes/export/../../x"):
-        r = requests.get(url + path, timeout=30)
-        assert r.status_code == 404 and "root:" not in r.text and "import" not in r.text, path
+
+
+def raw_get(url: str, path: str) -> tuple[int, str]:
+    """GET ``path`` exactly as written: http.client sends the request line unchanged, where
+    requests (urllib3) removes ``..`` segments before the server sees them."""
+    where = urlsplit(url)
+    conn = http.client.HTTPConnection(where.hostname, where.port, timeout=30)
+    try:
+        conn.putrequest("GET", path, skip_accept_encoding=True)
+        conn.endheaders()
+        r = conn.getresponse()
+        return r.status, r.read().decode("utf-8", errors="replace")
+    finally:
+        conn.close()
+
+
+def test_nothing_outside_the_served_folders_is_served(studio):
+    """Traversal reaches the server's own guards unnormalised: the static folder's containment,
+    run ids that are index keys (never paths), a run's file whitelist, the study exports' names."""
+    url, root = studio["url"], studio["root"]
+    (root / "outside.json").write_text('{"secret": "root:x:0:0"}')  # a servable suffix, outside every run
+    # the premise: requests would send the normalised path, this one reaches the app as written
+    moved = "/runs/runs/yes-sayer/../rule/files/config.json"
+    assert requests.get(url + moved, timeout=30).status_code == 200 and raw_get(url, moved)[0] == 404
+    assert raw_get(url, "/runs/runs/rule/files/config.json")[0] == 200
+    for path in ("/static/../app.py", "/static/..%2Fapp.py", "/static/../../../pyproject.toml",
+                 "/runs/runs/rule/files/..", "/runs/runs/rule/files/..%2F..%2Fstudies%2Frule-vs-yes.sqlite",
+                 "/runs/runs/rule/../../studies/files/rule-vs-yes.sqlite", "/runs/runs/rule/../../files/outside.json",
+                 "/runs/runs/rule/..%2F..%2F/files/outside.json", "/runs/..%2F..%2Fetc/files/passwd",
+                 "/studies/rule-vs-yes/export/..", "/studies/rule-vs-yes/export/../../x"):
+        status, text = raw_get(url, path)
+        assert status == 404, (path, status, text[:200])
+        assert not any(leak in text for leak in ("root:", "import ", "SQLite format", "[project]")), path

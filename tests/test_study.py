@@ -3,16 +3,21 @@ concurrency, statistics with answers worked out by hand, and the ``interplay stu
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 import random
 import sqlite3
 import subprocess
 import sys
 import threading
+from dataclasses import asdict
 from pathlib import Path
+from statistics import NormalDist
 
 import pytest
 from conftest import ROOT, subprocess_env
+from scipy.stats import binomtest
 
 from interplay.data.schema import DialogueRecord, Outcome, RecordTurn
 from interplay.episode import Persona, Target, WatchedItem
@@ -29,7 +34,17 @@ from interplay.studio.study import (
     create_study,
     recorded_episodes,
 )
-from interplay.studio.study_stats import binomial_p, nominal_alpha, write_results
+from interplay.studio.study_stats import (
+    RESULT_FILES,
+    binomial_ci,
+    binomial_p,
+    majority,
+    nominal_alpha,
+    overall_alpha,
+    pair_verdicts,
+    summarize_judgements,
+    write_results,
+)
 
 KEYS = [c.key for c in CRITERIA]
 PERSONA = Persona(summary="Likes silly comedies.", watched=[WatchedItem(title="Airplane! (1980)", text="Very funny.")])
@@ -271,6 +286,14 @@ def test_binomial_and_alpha_known_answers():
     # 18 of 20: 2 * (C(20,0) + C(20,1) + C(20,2)) / 2**20 = 2 * 211 / 1048576
     assert binomial_p(18, 20) == pytest.approx(422 / 1048576, abs=1e-12)
     assert binomial_p(0, 0) is None
+    # Wilson score interval of 4 of 5 at 95%: z = 1.95996..., p = 0.8, n = 5:
+    #   centre = (p + z^2/2n) / (1 + z^2/n), half width = z / (1 + z^2/n) * sqrt(p(1-p)/n + z^2/4n^2)
+    z, ph, n = NormalDist().inv_cdf(0.975), 0.8, 5
+    centre = (ph + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(ph * (1 - ph) / n + z * z / (4 * n * n))
+    assert binomial_ci(4, 5) == pytest.approx((centre - half, centre + half))
+    assert binomial_ci(4, 5) == pytest.approx((0.3755, 0.9638), abs=1e-4)
+    assert binomial_ci(0, 0) is None
     # Krippendorff's alpha, nominal, two judges, six units (the sixth rated once: not pairable).
     #   judge 1: A  A  B  B  tie  A
     #   judge 2: A  B  B  B  tie  -
@@ -288,6 +311,123 @@ def test_binomial_and_alpha_known_answers():
     assert nominal_alpha([["A", None], [None, "B"]]) is None  # no unit rated twice
 
 
+def judged(*table: tuple[str, str, dict[str, str]]) -> list[dict]:
+    """Judgement rows as :meth:`Study.judgements` gives them, from (judge, pair, {criterion: choice})."""
+    return [{"judge": j, "pair_id": p, "record_id": f"rec-{p}", "criterion": k, "choice": v}
+            for j, p, choices in table for k, v in choices.items()]
+
+
+def test_majority_verdict_of_one_pair():
+    assert majority(["A", "A", "B"]) == "A" and majority(["B", "A", "B"]) == "B"
+    assert majority(["A", "B"]) == "tie"  # judges split evenly: no verdict
+    assert majority(["A", "B", "tie"]) == "tie"  # one each
+    assert majority(["A", "A", "tie"]) == "A" and majority(["tie", "A", "A"]) == "A"
+    assert majority(["tie", "tie", "A"]) == "tie"  # most judges saw no difference
+    assert majority(["A", "tie"]) == "tie"
+    assert majority(["B"]) == "B" and majority(["tie"]) == "tie"  # one judge: their pick
+    assert majority(["A", "A", "B", "B", "tie"]) == "tie"
+    with pytest.raises(ValueError, match="no pick"):
+        majority([])
+    with pytest.raises(ValueError, match="unknown pick 'left'"):
+        majority(["A", "left"])
+
+
+def test_five_pairs_three_judges_one_majority_verdict_per_pair():
+    """Known answer: 5 pairs x 3 judges on two criteria; the verdicts are worked out by hand."""
+    ex, fl = "expertise", "flow"
+    rows = judged(
+        #  judge   pair   expertise   flow
+        ("ann", "p1", {ex: "A", fl: "B"}), ("bob", "p1", {ex: "A", fl: "B"}), ("cy", "p1", {ex: "A", fl: "A"}),
+        ("ann", "p2", {ex: "A", fl: "A"}), ("bob", "p2", {ex: "A", fl: "B"}), ("cy", "p2", {ex: "B", fl: "B"}),
+        ("ann", "p3", {ex: "A", fl: "tie"}), ("bob", "p3", {ex: "B", fl: "tie"}), ("cy", "p3", {ex: "B", fl: "A"}),
+        ("ann", "p4", {ex: "A", fl: "B"}), ("bob", "p4", {ex: "B", fl: "A"}), ("cy", "p4", {ex: "tie", fl: "B"}),
+        ("ann", "p5", {ex: "A", fl: "B"}), ("bob", "p5", {ex: "A", fl: "B"}), ("cy", "p5", {ex: "tie", fl: "B"}),
+    )
+    # expertise: p1 AAA -> A, p2 AAB -> A, p3 ABB -> B, p4 A,B,tie -> tie, p5 A,A,tie -> A
+    #   pairs: 3 A, 1 B, 1 tie; n = 4 (per judgement it would be 9 A, 4 B, 2 ties of 15)
+    # flow: p1 BBA -> B, p2 ABB -> B, p3 tie,tie,A -> tie, p4 BAB -> B, p5 BBB -> B
+    #   pairs: 0 A, 4 B, 1 tie; n = 4 (per judgement 3 A, 10 B, 2 ties)
+    crits = [c for c in CRITERIA if c.key in (ex, fl)]
+    res = {r.key: r for r in summarize_judgements(rows, crits)}
+    assert list(res) == [ex, fl]  # per criterion only, nothing pooled
+    e, f = res[ex], res[fl]
+    assert (e.wins_a, e.wins_b, e.ties, e.n) == (3, 1, 1, 4)
+    assert (f.wins_a, f.wins_b, f.ties, f.n) == (0, 4, 1, 4)
+    # the binomial test of the hand-computed counts: 3 of 4 -> 2 (C(4,3) + C(4,4)) / 2^4 = 10/16
+    assert e.p_value == pytest.approx(binomtest(3, 4, 0.5).pvalue) == pytest.approx(10 / 16)
+    assert f.p_value == pytest.approx(binomtest(0, 4, 0.5).pvalue) == pytest.approx(2 / 16)
+    assert e.win_ratio_a == pytest.approx(3 / 4) and f.win_ratio_a == 0.0
+    assert not e.significant and not f.significant
+    wilson = binomtest(3, 4, 0.5).proportion_ci(confidence_level=0.95, method="wilson")
+    assert (e.ci_low, e.ci_high) == pytest.approx((wilson.low, wilson.high))
+    assert f.ci_low == pytest.approx(0.0, abs=1e-12)
+    assert f.ci_high == pytest.approx(binomtest(0, 4).proportion_ci(method="wilson").high)
+    verdicts = {(v["pair_id"], v["criterion"]): v["verdict"] for v in pair_verdicts(rows, crits)}
+    assert verdicts == {("p1", ex): "A", ("p2", ex): "A", ("p3", ex): "B", ("p4", ex): "tie", ("p5", ex): "A",
+                        ("p1", fl): "B", ("p2", fl): "B", ("p3", fl): "tie", ("p4", fl): "B", ("p5", fl): "B"}
+    p4 = next(v for v in pair_verdicts(rows, crits) if v["pair_id"] == "p4" and v["criterion"] == ex)
+    assert p4 == {"pair_id": "p4", "record_id": "rec-p4", "criterion": ex, "verdict": "tie",
+                  "judges_a": 1, "judges_b": 1, "judges_tie": 1}
+
+
+def test_the_trials_are_pairs_not_judgements():
+    """Three judges agreeing on five pairs are five trials, not fifteen: per judgement, 15 of 15 A
+    would give p = 2/2^15 (significant); per pair it is 5 of 5, p = 2/2^5 = 0.0625 (not). And a
+    majority of two of three judges outweighs a unanimous pair: four 2-1 pairs for A and one 0-3
+    pair for B are 4 A to 1 B over pairs, where the judgements are 8 A to 7 B."""
+    unanimous = judged(*[(j, f"p{i}", {"relevance": "A"}) for i in range(5) for j in ("ann", "bob", "cy")])
+    crits = [c for c in CRITERIA if c.key == "relevance"]
+    (r,) = summarize_judgements(unanimous, crits)
+    assert (r.wins_a, r.wins_b, r.ties, r.n) == (5, 0, 0, 5)
+    assert r.p_value == pytest.approx(2 / 2**5) and not r.significant
+    assert binomtest(15, 15).pvalue < 0.05  # what counting every judgement would have claimed
+    two_to_one = (("ann", "A"), ("bob", "A"), ("cy", "B"))
+    split = judged(*[(j, f"p{i}", {"relevance": c}) for i in range(4) for j, c in two_to_one],
+                   *[(j, "p4", {"relevance": "B"}) for j in ("ann", "bob", "cy")])
+    (r,) = summarize_judgements(split, crits)
+    assert (r.wins_a, r.wins_b, r.ties, r.n) == (4, 1, 0, 5)
+    assert r.win_ratio_a == pytest.approx(4 / 5) and r.p_value == pytest.approx(binomtest(4, 5).pvalue)
+
+
+def test_no_pooled_overall_row_or_p_value(tmp_path):
+    a, b = two_runs(tmp_path, 4)
+    study = create_study(tmp_path / "s.sqlite", a, b, judges=2)
+    for judge in study.judges():
+        for p in study.pairs_for(judge.token):
+            study.submit(judge.token, p.pair_id, {k: "left" if left_side(p) == "A" else "right" for k in KEYS})
+    res = study.results()
+    assert [r.key for r in res.rows] == KEYS  # one row per criterion, none pooled
+    with pytest.raises(KeyError):
+        res.row("overall")
+    saved = res.to_dict()
+    assert [c["key"] for c in saved["criteria"]] == KEYS
+    assert "overall" not in json.dumps(saved["criteria"]).lower()
+    # the only figure across criteria is the judges' agreement, with no test attached
+    assert set(saved) == {"title", "name_a", "name_b", "criteria", "overall_alpha", "progress", "study", "verdicts"}
+    assert saved["overall_alpha"] is None  # every judgement A: a single value, alpha undefined
+    paths = write_results(study, tmp_path / "res")
+    with paths["results.csv"].open() as fh:
+        assert [r["key"] for r in csv.DictReader(fh)] == KEYS
+
+
+def test_statistics_do_not_depend_on_the_order_of_the_rows():
+    rng = random.Random(7)
+    pairs = [f"pair-{rng.randrange(10**6):06d}" for _ in range(12)]
+    rows = judged(*[(j, p, {k: rng.choice(("A", "B", "tie")) for k in KEYS})
+                    for p in pairs for j in ("zed", "ann", "moe", "bob")[: rng.randint(1, 4)]])
+    first = [asdict(r) for r in summarize_judgements(rows, CRITERIA)]
+    verdicts, alpha = pair_verdicts(rows, CRITERIA), overall_alpha(rows, CRITERIA)
+    assert [v["pair_id"] for v in verdicts] == sorted(v["pair_id"] for v in verdicts)
+    for _ in range(5):
+        rng.shuffle(rows)
+        assert [asdict(r) for r in summarize_judgements(rows, CRITERIA)] == first
+        assert pair_verdicts(rows, CRITERIA) == verdicts and overall_alpha(rows, CRITERIA) == alpha
+    with pytest.raises(ValueError, match="twice"):
+        summarize_judgements(rows + rows[:1], CRITERIA)  # a judgement given twice is refused, not resolved by order
+    with pytest.raises(ValueError, match="choice 'left'"):
+        summarize_judgements(rows + [dict(rows[0], judge="new", choice="left")], CRITERIA)
+
+
 def test_study_results_known_answers_and_files(tmp_path):
     a, b = two_runs(tmp_path, 10)
     study = create_study(tmp_path / "s.sqlite", a, b, judges=["ann", "bob", "cy"], allow_tie=True, title="A/B")
@@ -297,7 +437,8 @@ def test_study_results_known_answers_and_files(tmp_path):
         return {k: "tie" if v == "tie" else ("left" if v == side else "right") for k, v in system_choices.items()}
 
     # ann and bob judge the same: expertise A on 9 of 10 pairs, relevance A on 5, flow a tie on 2 and
-    # A on the rest, everything else A; cy judges nothing
+    # A on the rest, everything else A; cy judges nothing. Two judges agreeing: each pair's verdict
+    # is their common pick, and each pair counts once.
     for judge in study.judges()[:2]:
         for i, p in enumerate(sorted(study.pairs_for(judge.token), key=lambda p: p.record_id)):
             system = {k: "A" for k in KEYS} | {"expertise": "A" if i < 9 else "B", "relevance": "A" if i < 5 else "B",
@@ -305,27 +446,35 @@ def test_study_results_known_answers_and_files(tmp_path):
             study.submit(judge.token, p.pair_id, in_judge_terms(p, system))
     res = study.results()
     row = {r.key: r for r in res.rows}
-    assert [r.key for r in res.rows] == [*KEYS, "overall"]
+    assert [r.key for r in res.rows] == KEYS
     e = row["expertise"]
-    assert (e.wins_a, e.wins_b, e.ties, e.n) == (18, 2, 0, 20) and e.win_ratio_a == pytest.approx(0.9)
-    assert e.p_value == pytest.approx(422 / 1048576) and e.significant
+    assert (e.wins_a, e.wins_b, e.ties, e.n) == (9, 1, 0, 10) and e.win_ratio_a == pytest.approx(0.9)
+    # 9 of 10: P(X <= 1) + P(X >= 9) = 2 * (1 + 10) / 2**10 = 22/1024
+    assert e.p_value == pytest.approx(22 / 1024) and e.significant
+    assert e.ci_low < 0.9 < e.ci_high
     assert row["relevance"].win_ratio_a == pytest.approx(0.5) and row["relevance"].p_value == pytest.approx(1.0)
     assert not row["relevance"].significant
     f = row["flow"]
-    assert (f.wins_a, f.wins_b, f.ties, f.n) == (16, 0, 4, 16) and f.p_value == pytest.approx(2 / 2**16)
+    assert (f.wins_a, f.wins_b, f.ties, f.n) == (8, 0, 2, 8) and f.p_value == pytest.approx(2 / 2**8)
+    u = row["user_control"]
+    assert (u.wins_a, u.n) == (10, 10) and u.p_value == pytest.approx(2 / 2**10)
     # the two judges agree perfectly: alpha 1 where two values occur, undefined where one does
-    assert e.alpha == pytest.approx(1.0) and f.alpha == pytest.approx(1.0) and row["user_control"].alpha is None
-    o = row["overall"]  # pooled: 3 all-A criteria (60 A) + expertise (18 A, 2 B) + relevance (10, 10) + flow (16, 4 ties)
-    assert (o.wins_a, o.wins_b, o.ties) == (104, 12, 4) and o.alpha == pytest.approx(1.0)
+    assert e.alpha == pytest.approx(1.0) and f.alpha == pytest.approx(1.0) and u.alpha is None
+    assert res.overall_alpha == pytest.approx(1.0)  # agreement over all (pair, criterion) units
     assert res.progress == [{"name": "ann", "judged": 10, "total": 10}, {"name": "bob", "judged": 10, "total": 10},
                             {"name": "cy", "judged": 0, "total": 10}]
     paths = write_results(study, tmp_path / "res")
     assert sorted(p.name for p in (tmp_path / "res").iterdir()) == sorted(
-        ["results.json", "judgements.csv", "results.csv", "results.png"])
+        ["results.json", "judgements.csv", "verdicts.csv", "results.csv", "results.png"])
     saved = json.loads(paths["results.json"].read_text())
-    assert saved["title"] == "A/B" and saved["criteria"][1]["wins_a"] == 18 and saved["name_a"] == "sysA"
+    assert saved["title"] == "A/B" and saved["criteria"][1]["wins_a"] == 9 and saved["name_a"] == "sysA"
+    assert saved["overall_alpha"] == pytest.approx(1.0) and len(saved["verdicts"]) == 10 * 6
     assert len(paths["judgements.csv"].read_text().splitlines()) == 1 + 2 * 10 * 6
-    assert len(paths["results.csv"].read_text().splitlines()) == 1 + 7
+    with paths["verdicts.csv"].open() as fh:
+        verdicts = list(csv.DictReader(fh))
+    assert len(verdicts) == 10 * 6 and {v["judges_a"] for v in verdicts if v["criterion"] == "user_control"} == {"2"}
+    assert sum(v["verdict"] == "tie" for v in verdicts) == 2  # flow on two pairs
+    assert len(paths["results.csv"].read_text().splitlines()) == 1 + 6
     assert paths["results.png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -450,7 +599,10 @@ def test_cli_create_and_results_on_simulated_runs(tmp_path):
     for p in pairs:
         study.submit(ann.token, p.pair_id, {k: "left" for k in KEYS})
     res = cli("study", "results", out, "--out", tmp_path / "res")
-    assert "User control" in res.stdout and "Overall" in res.stdout and "ann" in res.stdout
-    assert all((tmp_path / "res" / f).is_file() for f in ("results.json", "judgements.csv", "results.csv", "results.png"))
+    assert "User control" in res.stdout and "ann" in res.stdout
+    assert "Overall" not in res.stdout and "over all (pair, criterion) units" in res.stdout  # no pooled row
+    assert all((tmp_path / "res" / f).is_file() for f in RESULT_FILES)
     saved = json.loads((tmp_path / "res" / "results.json").read_text())
-    assert sum(r["wins_a"] + r["wins_b"] for r in saved["criteria"][:-1]) == 4 * 6
+    assert [r["key"] for r in saved["criteria"]] == KEYS
+    # one judge, 4 pairs: each pair's verdict is that judge's pick
+    assert all((r["wins_a"] + r["wins_b"], r["ties"], r["n"]) == (4, 0, 4) for r in saved["criteria"])

@@ -13,6 +13,7 @@ from interplay.protocol import Action, Role, Turn, format_turn
 from interplay.simulation_data import load_demo
 from interplay.training.collator import RoleMaskCollator
 from interplay.training.serialize import END, SPEAKER, inference_prompt, segments
+from interplay.training.serialize import header as user_header
 from interplay.training.tokenize import add_special_tokens, record_view, tokenize_record
 from conftest import ROOT
 
@@ -104,8 +105,14 @@ def test_serialisation_is_shared_by_training_and_inference(tokenizer):
 def test_user_header_has_attributes_never_the_title(tokenizer):
     ids = tokenize_record(RECORDS[0], tokenizer, Role.USER)[0]["input_ids"]
     header = tokenizer.decode(ids[: ids.index(tokenizer.convert_tokens_to_ids(END)) + 1])
-    assert "Inside Man" not in header and "spike lee" not in header.lower() or "Wants:" in header
-    assert "Inside Man" not in header and "hostage standoff" in header
+    assert "Inside Man" not in header
+    # the target's review without its sentence naming the title ("Inside Man keeps you guessing.")
+    assert header.endswith("\nWants: A clever bank robbery turns into a hostage standoff. Smart and stylish.<|end|>")
+    # without a review, the attribute list (the title is none of them)
+    view = record_view(RECORDS[0], Role.USER).model_copy(update={"target_attribute_text": ""})
+    listed = user_header(Role.USER, view)
+    assert listed.endswith("\nWants: crime, thriller, spike lee, denzel washington, clive owen, jodie foster")
+    assert "inside man" not in listed.lower()
     rec_header = tokenizer.decode(tokenize_record(RECORDS[0], tokenizer, Role.RECOMMENDER)[0]["input_ids"][:40])
     assert "hostage" not in rec_header and "Preferences" not in rec_header
 

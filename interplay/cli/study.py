@@ -64,9 +64,11 @@ def study_create(
 @study_app.command("results")
 def study_results(
     study: Path = typer.Argument(..., help="a study file (interplay study create)"),
-    out: Optional[Path] = typer.Option(None, help="write results.json, judgements.csv, results.csv and results.png here"),
+    out: Optional[Path] = typer.Option(None, help="write results.json, judgements.csv, verdicts.csv, results.csv and "
+                                       "results.png here"),
 ) -> None:
-    """Win ratios per criterion with binomial tests, agreement between judges, progress per judge."""
+    """Per criterion, over pairs (each pair's verdict: its judges' majority): win ratios with 95%
+    intervals, binomial tests, agreement between judges; progress per judge."""
     from interplay.studio.study import Study
     from interplay.studio.study_stats import write_results
 
@@ -74,14 +76,18 @@ def study_results(
         s = Study.open(study)
         res = s.results()
     table = Table(title=f"{res.title}: A = {res.name_a}, B = {res.name_b}")
-    for col in ("criterion", "A wins", "B wins", "ties", "win ratio A", "p (binomial)", "", "alpha"):
+    for col in ("criterion", "pairs A", "pairs B", "tied", "n", "win ratio A", "95% interval", "p (binomial)", "",
+                "alpha"):
         table.add_column(col, justify="left" if col == "criterion" else "right")
     for r in res.rows:
-        table.add_row(r.name, str(r.wins_a), str(r.wins_b), str(r.ties), _num(r.win_ratio_a), _p(r.p_value),
-                      "*" if r.significant else "", _num(r.alpha))
+        interval = "-" if r.ci_low is None else f"{r.ci_low:.3f}-{r.ci_high:.3f}"
+        table.add_row(r.name, str(r.wins_a), str(r.wins_b), str(r.ties), str(r.n), _num(r.win_ratio_a), interval,
+                      _p(r.p_value), "*" if r.significant else "", _num(r.alpha))
     wide.print(table)
-    console.print("* p < 0.05 (two-sided exact binomial test, ties left out); alpha: Krippendorff's alpha "
-                  f"(nominal) between judges; overall alpha {_num(res.row('overall').alpha)}", soft_wrap=True)
+    console.print("Counts are pairs: a pair's verdict is the majority of its judges' picks; tied pairs are left "
+                  "out of the test. * p < 0.05 (two-sided exact binomial test over the n pairs, per criterion; no "
+                  "test pools the criteria); 95% Wilson interval; alpha: Krippendorff's alpha (nominal) between "
+                  f"judges; over all (pair, criterion) units {_num(res.overall_alpha)}", soft_wrap=True)
     progress = Table(title="Progress")
     for col in ("judge", "judged", "total"):
         progress.add_column(col, justify="left" if col == "judge" else "right")

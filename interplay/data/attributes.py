@@ -72,4 +72,4 @@ def persona_from_items(watched: list[Item], target: Target | None) -> tuple[Pers
 
 def match_all(titles: list[str], catalogue: Catalogue) -> list[Item]:
     """The catalogue items of the titles that match, in order."""
-    return [it for it in (catalogue.match(t) for t in titles) if it is not None]
+    return [it for it in (catalogue.resolve(t) for t in titles) if it is not None]

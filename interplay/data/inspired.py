@@ -20,7 +20,7 @@ from pathlib import Path
 
 from interplay.catalogue import Catalogue
 from interplay.data.reactions import record_reactions
-from interplay.data.raw_dialogue import RawTurn, build_record, merge_consecutive
+from interplay.data.raw_dialogue import RawTurn, build_record, merge_consecutive, place_decisions
 from interplay.data.errors import DataFormatError
 from interplay.data.schema import DialogueRecord
 from interplay.protocol import Role, mark_title
@@ -95,8 +95,15 @@ def _dialogue(rows: list[tuple[int, dict]], path: Path, split: str, catalogue: C
         meta={"fine_label": first["fine_label"].strip(), "coarse_label": coarse, "final_recommendation": final,
               "trailer_id": first.get("movie_id", ""), **({"repaired": repairs} if repairs else {})},
     )
-    # one outcome per dialogue: the seeker's answer to every other recommendation is judged from its text
-    return record.model_copy(update={"meta": {**record.meta, "reactions": record_reactions(record)}})
+    # one outcome per dialogue: the seeker's answer to every other recommendation is judged from its
+    # text ("none": no decision yet, kept as did-not-say); the outcome's verdict comes first
+    reactions = record_reactions(record.whole_dialogue)
+    judged = [(d.title, d.accept, None, "outcome") for d in record.decisions] + \
+             [(x["item"], {"accept": 1, "reject": 0}.get(x["reaction"]), None, "reaction") for x in reactions]
+    meta = {**record.meta, "reactions": reactions}
+    decisions = place_decisions(judged, record.whole_dialogue, record.items,
+                                record.target.item_id if record.target else None, meta)
+    return record.model_copy(update={"meta": meta, "decisions": decisions})
 
 
 def _check_row(row: dict, columns: list[str], path: Path, line: int) -> None:

@@ -142,11 +142,11 @@ def parse_record(obj: dict, where: tuple[Path, int], split: str, catalogue: Cata
     if not target_title:
         report.dropped["no target title"] += 1
         return None
-    target_item = catalogue.match(target_title)
+    target_item = catalogue.resolve(target_title)
     if target_item is None:
         report.dropped["target not in catalogue"] += 1
         return None
-    watched_items = [catalogue.match(t) for t in watched_titles]
+    watched_items = [catalogue.resolve(t) for t in watched_titles]
     if any(it is None for it in watched_items):
         report.dropped["watched movie not in catalogue"] += 1
         return None
@@ -172,7 +172,7 @@ def parse_record(obj: dict, where: tuple[Path, int], split: str, catalogue: Cata
             report.empty_turns_removed += 1
             continue
         text, titles = mark_titles(text, known, catalogue)
-        titles = [target_item.title if catalogue.match(t) == target_item else t for t in titles]
+        titles = [target_item.title if catalogue.resolve(t) == target_item else t for t in titles]
         raw.append(RawTurn(Role.USER if m.group(1).lower() == "seeker" else Role.RECOMMENDER, text, titles))
     turns = merge_consecutive(raw)
     rec_titles = {t for tr in turns if tr.role is Role.RECOMMENDER for t in tr.titles}

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from interplay.catalogue import Catalogue, normalize_title
 from interplay.data.annotate import ACTION_PRECEDENCE, RuleAnnotator
 from interplay.data.attributes import match_all, persona_from_items, target_from_item
-from interplay.data.schema import DialogueRecord, Outcome, RecordTurn
+from interplay.data.schema import DialogueRecord, HumanDecision, ItemRef, Outcome, RecordTurn
 from interplay.episode import Persona, Target
 from interplay.protocol import Action, Role, mark_title
 
@@ -53,8 +53,57 @@ def merge_consecutive(turns: list[RawTurn]) -> list[RawTurn]:
     return [t for t in merged if t.text.strip()]
 
 
-def _same(a: str, b: str) -> bool:
-    return normalize_title(a) == normalize_title(b) or normalize_title(a, False) == normalize_title(b, False)
+#: a source's verdict on a suggested item: (title as the source spells it, accept 1/0/None, seen
+#: 1/0/None, origin) -- see :class:`~interplay.data.schema.HumanDecision`
+Judged = tuple[str, "int | None", "int | None", str]
+
+
+def resolve_items(titles: list[str], catalogue: Catalogue, source: str,
+                  source_ids: dict[str, str] | None = None) -> dict[str, ItemRef]:
+    """Each distinct title resolved once (:meth:`Catalogue.resolve`); one the catalogue lacks gets
+    the source's own id for it (``source_ids``) or ``<source>:<normalised title>``."""
+    out: dict[str, ItemRef] = {}
+    for title in titles:
+        if title in out or not title:
+            continue
+        item = catalogue.resolve(title)
+        if item is not None:
+            out[title] = ItemRef(title=title, item_id=item.item_id, in_catalogue=True)
+        else:
+            fallback = (source_ids or {}).get(title) or f"{source}:{normalize_title(title)}"
+            out[title] = ItemRef(title=title, item_id=fallback, in_catalogue=False)
+    return out
+
+
+def place_decisions(judged: list[Judged], whole: list[RecordTurn], items: dict[str, ItemRef],
+                    target_id: str | None, meta: dict) -> list[HumanDecision]:
+    """Each verdict at the recommender turn of ``whole`` that first names its item (by id), with
+    its slice by provenance; verdicts on items no recommender turn names are counted in
+    ``meta["decisions_unplaced"]``. One verdict per item (the first given)."""
+    first_named: dict[str, int] = {}
+    for i, t in enumerate(whole):
+        if t.role is Role.RECOMMENDER:
+            for x in t.marked_titles:
+                first_named.setdefault(items[x].item_id, i)
+    out: list[HumanDecision] = []
+    done: set[str] = set()
+    for title, accept, seen, origin in judged:
+        item_id = items[title].item_id
+        if item_id in done:
+            continue
+        done.add(item_id)
+        if item_id not in first_named:
+            meta["decisions_unplaced"] = meta.get("decisions_unplaced", 0) + 1
+            continue
+        if target_id is None:
+            where = "no-target"
+        elif item_id == target_id:
+            where = "target"
+        else:
+            where = {0: "other-unseen", 1: "other-seen"}.get(seen, "other-seen-unknown")
+        out.append(HumanDecision(item_id=item_id, title=title, turn=first_named[item_id], accept=accept,
+                                 seen=seen, slice=where, origin=origin))
+    return sorted(out, key=lambda d: d.turn)
 
 
 def build_record(
@@ -62,11 +111,15 @@ def build_record(
     accepted_title: str | None, rejected_titles: list[str], watched_titles: list[str],
     target_title: str | None = None, persona: Persona | None = None, target: Target | None = None,
     provenance: dict | None = None, meta: dict | None = None, annotator=None,
+    judged: list[Judged] | None = None, source_ids: dict[str, str] | None = None,
 ) -> DialogueRecord:
     """One record from merged turns and the source's outcome (see the module docstring).
 
-    ``annotator`` labels turns without a gold action (default: the rule annotator); each such
-    turn's ``meta.annotated`` names what labelled it."""
+    Every title the record names is resolved to an item once, here (``record.items``); the
+    acceptance, the rejections and the verdicts are placed by item id. ``judged``: the source's
+    verdicts on suggested items (default: the outcome's accepted and rejected items). Turns after
+    the acceptance are kept as ``tail``. ``annotator`` labels turns without a gold action (default:
+    the rule annotator); each such turn's ``meta.annotated`` names what labelled it."""
     meta = dict(meta or {})
     labels = (annotator or RuleAnnotator()).annotate_dialogue([(t.role, t.text, t.titles) for t in turns])
     out: list[RecordTurn] = []
@@ -74,10 +127,15 @@ def build_record(
         gold = t.gold_action is not None
         out.append(RecordTurn(role=t.role, action=t.gold_action if gold else label, text=t.text, titles=t.titles,
                               meta={**t.meta, **({} if gold else {"annotated": by})}))
+    named = [x for t in out for x in (*t.marked_titles, *t.titles)]
+    judged_titles = [j[0] for j in judged or []]
+    items = resolve_items([*named, *([accepted_title] if accepted_title else []), *rejected_titles,
+                           *([target_title] if target_title else []), *judged_titles], catalogue, source, source_ids)
     accept_at = None
     if accepted_title is not None:
+        accepted_id = items[accepted_title].item_id
         first_rec = next((i for i, t in enumerate(out) if t.role is Role.RECOMMENDER
-                          and any(_same(x, accepted_title) for x in t.titles)), None)
+                          and any(items[x].item_id == accepted_id for x in t.marked_titles)), None)
         if first_rec is not None:
             accept_at = next((i for i in range(first_rec + 1, len(out)) if out[i].role is Role.USER), None)
         if accept_at is None:
@@ -86,23 +144,24 @@ def build_record(
     for i, t in enumerate(out):
         if t.action is Action.ACCEPT and i != accept_at:
             out[i] = t.model_copy(update={"action": Action.FEEDBACK, "meta": {**t.meta, "relabelled": "accept"}})
+    tail: list[RecordTurn] = []
     if accept_at is not None:
         t = out[accept_at]
         if t.action is not Action.ACCEPT:
             out[accept_at] = t.model_copy(update={"action": Action.ACCEPT,
                                                   "meta": {**t.meta, "accept_from": "outcome", "was": t.action.value}})
-        out = out[: accept_at + 1]
+        out, tail = out[: accept_at + 1], out[accept_at + 1:]
 
-    shown = [x for t in out if t.role is Role.RECOMMENDER for x in t.titles]
-    rejected_titles = [r for r in rejected_titles if any(_same(r, x) for x in shown)]
+    shown = {items[x].item_id for t in out if t.role is Role.RECOMMENDER for x in t.marked_titles}
+    rejected_titles = [r for r in rejected_titles if items[r].item_id in shown]
     target_title = target_title or accepted_title
     if target is None and target_title is not None:
-        item = catalogue.match(target_title)
+        item = catalogue.resolve(target_title)
         meta["target_in_catalogue"] = item is not None
         if item is not None:
             target = target_from_item(item)
         else:
-            target = Target(item_id=f"{source}:{normalize_title(target_title)}", title=target_title)
+            target = Target(item_id=items[target_title].item_id, title=target_title)
     prov = dict(provenance or {})
     if persona is None:
         persona, dropped = persona_from_items(match_all(watched_titles, catalogue), target)
@@ -111,9 +170,14 @@ def build_record(
             meta["watched_dropped_as_leak"] = dropped
     if target is not None:
         prov.setdefault("target_attributes", "catalogue")
+    if judged is None:
+        judged = ([(accepted_title, 1, None, "outcome")] if accepted_title else []) + \
+                 [(r, 0, None, "outcome") for r in rejected_titles]
+    decisions = place_decisions(judged, [*out, *tail], items, target.item_id if target else None, meta)
     return DialogueRecord(
         id=record_id, source=source, split=split, persona=persona, target=target, turns=out,
         outcome=Outcome(accepted_item=accepted_title, rejected_items=rejected_titles), provenance=prov, meta=meta,
+        items=items, tail=tail, decisions=decisions,
     )
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 
-from interplay.data.schema import DialogueRecord
+from interplay.data.schema import RecordTurn
 from interplay.protocol import Action, Role
 
 REFUSAL = re.compile(
@@ -62,17 +62,18 @@ def reaction_of(text: str) -> str:
     return "none"
 
 
-def record_reactions(record: DialogueRecord) -> list[dict]:
+def record_reactions(turns: list[RecordTurn]) -> list[dict]:
     """Each recommender turn that recommends titles and is answered by the user: the turn's index,
-    the item (its first title the user had not named before) and the reaction to it."""
+    the item (its first title the user had not named before) and the reaction to it. ``turns``:
+    a whole dialogue (``DialogueRecord.whole_dialogue``)."""
     out, user_named = [], set()
-    for k, turn in enumerate(record.turns):
+    for k, turn in enumerate(turns):
         if turn.role is Role.USER:
             user_named.update(t.lower() for t in turn.titles)
             continue
-        if turn.action is not Action.RECOMMEND or k + 1 >= len(record.turns) or record.turns[k + 1].role is not Role.USER:
+        if turn.action is not Action.RECOMMEND or k + 1 >= len(turns) or turns[k + 1].role is not Role.USER:
             continue
         new = [t for t in turn.titles if t.lower() not in user_named]
         if new:
-            out.append({"turn": k, "item": new[0], "reaction": reaction_of(record.turns[k + 1].text)})
+            out.append({"turn": k, "item": new[0], "reaction": reaction_of(turns[k + 1].text)})
     return out

@@ -92,11 +92,20 @@ def parse_conversation(obj: dict, path: Path, line: int, split: str, catalogue: 
     rejected = [mentions[mid] for mid in order if ans(mid, "suggested") == 1 and ans(mid, "liked") == 0]
     watched = [mentions[mid] for mid in order if ans(mid, "seen") == 1 and ans(mid, "liked") == 1
                and mid != target_mid]
+    # every item the seeker's form marks as suggested is a human verdict (liked 2: did not say)
+    judged = [(mentions[mid], _binary(ans(mid, "liked")), _binary(ans(mid, "seen")), "form")
+              for mid in order if ans(mid, "suggested") == 1]
     return build_record(
         record_id=f"redial-{conv_id}", source="redial", split=split, turns=turns, catalogue=catalogue,
         annotator=annotator, accepted_title=accepted, rejected_titles=rejected, watched_titles=watched,
-        meta={"conversation_id": str(conv_id)},
+        target_title=accepted, meta={"conversation_id": str(conv_id), "form": answer_field}, judged=judged,
+        source_ids={title: f"redial:{mid}" for mid, title in mentions.items()},
     )
+
+
+def _binary(answer) -> int | None:
+    """A form answer as 1 / 0, or None for 2 (did not say) and missing answers."""
+    return answer if answer in (0, 1) else None
 
 
 def load_redial(path: str | Path, catalogue: Catalogue, splits: list[str] | None = None,

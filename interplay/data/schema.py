@@ -30,6 +30,40 @@ class RecordTurn(SpokenTurn):
         return self
 
 
+class ItemRef(BaseModel):
+    """A title as the source spells it and the item it names, resolved once when the record is
+    built: a catalogue id (``ml:…``), or a source-scoped id (``redial:<movieId>``,
+    ``inspired:<normalised title>``) when the catalogue lacks the item (``in_catalogue`` False)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    title: str
+    item_id: str
+    in_catalogue: bool
+
+
+#: where a judged item stands (by provenance, never by title): the dialogue's target; another item
+#: the seeker said they had not seen / had seen / did not say; any item of a dialogue without a target
+DecisionSlice = Literal["target", "other-unseen", "other-seen", "other-seen-unknown", "no-target"]
+DECISION_SLICES: tuple[str, ...] = ("target", "other-unseen", "other-seen", "other-seen-unknown", "no-target")
+
+
+class HumanDecision(BaseModel):
+    """A person's verdict on one item the recommender suggested, judged at ``turn``: the index, in
+    the whole dialogue (``turns`` then ``tail``), of the recommender turn that first names it.
+    ``accept``: 1 liked / accepted, 0 not, None the person did not say (kept, counted, not judged).
+    ``seen``: 1 / 0 / None (unknown). ``origin``: the seeker's form (ReDial), the dialogue's
+    outcome, or a reaction read from the seeker's next turn (INSPIRED)."""
+
+    model_config = ConfigDict(extra="forbid")
+    item_id: str
+    title: str
+    turn: int
+    accept: int | None
+    seen: int | None = None
+    slice: DecisionSlice
+    origin: Literal["form", "outcome", "reaction"]
+
+
 class Outcome(BaseModel):
     """How the dialogue ended: the accepted item (title) if any, items rejected on the way."""
 
@@ -57,6 +91,23 @@ class DialogueRecord(BaseModel):
     outcome: Outcome = Field(default_factory=Outcome)
     provenance: dict[str, Provenance] = Field(default_factory=dict)
     meta: dict = Field(default_factory=dict)
+    #: every title the record names (turns, tail, outcome, decisions), source spelling -> item
+    items: dict[str, ItemRef] = Field(default_factory=dict)
+    #: the real dialogue after the acceptance, where ``turns`` stops (decisions read it; simulation
+    #: and training do not)
+    tail: list[RecordTurn] = Field(default_factory=list)
+    #: every human verdict on a suggested item the source records (see :class:`HumanDecision`)
+    decisions: list[HumanDecision] = Field(default_factory=list)
+
+    def item_id(self, title: str | None) -> str | None:
+        """The id the record resolved ``title`` (a spelling it contains) to; None when it names none."""
+        ref = self.items.get(title) if title is not None else None
+        return ref.item_id if ref is not None else None
+
+    @property
+    def whole_dialogue(self) -> list[RecordTurn]:
+        """The turns then the tail: the dialogue as the people had it."""
+        return [*self.turns, *self.tail]
 
     @model_validator(mode="after")
     def _acceptance_is_final(self) -> "DialogueRecord":
@@ -77,4 +128,5 @@ class DialogueRecord(BaseModel):
         """The simulation's view of this record (persona + target); needs a target."""
         if self.target is None:
             raise ValueError(f"record {self.id} has no target")
-        return EpisodeSpec(record_id=self.id, source=self.source, persona=self.persona, target=self.target)
+        return EpisodeSpec(record_id=self.id, source=self.source, persona=self.persona, target=self.target,
+                           item_ids={t: ref.item_id for t, ref in self.items.items()})

@@ -18,7 +18,6 @@ from interplay.metrics.core import (
     dist_n,
     outcome_class,
     recall_at_k,
-    same_item,
     summarize_values,
     termination_mix,
     turns_to_accept,
@@ -83,9 +82,11 @@ def single_turn_metrics(rows: list[dict], settings: BERTScoreSettings) -> tuple[
 def human_view_metrics(rows: list[dict]) -> dict:
     """The agent's accept (its reply's action is ``accept``) vs the human's verdict on each item;
     with scored decisions, also the ROC AUC of P(accept) and the best threshold on these items."""
+    rows = sorted(rows, key=lambda r: r["task_id"])  # figures independent of completion order
     scored = rows and all(r.get("p_accept") is not None for r in rows)
     m = decision_agreement([int(r["human_accept"]) for r in rows], [int(r["action"] == "accept") for r in rows],
-                           [r["p_accept"] for r in rows] if scored else None)
+                           [r["p_accept"] for r in rows] if scored else None,
+                           clusters=[r["record_id"] for r in rows])
     methods = [r.get("decision_method", "generate") for r in rows]
     m["decision_method"] = {k: methods.count(k) for k in sorted(set(methods))}
     from interplay.metrics.fidelity import sliced_decision_figures
@@ -142,13 +143,18 @@ def user_report(cfg: EvalConfig, out: Path, episodes: list[EpisodeLog], single: 
 
 def recommender_report(cfg: EvalConfig, out: Path, rows: list[dict], scorer, records: int, skipped: dict,
                        model_servers: dict, plots: bool = True) -> dict:
+    def item_id(title: str | None) -> str | None:  # a generated title, resolved once, here
+        item = scorer.catalogue.resolve(title) if title else None
+        return item.item_id if item is not None else None
+
     for r in rows:
         title = r["titles"][0] if r["action"] == "recommend" and r["titles"] else None
         m = scorer.score(title, r["target"], r.get("target_id"))
-        ranked = r.get("ranked_items") or ([title] if title else [])
-        r.update(recommended=title, recall_at_1=float(same_item(title, r["target"])),
+        ranked = [item_id(t) for t in r.get("ranked_items") or ([title] if title else [])]
+        target_id = r["target_id"]
+        r.update(recommended=title, recommended_id=item_id(title), recall_at_1=float(item_id(title) == target_id),
                  matchscore=m.score, matched=m.matched, matched_item=m.item_id,
-                 **{f"recall_at_{k}": recall_at_k(ranked, r["target"], k) for k in (10, 50)})
+                 **{f"recall_at_{k}": recall_at_k(ranked, target_id, k) for k in (10, 50)})
     has_rank = any(r.get("ranked_items") for r in rows)
     texts = [r["text"] or "" for r in rows]
     recommended = [r for r in rows if r["recommended"]]

@@ -109,7 +109,7 @@ def evaluate_user(cfg: EvalConfig, resume: bool = False, ray_address: str | None
 
             await asyncio.gather(
                 run_replays(host, replay, writer, done, cfg.agent, cfg.max_retries, cfg.concurrency, cfg.seed,
-                            lambda ep: bar.advance(t1), grounding),
+                            lambda ep: bar.advance(t1), grounding, catalogue),
                 run_turn_tasks(host, single, single_log, cfg.concurrency, cfg.seed, lambda r: bar.advance(t2)),
                 *([one_at_a_time()] if threshold is not None else [p() for p in parts]),
             )
@@ -127,20 +127,12 @@ def evaluate_user(cfg: EvalConfig, resume: bool = False, ray_address: str | None
     skipped = {"replay": dict(skipped_replay), "single": dict(skipped_single), "human": dict(skipped_human),
                "probe": skipped_probe}
     human_rows = [human_log.rows[t.task_id] for t in human if t.task_id in human_log.rows]
-    if grounding is not None:  # which judged items the user could look up (the looked-up slice)
-        human_rows = [{**r, "item_facts": _has_facts(grounding, r.get("item"))} for r in human_rows]
     return user_report(cfg, out, episodes,
                        [single_log.rows[t.task_id] for t in single if t.task_id in single_log.rows],
                        human_rows,
                        records=len(records), skipped=skipped, model_servers=stats,
                        probes=[probe_log.rows[t.task_id] for t in probes if t.task_id in probe_log.rows],
                        nll=[nll_log.rows[t.task_id] for t in nll_tasks if t.task_id in nll_log.rows])
-
-
-def _has_facts(catalogue, title: str | None) -> bool:
-    """Whether the catalogue describes the item named ``title`` (it has attributes to show)."""
-    item = catalogue.find(title) if title else None
-    return item is not None and bool(item.attributes)
 
 
 def with_decision_threshold(cfg: EvalConfig) -> EvalConfig:
@@ -151,7 +143,7 @@ def with_decision_threshold(cfg: EvalConfig) -> EvalConfig:
     from interplay.agent_specs import model_of
     from interplay.decision_calibration import calibrated_threshold
 
-    model = model_of(cfg.spec) if cfg.spec.kind == "usersim" else None
+    model = model_of(cfg.spec) if cfg.spec.kind in ("usersim", "usersim-nomatch") else None
     threshold = calibrated_threshold(model) if model else None
     return cfg.model_copy(update={"accept_threshold": 0.5 if threshold is None else threshold})
 
@@ -163,8 +155,14 @@ def _probe_tasks(cfg: EvalConfig, records, catalogue):
     from agents.popularity import popularity_ranking
     from interplay.evaluation.probes import probe_tasks
 
+    from interplay.data.build import default_data_root
+    from interplay.data.co_ratings import CoRatings
+    from interplay.data.movielens import ML_SMALL
+
     popular = popularity_ranking(str(Path(cfg.data).resolve())) if (Path(cfg.data) / "train.jsonl").exists() else []
-    return probe_tasks(records, catalogue, cfg.grounded, popular, seed=cfg.seed)
+    ratings = default_data_root() / ML_SMALL / "ratings.csv"
+    co = CoRatings.from_movielens(default_data_root()) if ratings.is_file() else None
+    return probe_tasks(records, catalogue, cfg.grounded, popular, seed=cfg.seed, co_ratings=co)
 
 
 def evaluate_recommender(cfg: EvalConfig, resume: bool = False, ray_address: str | None = None,

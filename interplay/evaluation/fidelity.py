@@ -95,6 +95,7 @@ def agent_card(folder: Path, records) -> dict:
     from interplay.evaluation.behaviour_profile import behaviour_profile
     from interplay.evaluation.evaluate import HUMAN_FILE, REPLAY_DIR
     from interplay.evaluation.simulator_faults import simulator_fault_rate
+    from interplay.evaluation.probes import hint_use
     from interplay.metrics.fidelity import sliced_decision_figures
 
     metrics = json.loads((folder / "metrics.json").read_text())
@@ -105,6 +106,7 @@ def agent_card(folder: Path, records) -> dict:
         "agent": metrics["agent"], "folder": str(folder),
         "decisions": sliced_decision_figures([{**r, "accept": r["action"] == "accept"} for r in human]),
         "discrimination": metrics.get("discrimination"),
+        "hint_use": hint_use(metrics.get("agent_training"), metrics["agent"]),
         "behaviour": behaviour_profile(episodes, records),
         "simulator_faults": simulator_fault_rate(episodes),
         "likelihood": metrics.get("user_turn_nll"),
@@ -157,29 +159,43 @@ def scorecard_markdown(card: dict) -> str:
 
     c = card["config"]
     lines = [f"# Fidelity scorecard: {c['data']} ({c['split']})", "",
-             "Decisions against the humans' accept/reject, per slice (n = judged items; majority = always the "
+             "Decisions against the humans' accept/reject, per slice set by provenance (n = judged items, "
+             "accepts/rejects; dialogues; intervals: 95% dialogue-cluster bootstrap; majority = always the "
              "humans' more frequent decision):", "",
-             "| agent | slice | n (acc/rej) | agent accepts | accuracy | balanced acc. | kappa | reject F1 | "
-             "majority acc. / bal. acc. |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| agent | slice | n (acc/rej) | dialogues | agent accepts | accuracy | balanced acc. | kappa | reject F1 | "
+             "majority acc. / bal. acc. |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for a in card["agents"]:
         for s in ("all", *SLICES):
             d = a["decisions"][s]
             if not d.get("n"):
                 continue
             lines.append(f"| {a['agent']} | {s} | {d['n']} ({d['human_accepts']}/{d['human_rejects']}) | "
+                         f"{d.get('dialogues', '-')} | "
                          f"{d['agent_accepts']} | {_fmt(d['accuracy'])} | {_fmt(d['balanced_accuracy'])} | "
                          f"{_fmt(d['kappa'])} | {_fmt(d['reject_f1'])} | {_fmt(d['accuracy'], 'majority')} / "
                          f"{_fmt(d['balanced_accuracy'], 'majority')} |")
-    lines += ["", "Counterfactual discrimination (recommenders built to match or contradict the target attributes):",
-              "", "| agent | matching | contradicting | popular | random | gap (n) | AUC of match |",
-              "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines += ["", "Counterfactual discrimination (recommenders built to match or contradict the target attributes; "
+              "co-liked / co-disliked: what the target's MovieLens fans love / dislike, a rule disjoint from the "
+              "training negatives). A cell marked † is *by construction* for that agent: its training or prompt "
+              "used the rule that defines the figure (the hint column says which); such cells never count as "
+              "the agent beating another.", "",
+              "| agent | matching | contradicting | popular | random | gap (n) | AUC of match | co-liked | "
+              "co-disliked | disjoint gap (n) | hint |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for a in card["agents"]:
         d = a["discrimination"] or {}
         rates = d.get("rates", {})
-        cells = [_fmt(rates.get(k), "accept_rate") for k in ("matching", "contradicting", "popular", "random")]
-        gap = d.get("gap") or {}
-        lines.append(f"| {a['agent']} | " + " | ".join(cells) + f" | {_fmt(gap)} ({gap.get('n', 0)}) | "
-                     f"{_num(d.get('match_auc'))} |")
+        built = set((a.get("hint_use") or {}).get("by_construction", []))
+
+        def mark(key: str, text: str) -> str:
+            return f"{text} †" if key in built and text != "-" else text
+
+        cells = [mark(k, _fmt(rates.get(k), "accept_rate")) for k in ("matching", "contradicting", "popular", "random")]
+        gap, dgap = d.get("gap") or {}, d.get("disjoint_gap") or {}
+        co = [_fmt(rates.get(k), "accept_rate") for k in ("co-liked", "co-disliked")]
+        lines.append(f"| {a['agent']} | " + " | ".join(cells) + f" | {mark('gap', _fmt(gap))} ({gap.get('n', 0)}) | "
+                     f"{mark('match_auc', _num(d.get('match_auc')))} | " + " | ".join(co) +
+                     f" | {_fmt(dgap)} ({dgap.get('n', 0)}) | {'; '.join((a.get('hint_use') or {}).get('uses', [])) or '-'} |")
     lines += ["", "Likelihood of the real user turns under each agent's model (lower is closer to people; "
               "rule agents have no model). Agents serialise a turn into different numbers of tokens (added "
               "action tokens vs tags spelled out), so compare them by NLL per turn:", "",
@@ -227,10 +243,10 @@ def plot_scorecard(card: dict, path: Path) -> None:
     from interplay.evaluation.agent_report import _plt
 
     columns = [("bal. acc. (all)", lambda a: a["decisions"]["all"].get("balanced_accuracy")),
-               ("bal. acc. (other items)", lambda a: a["decisions"]["other-with-target"].get("balanced_accuracy")),
+               ("bal. acc. (other unseen)", lambda a: a["decisions"]["other-unseen"].get("balanced_accuracy")),
                ("kappa (all)", lambda a: a["decisions"]["all"].get("kappa")),
                ("reject F1 (all)", lambda a: a["decisions"]["all"].get("reject_f1")),
-               ("match - contradict gap", lambda a: (a["discrimination"] or {}).get("gap"))]
+               ("disjoint gap (co-liked - co-disliked)", lambda a: (a["discrimination"] or {}).get("disjoint_gap"))]
     down = {r["user"]: r["matchscore"] for r in card.get("downstream") or [] if r["user"]}
     real = next((r["matchscore"]["value"] for r in card.get("downstream") or [] if r["trained_on"] == "real"), None)
     if down:

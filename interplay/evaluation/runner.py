@@ -189,7 +189,7 @@ async def run_turn_tasks(host, tasks: list[TurnTask], log: ResultLog, concurrenc
 
 async def run_replays(host, tasks: list[ReplayTask], writer: EpisodeLogWriter, done: set[str], agent_spec: str,
                       max_retries: int, concurrency: int, seed: int, on_done: Callable[[EpisodeLog], None],
-                      grounding=None) -> None:
+                      grounding=None, catalogue=None) -> None:
     """Each task in a :class:`RecommendationEnv`: the user from ``host``, the replay recommender here."""
     from agents.replay import ReplayRecommender
     from interplay.runtime.agent_host import RayAgentHandle
@@ -202,7 +202,8 @@ async def run_replays(host, tasks: list[ReplayTask], writer: EpisodeLogWriter, d
             rec = LocalAgentHandle(ReplayRecommender(task.script))
             env = RecommendationEnv(user, rec,
                                     EnvConfig(max_turns=task.max_turns, first_speaker=task.first_speaker,
-                                              max_retries=max_retries, grounding=grounding))
+                                              max_retries=max_retries, grounding=grounding,
+                                              catalogue=catalogue))
             episode = await env.run(task.episode_id, task.spec, seed + i, agent_spec, "replay")
             writer.write(episode)
             on_done(episode)

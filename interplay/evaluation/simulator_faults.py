@@ -42,14 +42,12 @@ def refuses_attribute(text: str, attribute: str) -> bool:
 def episode_faults(ep: EpisodeLog) -> list[str]:
     """The fault kinds (:data:`FAULT_KINDS`) the user simulator commits in one episode."""
     faults: set[str] = set()
-    from interplay.metrics.core import same_item
-
     recommended_yet, last_rec_titles, previous_user, target_named = False, False, None, False
     for t in ep.turns:
         if t.role is Role.RECOMMENDER:
             last_rec_titles = bool(t.titles) and t.action is Action.RECOMMEND
             recommended_yet = recommended_yet or last_rec_titles
-            target_named = target_named or any(same_item(x, ep.target.title) for x in t.titles) or \
+            target_named = target_named or ep.target.item_id in t.item_ids or \
                 find_target_leak(t.text or "", ep.target) is not None
             continue
         if t.text is None:

@@ -23,7 +23,6 @@ from interplay.episode import (
     build_recommender_view,
     build_user_view,
 )
-from interplay.metrics.core import same_item
 from interplay.protocol import Action, Role
 
 
@@ -59,8 +58,19 @@ def titles_of(turn) -> list[str]:
     return turn.marked_titles
 
 
-def _grounded(turns: list[HistoryTurn], grounding: Catalogue | None, target) -> list[HistoryTurn]:
-    return turns if grounding is None else ground_history(turns, grounding, target)
+def _grounded(turns: list[HistoryTurn], grounding: Catalogue | None, record: DialogueRecord) -> list[HistoryTurn]:
+    """``turns`` with the facts of each recommended item, looked up by the ids the record resolved."""
+    if grounding is None:
+        return turns
+    return ground_history(turns, grounding, record.target, resolve=record_resolver(record, grounding))
+
+
+def record_resolver(record: DialogueRecord, catalogue: Catalogue):
+    """Title -> catalogue item by the record's own resolution (None for items the catalogue lacks)."""
+    def resolve(title: str):
+        ref = record.items.get(title)
+        return catalogue.resolve(title) if ref is None else catalogue.get(ref.item_id)
+    return resolve
 
 
 def history(record: DialogueRecord) -> list[HistoryTurn]:
@@ -102,7 +112,7 @@ def user_turn_tasks(records: list[DialogueRecord], grounding: Catalogue | None =
         view = _user_view(r, skipped)
         if view is None:
             continue
-        gold = _grounded(history(r), grounding, r.target)
+        gold = _grounded(history(r), grounding, r)
         for i, t in enumerate(r.turns):
             if t.role is Role.USER:
                 tasks.append(TurnTask(f"user-{r.id}-{i}", r.id, Role.USER, view,
@@ -126,7 +136,7 @@ def recommender_turn_tasks(records: list[DialogueRecord], with_persona: bool = F
             skipped["no target"] += 1
             continue
         k = next((i for i, t in enumerate(r.turns) if t.role is Role.RECOMMENDER
-                  and any(same_item(x, r.target.title) for x in titles_of(t))), None)
+                  and any(r.item_id(x) == r.target.item_id for x in titles_of(t))), None)
         if k is None:
             skipped["the target is never recommended in the record"] += 1
             continue
@@ -146,20 +156,20 @@ def recommender_turn_tasks(records: list[DialogueRecord], with_persona: bool = F
 
 def human_decision_tasks(records: list[DialogueRecord], grounding: Catalogue | None = None
                          ) -> tuple[list[TurnTask], Counter]:
-    """The user's reply right after each recorded recommendation whose human verdict is known:
-    the accepted item (label 1) and the rejected items (label 0) of the record's outcome, then
-    the items of the record's seeker reactions (``meta["reactions"]``, :mod:`interplay.data.reactions`:
-    accept 1, reject 0) that the outcome does not judge. A record without a target (the human
-    accepted nothing) gives a view with the persona and no target attributes, so its rejections
-    are judged too. Each task's ``extra["verdict"]`` says where its label came from."""
+    """The user's reply right after the recommender turn that first names each item a person
+    judged (``record.decisions``: the seeker's form in ReDial, the outcome and the reactions in
+    INSPIRED), the observation being the real dialogue up to that turn (``whole_dialogue``: turns
+    after the acceptance included). Items the person did not say about are counted per slice in
+    the skipped counter, not judged. A record without a target gives a view with the persona and
+    no target attributes. Each task's ``extra`` carries the item and its id, the human's verdict,
+    the slice (set by provenance at build time), ``seen``, and where the verdict came from."""
     tasks, skipped = [], Counter()
     for r in records:
-        labels = ([(r.outcome.accepted_item, 1, "outcome")] if r.outcome.accepted_item else []) + \
-                 [(x, 0, "outcome") for x in r.outcome.rejected_items]
-        for x in r.meta.get("reactions", []):
-            if x["reaction"] != "none" and not any(same_item(x["item"], t) for t, _, _ in labels):
-                labels.append((x["item"], int(x["reaction"] == "accept"), "reaction"))
-        if not labels:
+        for d in r.decisions:
+            if d.accept is None:
+                skipped[f"the person did not say ({d.slice})"] += 1
+        judged = [d for d in r.decisions if d.accept is not None]
+        if not judged:
             skipped["no human verdict on any recommendation"] += 1
             continue
         if r.target is None:  # e.g. a rejected INSPIRED dialogue: the user judges from the persona alone
@@ -168,16 +178,17 @@ def human_decision_tasks(records: list[DialogueRecord], grounding: Catalogue | N
             view = _user_view(r, skipped)
             if view is None:
                 continue
-        gold = _grounded(history(r), grounding, r.target)
-        for j, (title, label, verdict) in enumerate(labels):
-            k = next((i for i, t in enumerate(r.turns) if t.role is Role.RECOMMENDER
-                      and any(same_item(x, title) for x in titles_of(t))), None)
-            if k is None:
-                skipped["the judged item is never recommended in the record"] += 1
-                continue
-            tasks.append(TurnTask(f"human-{r.id}-{k}-{j}", r.id, Role.USER, view,
-                                  Observation(history=gold[: k + 1], turn_index=k + 1),
+        gold = _grounded([t.to_history() for t in r.whole_dialogue], grounding, r)
+        for j, d in enumerate(judged):
+            ref = r.items.get(d.title)
+            facts = grounding is not None and ref is not None and ref.in_catalogue and \
+                bool(grounding[ref.item_id].attributes)
+            tasks.append(TurnTask(f"human-{r.id}-{d.turn:03d}-{j}", r.id, Role.USER, view,
+                                  Observation(history=gold[: d.turn + 1], turn_index=d.turn + 1),
                                   target=r.target.title if r.target else None,
-                                  extra={"item": title, "human_accept": label, "has_target": r.target is not None,
-                                         "verdict": verdict}))
+                                  extra={"item": d.title, "item_id": d.item_id,
+                                         "target_id": r.target.item_id if r.target else None,
+                                         "human_accept": d.accept, "has_target": r.target is not None,
+                                         "slice": d.slice, "seen": d.seen, "verdict": d.origin,
+                                         **({"item_facts": facts} if grounding is not None else {})}))
     return tasks, skipped

@@ -36,7 +36,7 @@ class MatchScorer:
         self._vectors: dict[str, torch.Tensor] = dict(zip(saved["item_ids"], saved["vectors"]))
 
     def item(self, title: str) -> Item | None:
-        return self.catalogue.find(title) or self.catalogue.match(title)
+        return self.catalogue.resolve(title)
 
     def vector(self, item: Item) -> torch.Tensor:
         if item.item_id not in self._vectors:

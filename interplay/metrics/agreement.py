@@ -25,7 +25,8 @@ def balanced_accuracy_interval(human: list[int], agent: list[int], confidence: f
     return float(lo), float(hi)
 
 
-def decision_agreement(human: list[int], agent: list[int], p_accept: list[float] | None = None) -> dict:
+def decision_agreement(human: list[int], agent: list[int], p_accept: list[float] | None = None,
+                       clusters: list[str] | None = None) -> dict:
     """Accuracy, balanced accuracy (mean of the per-class recalls, with a 95% bootstrap
     interval) and the confusion matrix (rows: human reject / accept; columns: agent reject /
     accept) of binary accept decisions, beside the majority-class baseline (always predicting the
@@ -33,7 +34,8 @@ def decision_agreement(human: list[int], agent: list[int], p_accept: list[float]
     scoring): the ROC AUC, and the threshold on it with the best balanced accuracy on these items
     (choose it on a valid split, apply it to test with ``--accept-threshold``): halfway between
     the best cut's lowest accepted probability and the next lower one, so probabilities that move
-    by float rounding (another batch, a reused prefix) keep their side of it."""
+    by float rounding (another batch, a reused prefix) keep their side of it. ``clusters``: each
+    item's dialogue; the interval then resamples whole dialogues."""
     from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, roc_auc_score
 
     if len(human) != len(agent):
@@ -48,7 +50,8 @@ def decision_agreement(human: list[int], agent: list[int], p_accept: list[float]
         "agent_accepts": sum(agent),
         "accuracy": accuracy_score(human, agent),
         "balanced_accuracy": balanced_accuracy_score(human, agent) if two_classes else None,
-        "balanced_accuracy_ci95": balanced_accuracy_interval(human, agent) if two_classes else None,
+        "balanced_accuracy_ci95": (_cluster_interval(human, agent, clusters) if clusters is not None
+                                   else balanced_accuracy_interval(human, agent)) if two_classes else None,
         "confusion": confusion_matrix(human, agent, labels=[0, 1]).tolist(),
         "majority_class": "accept" if majority else "reject",
         "majority_accuracy": accuracy_score(human, base),
@@ -64,3 +67,9 @@ def decision_agreement(human: list[int], agent: list[int], p_accept: list[float]
         out["best_threshold"] = best
         out["best_threshold_balanced_accuracy"] = balanced_accuracy_score(human, [int(p >= best) for p in p_accept])
     return out
+
+
+def _cluster_interval(human: list[int], agent: list[int], clusters: list[str]) -> tuple[float, float] | None:
+    from interplay.metrics.fidelity import balanced_accuracy, paired_bootstrap
+
+    return paired_bootstrap(balanced_accuracy, human, agent, clusters=clusters)

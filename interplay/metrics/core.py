@@ -8,7 +8,6 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
-from interplay.catalogue import normalize_title
 from interplay.episode_log import EpisodeLog, Termination
 from interplay.protocol import TITLE_CLOSE, TITLE_OPEN, Action, Role
 
@@ -36,14 +35,15 @@ def dist_n(texts: Iterable[str], n: int = 4) -> float:
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
-def same_item(a: str | None, b: str | None) -> bool:
-    """Two titles name the same item after normalisation (case, punctuation, articles, a.k.a.)."""
-    return a is not None and b is not None and normalize_title(a) == normalize_title(b)
-
-
 def target_accepted(ep: EpisodeLog) -> bool:
-    """The episode ended with the user accepting the target item."""
-    return ep.termination is Termination.ACCEPTED and same_item(ep.accepted_item, ep.target.title)
+    """The episode ended with the user accepting the target item: the accepted item's id (resolved
+    when the turn was logged) is the target's. Titles are never compared."""
+    if ep.termination is not Termination.ACCEPTED or ep.accepted_item is None:
+        return False
+    if ep.accepted_item_id is None and any(t.titles and not t.item_ids for t in ep.turns):
+        raise ValueError(f"episode {ep.episode_id}: its turns have no item ids (a log written before items "
+                         "were compared by id): run the episodes again")
+    return ep.accepted_item_id is not None and ep.accepted_item_id == ep.target.item_id
 
 
 def outcome_class(ep: EpisodeLog) -> str:
@@ -77,9 +77,9 @@ def action_distribution(episodes: list[EpisodeLog]) -> dict[str, dict[str, float
     return out
 
 
-def recall_at_k(ranked: list[str], target: str, k: int) -> float:
-    """1 if the target is among the first ``k`` ranked titles (after normalisation), else 0."""
-    return float(any(same_item(t, target) for t in ranked[:k]))
+def recall_at_k(ranked_ids: list[str | None], target_id: str, k: int) -> float:
+    """1 if the target's id is among the first ``k`` ranked items' ids, else 0."""
+    return float(target_id in ranked_ids[:k])
 
 
 @dataclass

@@ -1,15 +1,19 @@
 """Fidelity figures of a user simulator against people: decisions (balanced accuracy, Cohen's
-kappa, F1 of the reject class, each with a paired bootstrap interval and its item count), the
-slices a decision belongs to, and Jensen-Shannon divergences of behaviour distributions."""
+kappa, F1 of the reject class, each with a dialogue-cluster bootstrap interval and its item and
+dialogue counts), the slices a decision belongs to, and Jensen-Shannon divergences of behaviour
+distributions."""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 
-#: decision slices (issue 21): judging the target itself is easy; the other items of a dialogue
-#: with a target are the informative ones; dialogues without a target judge from the persona alone
-SLICES = ("target", "other-with-target", "no-target")
+from interplay.data.schema import DECISION_SLICES
+
+#: decision slices, set by provenance when the record is built (``HumanDecision.slice``): the
+#: dialogue's target; other suggested items the seeker had not seen / had seen / did not say;
+#: any item of a dialogue without a target (the user judges from the persona alone)
+SLICES = DECISION_SLICES
 #: the items two data sets judge alike: a recommended item the catalogue has facts for
 #: (``item_facts``), that is the target or lies in a dialogue without one. Reactions to other
 #: items (liked in passing, yet not chosen) and items no catalogue describes differ by corpus
@@ -22,28 +26,46 @@ def looked_up(row: dict) -> bool:
 
 
 def decision_slice(row: dict) -> str:
-    """The slice of one judged item (a ``human_view.jsonl`` row: ``item``, ``target``, ``has_target``)."""
-    from interplay.metrics.core import same_item
+    """The slice of one judged item: its ``slice`` field, set by provenance at build time (never
+    recomputed from titles)."""
+    if row.get("slice") not in SLICES:
+        raise ValueError(f"judged item {row.get('task_id', '?')}: no decision slice ({row.get('slice')!r}); "
+                         "rows written before slices were set by provenance: run the evaluation again")
+    return row["slice"]
 
-    if not row.get("has_target", row.get("target") is not None):
-        return "no-target"
-    return "target" if same_item(row.get("item"), row.get("target")) else "other-with-target"
 
-
-def paired_bootstrap(stat: Callable, *columns: Sequence, confidence: float = 0.95, resamples: int = 2000,
-                     seed: int = 0) -> tuple[float, float] | None:
+def paired_bootstrap(stat: Callable, *columns: Sequence, clusters: Sequence[Hashable] | None = None,
+                     confidence: float = 0.95, resamples: int = 2000, seed: int = 0) -> tuple[float, float] | None:
     """Percentile bootstrap interval of ``stat(*columns)``, items resampled together across the
-    columns. ``stat`` is vectorised: it gets arrays of shape (resamples, items) and returns one
-    value per resample, NaN where undefined (those resamples are left out). None when fewer than
-    half are defined or there are fewer than two items."""
+    columns. With ``clusters`` (one key per item, e.g. its dialogue), whole clusters are resampled
+    (the items of one dialogue are not independent); the result does not depend on the items'
+    order. ``stat`` gets arrays (of shape (resamples, items) without clusters, one resample's items
+    with them) and returns a value per resample, NaN where undefined (those resamples are left
+    out). None when fewer than half are defined or there are fewer than two items (clusters)."""
     import numpy as np
 
     cols = [np.asarray(c, dtype=float) for c in columns]
     n = len(cols[0])
     if n < 2 or any(len(c) != n for c in cols):
         return None
-    idx = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
-    values = np.asarray(stat(*(c[idx] for c in cols)), dtype=float)
+    rng = np.random.default_rng(seed)
+    if clusters is None:
+        idx = rng.integers(0, n, size=(resamples, n))
+        values = np.asarray(stat(*(c[idx] for c in cols)), dtype=float)
+    else:
+        if len(clusters) != n:
+            raise ValueError(f"{len(clusters)} cluster keys for {n} items")
+        groups: dict[str, list[int]] = {}
+        for i, key in enumerate(clusters):
+            groups.setdefault(str(key), []).append(i)
+        members = [np.asarray(groups[k]) for k in sorted(groups)]
+        if len(members) < 2:
+            return None
+        draws = rng.integers(0, len(members), size=(resamples, len(members)))
+        values = np.empty(resamples)
+        for b, row in enumerate(draws):
+            pick = np.concatenate([members[j] for j in row])
+            values[b] = float(np.asarray(stat(*(c[pick] for c in cols)), dtype=float))
     values = values[~np.isnan(values)]
     if len(values) < resamples / 2:
         return None
@@ -111,28 +133,38 @@ DECISION_FIGURES: dict[str, Callable] = {"accuracy": accuracy, "balanced_accurac
                                          "kappa": cohen_kappa, "reject_f1": reject_f1}
 
 
-def decision_figures(human: Sequence[int], agent: Sequence[int], seed: int = 0) -> dict:
-    """Every decision figure with its 95% bootstrap interval, the item counts, and the majority
-    baseline (always the humans' more frequent decision) scored the same way."""
+def decision_figures(human: Sequence[int], agent: Sequence[int], seed: int = 0,
+                     clusters: Sequence[Hashable] | None = None) -> dict:
+    """Every decision figure with its 95% bootstrap interval (dialogue-cluster bootstrap when
+    ``clusters`` gives each item's dialogue), the item counts per human class, the dialogue count,
+    and the majority baseline (always the humans' more frequent decision) scored the same way."""
     human, agent = [int(x) for x in human], [int(x) for x in agent]
     if len(human) != len(agent):
         raise ValueError(f"{len(human)} human decisions but {len(agent)} agent decisions")
     out: dict = {"n": len(human), "human_accepts": sum(human), "human_rejects": len(human) - sum(human),
                  "agent_accepts": sum(agent)}
+    if clusters is not None:
+        out["dialogues"] = len(set(clusters))
+        out["interval"] = "dialogue-cluster bootstrap"
     if not human:
         return out
     majority = [int(sum(human) * 2 >= len(human))] * len(human)
     for name, fn in DECISION_FIGURES.items():
-        out[name] = {"value": fn(human, agent), "ci95": paired_bootstrap(fn, human, agent, seed=seed),
+        out[name] = {"value": fn(human, agent), "ci95": paired_bootstrap(fn, human, agent, clusters=clusters, seed=seed),
                      "majority": fn(human, majority)}
     return out
 
 
 def sliced_decision_figures(rows: list[dict], seed: int = 0) -> dict:
     """:func:`decision_figures` over all judged items (``human_accept`` vs the agent's ``accept``),
-    per :data:`SLICES` slice, and over the :data:`LOOKED_UP` items when rows say ``item_facts``."""
+    per :data:`SLICES` slice, and over the :data:`LOOKED_UP` items when rows say ``item_facts``.
+    Rows are sorted by ``task_id`` and resampled by dialogue (``record_id``), so the figures do not
+    depend on the order the rows were written in."""
+    rows = sorted(rows, key=lambda r: str(r.get("task_id", "")))
+
     def figures(sub):
-        return decision_figures([r["human_accept"] for r in sub], [r["accept"] for r in sub], seed)
+        return decision_figures([r["human_accept"] for r in sub], [r["accept"] for r in sub], seed,
+                                clusters=[r.get("record_id", r.get("task_id")) for r in sub])
 
     out = {"all": figures(rows)}
     for s in SLICES:

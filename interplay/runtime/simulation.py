@@ -142,7 +142,7 @@ async def _drive(cfg: SimulationConfig, data: SimulationData, todo, sets: list, 
 
     env_cfg = EnvConfig(max_turns=cfg.max_turns, first_speaker=cfg.first_speaker, max_retries=cfg.max_retries,
                         recommender_sees_persona=sees_persona(cfg.specs[Role.RECOMMENDER], cfg.recommender_sees_persona),
-                        grounding=data.catalogue if cfg.grounded else None,
+                        grounding=data.catalogue if cfg.grounded else None, catalogue=data.catalogue,
                         candidates=retriever, candidates_k=cfg.recommender_candidates)
     sem = asyncio.Semaphore(cfg.concurrency)
     actors = [a for s in sets for a in {id(h.actor): h.actor for h in s.hosts.values()}.values()] + \

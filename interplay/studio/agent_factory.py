@@ -25,7 +25,7 @@ __all__ = ["THREAD_SAFE_BACKENDS", "AgentFactory"]
 #: OpenAI-compatible client bounds its own concurrency); any other backend's calls are serialised
 THREAD_SAFE_BACKENDS = frozenset({"transformers", "openai"})
 #: checkpoint kinds that play one role only, checked before their model is loaded
-_ONE_ROLE_KINDS = {"usersim": Role.USER, "recsim": Role.RECOMMENDER}
+_ONE_ROLE_KINDS = {"usersim": Role.USER, "usersim-nomatch": Role.USER, "recsim": Role.RECOMMENDER}
 
 class _SerialBackend:
     """A backend whose every method call holds one lock (for backends that are not thread-safe);

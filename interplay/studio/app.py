@@ -170,7 +170,7 @@ def create_app(runs: list[str | Path] = (), studies: list[str | Path] = (), data
         if entry is None:
             return error(request, 404, "no such run")
         catalogue = state.catalogue(entry.data())
-        item = catalogue.find(title) if catalogue is not None and title else None
+        item = catalogue.resolve(title) if catalogue is not None and title else None
         seen = []  # what the user was shown about it in this run's grounded turns
         for ep in entry.episodes():
             for turn in ep.turns:

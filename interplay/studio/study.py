@@ -474,7 +474,9 @@ class Study:
         return out
 
     def results(self) -> StudyResults:
-        """Win ratios, binomial tests and agreement per criterion (see :mod:`interplay.studio.study_stats`)."""
+        """Per criterion, over pairs (one majority verdict of the judges per pair): win ratios with
+        intervals, binomial tests and agreement; no test pools the criteria (see
+        :mod:`interplay.studio.study_stats`)."""
         from interplay.studio.study_stats import study_results
 
         return study_results(self)

@@ -1,10 +1,18 @@
 """Statistics of a head-to-head study, as the paper reports them.
 
-Per criterion: the wins of A and of B and the ties over all judgements (every judge's choice on
-every pair counts once), the win ratio of A over the non-tie judgements, and the two-sided exact
-binomial test of A's wins against p = 0.5; ``overall`` pools every criterion. Agreement between
-judges is Krippendorff's alpha (nominal, values A / B / tie): per criterion with the pairs as
-units, overall with the (pair, criterion) units.
+The unit of the tests is the pair, not the judgement: the judges of one pair read the same two
+dialogues, and the six criteria of one judgement are answered together, so neither is an
+independent trial. Per criterion, each pair gets one verdict, the majority of its judges' picks
+(:func:`majority`): ``A``, ``B``, or ``tie`` when no pick has more judges than every other (judges
+split evenly, or ``tie`` picks prevail). The figures per criterion are the pairs won by A and by B,
+the tied pairs, the win ratio of A over the pairs with a verdict (n), its 95% Wilson score interval
+and the two-sided exact binomial test of A's wins among those n pairs against p = 0.5. Tied pairs
+are counted and left out of the test. No test pools the criteria (they are correlated answers on
+the same pairs). Agreement between judges is Krippendorff's alpha (nominal, values A / B / tie):
+per criterion with the pairs as units, and once over all (pair, criterion) units.
+
+Every figure is a function of the set of judgements: they are sorted by pair and judge first, and
+a (judge, pair, criterion) given twice is an error.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -19,9 +28,10 @@ from typing import Protocol
 
 from interplay.run_folder import write_json_atomic
 
-OVERALL = "overall"
 SIGNIFICANCE = 0.05
-RESULT_FILES = ("results.json", "judgements.csv", "results.csv", "results.png")
+CONFIDENCE = 0.95
+CHOICES = ("A", "B", "tie")
+RESULT_FILES = ("results.json", "judgements.csv", "verdicts.csv", "results.csv", "results.png")
 
 
 class CriterionLike(Protocol):
@@ -51,38 +61,47 @@ class StudyLike(Protocol):
 
 @dataclass
 class CriterionResult:
-    """The figures of one criterion (or of all pooled: key ``overall``)."""
+    """The figures of one criterion, over pairs (one majority verdict per pair)."""
 
     key: str
     name: str
-    wins_a: int
-    wins_b: int
-    ties: int
-    n: int  # judgements that are not ties
+    wins_a: int  # pairs whose verdict is A
+    wins_b: int  # pairs whose verdict is B
+    ties: int  # judged pairs with no verdict (judges split evenly, or tie picks prevail): not tested
+    n: int  # pairs with a verdict: wins_a + wins_b
     win_ratio_a: float | None  # wins_a / n; None when n = 0
-    p_value: float | None  # two-sided exact binomial test of wins_a of n at p = 0.5
+    ci_low: float | None  # 95% Wilson score interval of win_ratio_a; None when n = 0
+    ci_high: float | None
+    p_value: float | None  # two-sided exact binomial test of wins_a of n pairs at p = 0.5; None when n = 0
     significant: bool  # p < 0.05
-    alpha: float | None  # Krippendorff's alpha (nominal) between judges; None when undefined
+    alpha: float | None  # Krippendorff's alpha (nominal) between judges, pairs as units; None when undefined
 
 
 @dataclass
 class StudyResults:
-    """Every criterion's figures (the ``overall`` row last) and each judge's progress."""
+    """Every criterion's figures (no pooled row), the judges' agreement over all (pair, criterion)
+    units, each judge's progress, and each pair's verdict per criterion."""
 
     title: str
     name_a: str
     name_b: str
     rows: list[CriterionResult]
+    overall_alpha: float | None = None  # Krippendorff's alpha over every (pair, criterion) unit: agreement, no test
     progress: list[dict] = field(default_factory=list)
     meta: dict = field(default_factory=dict)
+    verdicts: list[dict] = field(default_factory=list)  # see :func:`pair_verdicts`
 
     def row(self, key: str) -> CriterionResult:
-        """The row of criterion ``key`` (or ``overall``)."""
-        return next(r for r in self.rows if r.key == key)
+        """The row of criterion ``key`` (KeyError: no such criterion; there is no pooled row)."""
+        for r in self.rows:
+            if r.key == key:
+                return r
+        raise KeyError(f"no criterion {key!r} in the results")
 
     def to_dict(self) -> dict:
         return {"title": self.title, "name_a": self.name_a, "name_b": self.name_b,
-                "criteria": [asdict(r) for r in self.rows], "progress": self.progress, "study": self.meta}
+                "criteria": [asdict(r) for r in self.rows], "overall_alpha": self.overall_alpha,
+                "progress": self.progress, "study": self.meta, "verdicts": self.verdicts}
 
 
 def binomial_p(wins_a: int, n: int) -> float | None:
@@ -94,13 +113,40 @@ def binomial_p(wins_a: int, n: int) -> float | None:
     return float(binomtest(wins_a, n, 0.5, alternative="two-sided").pvalue)
 
 
-def win_row(key: str, name: str, choices: Sequence[str], alpha: float | None = None) -> CriterionResult:
-    """Counts, win ratio and test of a list of choices (``A``, ``B``, ``tie``)."""
-    wins_a, wins_b = choices.count("A"), choices.count("B")
-    ties = len(choices) - wins_a - wins_b
+def binomial_ci(wins_a: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float] | None:
+    """The Wilson score interval of the proportion ``wins_a / n`` (None: n = 0)."""
+    if n == 0:
+        return None
+    from scipy.stats import binomtest
+
+    ci = binomtest(wins_a, n, 0.5).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def majority(picks: Sequence[str]) -> str:
+    """One pair's verdict from its judges' picks (``A``, ``B``, ``tie``): the pick more judges made
+    than any other; ``tie`` when two picks share the most judges (e.g. one A and one B) or when
+    ``tie`` is the most frequent pick. Picks may come in any order."""
+    if not picks:
+        raise ValueError("majority: no pick")
+    counts = Counter(picks)
+    bad = sorted(set(counts) - set(CHOICES))
+    if bad:
+        raise ValueError(f"majority: unknown pick {bad[0]!r} (expected A, B or tie)")
+    top = max(counts.values())
+    leaders = [c for c in CHOICES if counts[c] == top]
+    return leaders[0] if len(leaders) == 1 else "tie"
+
+
+def verdict_row(key: str, name: str, verdicts: Sequence[str], alpha: float | None = None) -> CriterionResult:
+    """Counts, win ratio, interval and binomial test of one verdict per pair (``A``, ``B``, ``tie``)."""
+    wins_a, wins_b = verdicts.count("A"), verdicts.count("B")
+    ties = len(verdicts) - wins_a - wins_b
     n = wins_a + wins_b
     p = binomial_p(wins_a, n)
-    return CriterionResult(key, name, wins_a, wins_b, ties, n, wins_a / n if n else None, p,
+    ci = binomial_ci(wins_a, n)
+    return CriterionResult(key, name, wins_a, wins_b, ties, n, wins_a / n if n else None,
+                           ci[0] if ci else None, ci[1] if ci else None, p,
                            p is not None and p < SIGNIFICANCE, alpha)
 
 
@@ -121,35 +167,80 @@ def nominal_alpha(ratings: Sequence[Sequence[str | None]]) -> float | None:
     return None if math.isnan(alpha) else alpha
 
 
+def _choices(rows: Sequence[dict], criteria: Sequence[CriterionLike]) -> dict[tuple[str, str, str], str]:
+    """``(pair_id, judge, criterion) -> choice`` of the rows on ``criteria``, in sorted key order;
+    ValueError on a key given twice or a choice other than A / B / tie."""
+    keys = {c.key for c in criteria}
+    out: dict[tuple[str, str, str], str] = {}
+    for r in rows:
+        if r["criterion"] not in keys:
+            continue
+        k = (str(r["pair_id"]), str(r["judge"]), r["criterion"])
+        if k in out:
+            raise ValueError(f"judge {k[1]!r} judged pair {k[0]!r} on {k[2]!r} twice")
+        if r["choice"] not in CHOICES:
+            raise ValueError(f"judge {k[1]!r}, pair {k[0]!r}, {k[2]!r}: choice {r['choice']!r} (expected A, B or tie)")
+        out[k] = r["choice"]
+    return dict(sorted(out.items()))
+
+
+def pair_verdicts(rows: Sequence[dict], criteria: Sequence[CriterionLike]) -> list[dict]:
+    """One row per judged (pair, criterion), by pair id then criterion: pair_id, record_id,
+    criterion, verdict (:func:`majority` of the judges' picks), and how many judges picked A, B
+    and tie."""
+    by = _choices(rows, criteria)
+    records = {str(r["pair_id"]): r.get("record_id", "") for r in rows}
+    picks: dict[tuple[str, str], list[str]] = {}
+    for (pair, _judge, crit), choice in by.items():
+        picks.setdefault((pair, crit), []).append(choice)
+    order = {c.key: i for i, c in enumerate(criteria)}
+    out = []
+    for (pair, crit), got in sorted(picks.items(), key=lambda kv: (kv[0][0], order[kv[0][1]])):
+        out.append({"pair_id": pair, "record_id": records.get(pair, ""), "criterion": crit, "verdict": majority(got),
+                    "judges_a": got.count("A"), "judges_b": got.count("B"), "judges_tie": got.count("tie")})
+    return out
+
+
 def summarize_judgements(rows: Sequence[dict], criteria: Sequence[CriterionLike]) -> list[CriterionResult]:
     """The rows of :meth:`Study.judgements` (judge, pair_id, criterion, choice) as one result per
-    criterion and an ``overall`` row."""
-    judges = sorted({r["judge"] for r in rows})
-    units = sorted({(r["pair_id"], r["criterion"]) for r in rows})
-    pairs = sorted({p for p, _ in units})
-    by = {(r["judge"], r["pair_id"], r["criterion"]): r["choice"] for r in rows}
+    criterion, over pairs: each judged pair's majority verdict, the binomial test over the pairs
+    with a verdict, and the judges' agreement with the pairs as units. No pooled row."""
+    by = _choices(rows, criteria)
+    judges = sorted({j for _, j, _ in by})
+    pairs = sorted({p for p, _, _ in by})
+    verdicts = pair_verdicts(rows, criteria)
     out = []
     for c in criteria:
-        choices = [r["choice"] for r in rows if r["criterion"] == c.key]
-        table = [[by.get((j, p, c.key)) for p in pairs] for j in judges]
-        out.append(win_row(c.key, c.name, choices, nominal_alpha(table)))
-    keys = {c.key for c in criteria}
-    pooled = [r["choice"] for r in rows if r["criterion"] in keys]
-    table = [[by.get((j, p, k)) for p, k in units if k in keys] for j in judges]
-    out.append(win_row(OVERALL, "Overall", pooled, nominal_alpha(table)))
+        table = [[by.get((p, j, c.key)) for p in pairs] for j in judges]
+        out.append(verdict_row(c.key, c.name, [v["verdict"] for v in verdicts if v["criterion"] == c.key],
+                               nominal_alpha(table)))
     return out
+
+
+def overall_alpha(rows: Sequence[dict], criteria: Sequence[CriterionLike]) -> float | None:
+    """Krippendorff's alpha (nominal) between judges over every (pair, criterion) unit: how much the
+    judges agree across the study. It is an agreement figure only; no test pools the criteria."""
+    by = _choices(rows, criteria)
+    judges = sorted({j for _, j, _ in by})
+    units = sorted({(p, k) for p, _, k in by})
+    return nominal_alpha([[by.get((p, j, k)) for p, k in units] for j in judges])
 
 
 def study_results(study: StudyLike) -> StudyResults:
     """A study's results from its stored judgements."""
     m = study.meta
-    return StudyResults(m["title"], m["name_a"], m["name_b"], summarize_judgements(study.judgements(), study.criteria),
-                        study.progress(), {k: m[k] for k in ("run_a", "run_b", "data", "split", "allow_tie", "seed",
-                                                             "created", "counts", "left_out")})
+    rows = study.judgements()
+    return StudyResults(m["title"], m["name_a"], m["name_b"], summarize_judgements(rows, study.criteria),
+                        overall_alpha(rows, study.criteria), study.progress(),
+                        {k: m[k] for k in ("run_a", "run_b", "data", "split", "allow_tie", "seed", "created", "counts",
+                                           "left_out")},
+                        pair_verdicts(rows, study.criteria))
 
 
 def write_results(study: StudyLike, out_dir: str | Path) -> dict[str, Path]:
-    """Write ``results.json``, ``judgements.csv``, ``results.csv`` and ``results.png`` to ``out_dir``."""
+    """Write ``results.json``, ``judgements.csv`` (every judge's choice), ``verdicts.csv`` (each
+    pair's majority verdict per criterion, what the tests count), ``results.csv`` (one row per
+    criterion) and ``results.png`` to ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     results = study_results(study)
@@ -157,14 +248,16 @@ def write_results(study: StudyLike, out_dir: str | Path) -> dict[str, Path]:
     write_json_atomic(paths["results.json"], results.to_dict())
     _write_csv(paths["judgements.csv"], study.judgements(),
                ["judge", "pair_id", "record_id", "criterion", "choice", "left_side", "comment", "time", "revisions"])
+    _write_csv(paths["verdicts.csv"], results.verdicts,
+               ["pair_id", "record_id", "criterion", "verdict", "judges_a", "judges_b", "judges_tie"])
     _write_csv(paths["results.csv"], [asdict(r) for r in results.rows], [f.name for f in fields(CriterionResult)])
     plot_results(results, paths["results.png"])
     return paths
 
 
 def plot_results(results: StudyResults, path: str | Path) -> None:
-    """The paper's layout: one horizontal bar per criterion split at A's win ratio, a line at 0.5,
-    ``*`` beside criteria with p < 0.05."""
+    """The paper's layout: one horizontal bar per criterion split at A's win ratio over pairs, its
+    95% interval as a black line, a line at 0.5, ``*`` beside criteria with p < 0.05."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -177,10 +270,10 @@ def plot_results(results: StudyResults, path: str | Path) -> None:
     labels = []
     for i, r in enumerate(rows):
         y = len(rows) - 1 - i
-        labels.append(f"{r.name} (n={r.n})")
+        labels.append(f"{r.name} (n={r.n} pairs, {r.ties} tied)")
         if r.win_ratio_a is None:
             ax.barh(y, 1, color=empty)
-            ax.text(0.5, y, "no judgements", ha="center", va="center", fontsize=8)
+            ax.text(0.5, y, "no pair with a verdict", ha="center", va="center", fontsize=8)
             continue
         share = r.win_ratio_a
         ax.barh(y, share, color=color_a, edgecolor="white")
@@ -188,14 +281,16 @@ def plot_results(results: StudyResults, path: str | Path) -> None:
         for x, v in ((share / 2, share), (share + (1 - share) / 2, 1 - share)):
             if v >= 0.08:
                 ax.text(x, y, f"{v:.0%}", ha="center", va="center", color="white", fontsize=8)
+        if r.ci_low is not None and r.ci_high is not None:
+            ax.errorbar(share, y, xerr=[[share - r.ci_low], [r.ci_high - share]], fmt="none", ecolor="black",
+                        elinewidth=1, capsize=3)
         if r.significant:
             ax.text(1.01, y, "*", ha="left", va="center", fontsize=14, fontweight="bold")
-    if rows and rows[-1].key == OVERALL and len(rows) > 1:
-        ax.axhline(0.5, color="grey", linewidth=0.8)
     ax.axvline(0.5, color="black", linestyle="--", linewidth=1)
     ax.set_yticks(range(len(rows)), list(reversed(labels)), fontsize=9)
     ax.set_xlim(0, 1)
-    ax.set_xlabel("share of wins, ties left out (* p < 0.05, two-sided binomial test)")
+    ax.set_xlabel("share of pairs won (one majority verdict per pair, tied pairs left out), 95% Wilson interval\n"
+                  "* p < 0.05, two-sided exact binomial test over pairs, per criterion (none pooled)", fontsize=8)
     ax.set_title(results.title, fontsize=10, pad=28)
     ax.legend(handles=[Patch(color=color_a, label=f"A: {results.name_a}"), Patch(color=color_b, label=f"B: {results.name_b}")],
               loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=8, frameon=False)

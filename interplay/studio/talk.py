@@ -338,7 +338,7 @@ class TalkSession:
     def _resolve_title(self, title: str) -> str:
         """The catalogue's spelling of a chosen title; a title already in the conversation or (for
         the user) one of the persona's watched items as given; else TurnRejected."""
-        item = self.data.catalogue.find(title)
+        item = self.data.catalogue.resolve(title)
         if item is not None:
             return item.title
         said = {t for turn in self.core.turns for t in turn.titles}

@@ -53,7 +53,7 @@ class EntityLinker:
 
     def item_entity(self, title: str) -> int | None:
         """The entity of a marked title (exact, then fuzzy), or None."""
-        item = self.catalogue.match(title)
+        item = self.catalogue.resolve(title)
         return self.kg.index.get(item.item_id) if item is not None else None
 
     def link(self, text: str, titles: list[str] | None = None) -> list[int]:
