@@ -4,6 +4,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 from collections import Counter
 
 import pytest
@@ -339,6 +340,42 @@ def redial_line(conv_id: str, greeting: str = "hi") -> str:
         "initiatorQuestions": {"111": {"suggested": 0, "seen": 1, "liked": 1},
                                "222": {"suggested": 1, "seen": 0, "liked": 1}},
         "respondentQuestions": {}}) + "\n"
+
+
+def test_redial_form_verdicts_by_id_known_answer(two_redial_sources):
+    """Every item the seeker's form marks as suggested is a verdict, placed at the recommender turn
+    that first names it in the whole dialogue (after the acceptance too), with its slice by
+    provenance; the dialogue spells the target 'Ronin (1999)' (a year off, as ReDial does), the
+    catalogue 'Ronin (1998)': one id. Liked 2 is kept as 'did not say'. A title the catalogue
+    lacks gets the source's id."""
+    from interplay.catalogue import Catalogue
+    from interplay.data.movielens import load_movielens_catalogue
+    from interplay.data.redial import parse_conversation
+
+    catalogue = load_movielens_catalogue(two_redial_sources / "ml")
+    assert isinstance(catalogue, Catalogue)
+    obj = {"conversationId": "9", "initiatorWorkerId": 1, "respondentWorkerId": 2,
+           "messages": [{"text": "hi, I liked @111", "senderWorkerId": 1},
+                        {"text": "how about @333?", "senderWorkerId": 2},
+                        {"text": "seen it, not for me", "senderWorkerId": 1},
+                        {"text": "then try @222", "senderWorkerId": 2},
+                        {"text": "great, thanks", "senderWorkerId": 1},
+                        {"text": "also @444 and @111", "senderWorkerId": 2},
+                        {"text": "maybe", "senderWorkerId": 1}],
+           "movieMentions": {"111": "Heat (1995)", "222": "Ronin  (1999)", "333": "Se7en (1995)",
+                             "444": "Nowhere Film (2001)"},
+           "initiatorQuestions": {"111": {"suggested": 1, "seen": 1, "liked": 1},
+                                  "222": {"suggested": 1, "seen": 0, "liked": 1},
+                                  "333": {"suggested": 1, "seen": 1, "liked": 0},
+                                  "444": {"suggested": 1, "seen": 2, "liked": 2}}}
+    rec = parse_conversation(obj, Path("x.jsonl"), 1, "test", catalogue)
+    assert rec.target.item_id == "ml:2" and rec.item_id("Ronin (1999)") == "ml:2"
+    assert rec.outcome.accepted_item == "Ronin (1999)" and len(rec.turns) == 5 and len(rec.tail) == 2
+    assert rec.item_id("Nowhere Film (2001)") == "redial:444" and not rec.items["Nowhere Film (2001)"].in_catalogue
+    got = [(d.item_id, d.turn, d.accept, d.seen, d.slice, d.origin) for d in rec.decisions]
+    assert got == [("ml:3", 1, 0, 1, "other-seen", "form"), ("ml:2", 3, 1, 0, "target", "form"),
+                   ("ml:1", 5, 1, 1, "other-seen", "form"),  # Heat: named by the seeker first, judged where suggested
+                   ("redial:444", 5, None, None, "other-seen-unknown", "form")]
 
 
 @pytest.fixture

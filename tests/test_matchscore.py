@@ -10,6 +10,7 @@ import torch
 
 from interplay.catalogue import Catalogue, Item
 from interplay.data.errors import DataFormatError
+from interplay.matchscore.encoder import ITEM_VECTORS_FILE
 from interplay.matchscore.train import Interactions, load_interactions, popularity_scores, ranking_metrics
 
 
@@ -63,7 +64,26 @@ def test_encoder_trains_and_scores(tiny_encoder, movielens_slice):
 
     cfg = json.loads((tiny_encoder / "config.json").read_text())
     m = cfg["metrics"]
-    assert m["items"] == 120 and 0 <= m["test"]["recall@10"] <= 1 and m["test_popularity"]["users"] == m["test"]["users"]
+    assert m["items"] == 120 and m["test_popularity"]["users"] == m["test"]["users"]
+    # test Recall@10 and NDCG@10 worked out from the saved item vectors: a user is the sum of its
+    # train and valid positives' vectors; it ranks the items with a training positive, its own left out
+    saved = torch.load(tiny_encoder / ITEM_VECTORS_FILE, weights_only=True)
+    data = load_interactions(movielens_slice, {item_id: i for i, item_id in enumerate(saved["item_ids"])},
+                             cfg["training"]["min_rating"], cfg["training"]["holdout"])
+    rated = {i for items in data.train for i in items}
+    recall, ndcg = [], []
+    for train, valid, test in zip(data.train, data.valid, data.test):
+        if not test:
+            continue
+        seen = set(train + valid)
+        scores = (saved["vectors"] @ saved["vectors"][list(seen)].sum(0)).tolist()
+        top = sorted(rated - seen, key=lambda i: -scores[i])[:10]
+        recall.append(len(set(top) & set(test)) / min(10, len(test)))
+        ndcg.append(sum(1 / math.log2(r + 2) for r, i in enumerate(top) if i in test)
+                    / sum(1 / math.log2(r + 2) for r in range(min(10, len(test)))))
+    assert m["test"]["users"] == len(recall) > 20
+    assert m["test"]["recall@10"] == pytest.approx(sum(recall) / len(recall), abs=1e-9)
+    assert m["test"]["ndcg@10"] == pytest.approx(sum(ndcg) / len(ndcg), abs=1e-9)
     assert len(cfg["history"]) == 3 and cfg["history"][-1]["bpr_loss"] < cfg["history"][0]["bpr_loss"]
     catalogue = load_movielens_catalogue(movielens_slice)
     scorer = MatchScorer(tiny_encoder, catalogue)

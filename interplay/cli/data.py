@@ -64,7 +64,8 @@ def data_stats(
     folder: Path = typer.Argument(..., help="a folder built by 'interplay data build'"),
     json_out: bool = typer.Option(False, "--json", help="also print every figure as JSON"),
 ) -> None:
-    """Counts per split, turns, action mix per role, outcome rates, catalogue match rate."""
+    """Counts per split, turns, action mix per role, outcome rates, catalogue match rate, unmatched
+    items and the human verdicts per slice."""
     from interplay.data.build import dataset_stats
 
     with bad_input(DataFormatError, OSError):
@@ -90,4 +91,16 @@ def data_stats(
                 cells.append(f"{counts.get(action, 0) / total:.2f}")
             mix.add_row(f"{role} / {action}", *cells)
     console.print(mix)
+    items = Table(title="Items named (resolved once at build time) and human verdicts per slice")
+    for col in ("split", "items", "in catalogue", "unmatched", "unmatched targets", "verdicts: slice acc/rej/did not say"):
+        items.add_column(col, justify="right" if col != "verdicts: slice acc/rej/did not say" else "left")
+    for split, s in stats.items():
+        i, d = s["items"], s["decisions"]
+        verdicts = "; ".join(f"{k} {v['accept']}/{v['reject']}/{v['did_not_say']}" for k, v in d.items() if k != "unplaced")
+        items.add_row(split, str(i["distinct"]), str(i["in_catalogue"]), str(i["unmatched"]),
+                      str(sum(i["unmatched_targets"].values())), verdicts + f"; unplaced {d['unplaced']}")
+    console.print(items)
+    for split, s in stats.items():
+        if s["items"]["unmatched_titles"]:
+            console.print(f"[bold]{split}[/bold] unmatched, most named first: " + ", ".join(s["items"]["unmatched_titles"][:12]))
     console.print_json(data=stats) if json_out else None

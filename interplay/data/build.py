@@ -178,7 +178,9 @@ def read_catalogue(folder: str | Path) -> Catalogue:
 
 
 def dataset_stats(folder: str | Path) -> dict:
-    """Counts per split, mean turns, action mix per role, outcome rates, catalogue match rate."""
+    """Counts per split, mean turns, action mix per role, outcome rates, catalogue match rate, the
+    items no catalogue item matched (distinct titles, the most named first), and the human
+    verdicts per slice (accepted / rejected / did not say)."""
     stats: dict = {}
     for rec_split, recs in _by_split(read_records(folder)).items():
         actions: dict[str, Counter] = defaultdict(Counter)
@@ -196,8 +198,32 @@ def dataset_stats(folder: str | Path) -> dict:
             "target_in_catalogue_rate": (sum(bool(r.meta.get("target_in_catalogue", True)) for r in with_target)
                                          / len(with_target)) if with_target else None,
             "provenance": dict(Counter(f"{k}={v}" for r in recs for k, v in r.provenance.items())),
+            "items": _item_stats(recs),
+            "decisions": _decision_stats(recs),
         }
     return stats
+
+
+def _item_stats(recs: list[DialogueRecord]) -> dict:
+    """Distinct items the records name, how many the catalogue has, and the unmatched titles."""
+    refs = {ref.item_id: ref for r in recs for ref in r.items.values()}
+    unmatched = Counter(ref.title for r in recs for ref in r.items.values() if not ref.in_catalogue)
+    targets = Counter(r.target.title for r in recs if r.target is not None and not r.meta.get("target_in_catalogue", True))
+    return {"distinct": len(refs), "in_catalogue": sum(ref.in_catalogue for ref in refs.values()),
+            "unmatched": len({ref.item_id for ref in refs.values() if not ref.in_catalogue}),
+            "unmatched_titles": [t for t, _ in unmatched.most_common(30)],
+            "unmatched_targets": dict(targets.most_common())}
+
+
+def _decision_stats(recs: list[DialogueRecord]) -> dict:
+    """Human verdicts per slice: accepted, rejected, did not say; and those no recommender turn names."""
+    out: dict = {}
+    for r in recs:
+        for d in r.decisions:
+            c = out.setdefault(d.slice, {"accept": 0, "reject": 0, "did_not_say": 0})
+            c["accept" if d.accept == 1 else "reject" if d.accept == 0 else "did_not_say"] += 1
+    out["unplaced"] = sum(r.meta.get("decisions_unplaced", 0) for r in recs)
+    return out
 
 
 def _by_split(records: list[DialogueRecord]) -> dict[str, list[DialogueRecord]]:

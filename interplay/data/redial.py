@@ -27,8 +27,11 @@ _MENTION = re.compile(r"@(\d+)")
 
 
 def clean_title(title: str) -> str:
-    """``"Bridesmaids  (2011)"`` -> ``"Bridesmaids (2011)"``."""
-    return re.sub(r"\s+", " ", title).strip()
+    """``"Bridesmaids  (2011)"`` -> ``"Bridesmaids (2011)"``; ``"Why Him%3F (2016)"`` -> ``"Why Him? (2016)"``
+    (some ReDial titles are URL-quoted)."""
+    from urllib.parse import unquote
+
+    return re.sub(r"\s+", " ", unquote(title) if re.search(r"%[0-9A-Fa-f]{2}", title) else title).strip()
 
 
 def _require(obj: dict, key: str, kind: type | tuple[type, ...], path: Path, line: int):
