@@ -14,7 +14,7 @@ from interplay.episode import Persona, Target, find_target_leak
 from interplay.protocol import Action, Role, Turn, mark_title
 from interplay.training.collator import RoleMaskCollator
 from interplay.training.counterfactual import contradicts, counterfactual_negatives
-from interplay.training.tokenize import add_special_tokens, tokenize_record
+from interplay.training.tokenize import ROLE_ID, add_special_tokens, tokenize_record
 from interplay.training.train import weighted_lm_loss
 
 ITEMS = [Item(item_id="ml:6", title="Heat (1995)", attributes=("action", "crime", "heist")),
@@ -100,14 +100,37 @@ def test_training_with_the_decision_recipe_records_it(tiny_model_dir, tmp_path):
     (data / "train.jsonl").write_text("".join(record(i).model_dump_json() + "\n" for i in range(4)))
     (data / "catalogue.jsonl").write_text("".join(i.model_dump_json() + "\n" for i in ITEMS))
     out = tmp_path / "ckpt"
-    metrics = train(TrainConfig(role=Role.USER, data=str(data), out=str(out), model=str(tiny_model_dir), max_steps=3,
-                                batch_size=2, grad_accum=1, logging_steps=1, report_to="none", action_loss_weight=3.0,
-                                counterfactual_negatives=1.0))
+    # one step on one batch of all 8 examples at learning rate 0 (and no checkpoint before step 100):
+    # its loss is the saved model's loss on all of them
+    metrics = train(TrainConfig(role=Role.USER, data=str(data), out=str(out), model=str(tiny_model_dir), max_steps=1,
+                                batch_size=8, grad_accum=1, logging_steps=1, report_to="none", action_loss_weight=3.0,
+                                counterfactual_negatives=1.0, learning_rate=0.0, save_steps=100))
     assert metrics["counterfactual_negatives"] == 4 and metrics["train_examples"] == 8
     saved = json.loads((out / "interplay_training.json").read_text())
     assert saved["config"]["action_loss_weight"] == 3.0 and saved["config"]["grounded"] is True
     losses = [h["loss"] for h in saved["log_history"] if "loss" in h]
-    assert len(losses) == 3 and all(x > 0 for x in losses)  # the weighted loss path trained every step
+    # the loss worked out example by example (unpacked): next-token cross-entropy on the user's
+    # tokens, an action tag weighing 3, over the number of the user's tokens
+    tok = AutoTokenizer.from_pretrained(out)
+    model = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
+    records = [record(i) for i in range(4)]
+    examples = [ex for r in records + counterfactual_negatives(records, CATALOGUE, 1.0, seed=0)
+                for ex in tokenize_record(r, tok, Role.USER, grounding=CATALOGUE)]
+    action_ids = set(tok.convert_tokens_to_ids([f"<{a.value}>" for a in Action]))
+    weighted = plain = count = 0.0
+    for ex in examples:
+        ids = torch.tensor(ex["input_ids"])
+        with torch.no_grad():
+            logp = torch.log_softmax(model(input_ids=ids[None]).logits[0].float(), -1)
+        for t in range(1, len(ids)):
+            if ex["token_roles"][t] == ROLE_ID[Role.USER]:
+                ce = -logp[t - 1, ids[t]].item()
+                weighted += (3.0 if ids[t].item() in action_ids else 1.0) * ce
+                plain += ce
+                count += 1
+    assert len(examples) == 8 and count > 50
+    assert abs(weighted - plain) > 0.1 * count  # the action weight matters: an unweighted loss fails below
+    assert losses == pytest.approx([weighted / count], rel=1e-4)
 
 
 def test_decision_examples_known_answer():

@@ -175,8 +175,7 @@ def test_evaluate_user_scores_decisions_through_ray(user_ckpt, tmp_path, ray_ses
     for r in rows:
         assert set(r["action_probabilities"]) == {"accept", "disclose-goal", "feedback", "greeting", "inquire"}
         assert (r["action"] == "accept") == (r["p_accept"] >= 0.3)
-    assert {r["item"]: int(r["human_accept"]) for r in rows} == {
-        "Police Academy (1984)": 1, "Super Troopers (2001)": 1, "American Pie 2 (2001)": 0}
+    assert {r["item_id"]: int(r["human_accept"]) for r in rows} == {"ml:2378": 1, "ml:5283": 1, "ml:4718": 0}
     accepted = [r["p_accept"] for r in rows if r["human_accept"]]
     rejected = [r["p_accept"] for r in rows if not r["human_accept"]]
     # the ROC AUC by hand: the share of (accepted, rejected) pairs P(accept) orders right, ties half
@@ -189,10 +188,10 @@ def test_evaluate_user_scores_decisions_through_ray(user_ckpt, tmp_path, ray_ses
                                     parts=["human"], decision="score", accept_threshold=0.75, concurrency=4),
                          progress=False)
     wanted = {r.id: r.target.attributes for r in records() if r.target is not None}
-    attrs = {i.title: set(i.attributes) for i in ITEMS}
+    attrs = {i.item_id: set(i.attributes) for i in ITEMS}
     rows = list(ResultLog(tmp_path / "rule-scored" / "human_view.jsonl").rows.values())
-    assert {r["item"]: r["p_accept"] for r in rows} == {
-        r["item"]: len(attrs[r["item"]] & set(wanted[r["record_id"]])) / len(wanted[r["record_id"]]) for r in rows}
+    assert {r["item_id"]: r["p_accept"] for r in rows} == {
+        r["item_id"]: len(attrs[r["item_id"]] & set(wanted[r["record_id"]])) / len(wanted[r["record_id"]]) for r in rows}
     accepted = [r["p_accept"] for r in rows if r["human_accept"]]
     rejected = [r["p_accept"] for r in rows if not r["human_accept"]]
     auc = sum(float(a > b) + 0.5 * (a == b) for a in accepted for b in rejected) / (len(accepted) * len(rejected))

@@ -238,8 +238,10 @@ def test_the_rule_user_discriminates_and_a_yes_sayer_does_not():
     from interplay.evaluation.tasks import human_decision_tasks
 
     records = [_record(i) for i in range(8)]
-    probes, _ = probe_tasks(records, CATALOGUE, popular=["Notebook, The (2004)"])
-    assert len(probes) == 8 * len(PROBES)
+    probes, skipped = probe_tasks(records, CATALOGUE, popular=["Notebook, The (2004)"])
+    assert len(probes) == 8 * (len(PROBES) - 2)  # without ratings the two co-rated probes are left out, counted
+    assert skipped == {"no co-liked item (no MovieLens ratings given)": 8,
+                       "no co-disliked item (no MovieLens ratings given)": 8}
     rule_rows = [{"record_id": t.record_id, "probe": t.extra["probe"], "accept": a,
                   "attribute_match": t.extra["attribute_match"]} for t, a in zip(probes, _decide(probes))]
     yes_rows = [{**r, "accept": True} for r in rule_rows]
@@ -408,3 +410,50 @@ def test_rule_threshold_spec_and_the_yes_sayer():
             decisions[spec].append(agent.act(obs).action is Action.ACCEPT)
     # Ronin covers 2 of 3 target attributes: 0.67 >= 0.6 and >= 0.5; the yes-sayer accepts everything
     assert decisions == {"rule": [True, False, False], "rule:0": [True, True, True], "rule:0.5": [True, False, False]}
+
+
+def test_co_ratings_known_answer_and_the_disjoint_probe(tmp_path):
+    """Six fans of Heat (ml:6): all love Ronin (ml:3), four of six rated Toy Story (ml:1) low, two of
+    three rated the Notebook (ml:2) >= 4; the disjoint probe picks Ronin as co-liked and Toy Story as
+    co-disliked, never an item the contradicting rule would pick, and its gap is counted apart."""
+    from interplay.data.co_ratings import CoRatings
+
+    lines = ["userId,movieId,rating,timestamp"]
+    for u in range(1, 7):
+        lines += [f"{u},6,4.5,0", f"{u},3,4.0,0", f"{u},1,{2.0 if u <= 4 else 4.0},0"]
+    lines += ["1,2,4.0,0", "2,2,4.5,0", "3,2,1.0,0", "7,6,2.0,0", "7,1,5.0,0"]  # user 7 is no fan
+    (tmp_path / "movielens-small").mkdir()
+    (tmp_path / "movielens-small" / "ratings.csv").write_text("\n".join(lines) + "\n")
+    co = CoRatings.from_movielens(tmp_path)
+    assert co.fans("ml:6") == ["1", "2", "3", "4", "5", "6"]
+    assert co.liked_shares("ml:6") == {"ml:3": 1.0, "ml:1": pytest.approx(2 / 6), "ml:2": pytest.approx(2 / 3)}
+    assert co.co_liked("ml:6") == ["ml:3"] and co.co_disliked("ml:6") == ["ml:1"]
+    rng = random.Random(0)
+    assert probe_item("co-liked", HEAT, CATALOGUE, rng, co_ratings=co).item_id == "ml:3"
+    # Toy Story shares no attribute with Heat: a training negative could be it, so it is never a probe item
+    assert contradicts_heat("ml:1") and probe_item("co-disliked", HEAT, CATALOGUE, rng, co_ratings=co) is None
+    with pytest.raises(ValueError, match="needs MovieLens co-ratings"):
+        probe_item("co-liked", HEAT, CATALOGUE, rng)
+    rows = [{"record_id": "a", "probe": "co-liked", "accept": 1, "attribute_match": 0.5},
+            {"record_id": "a", "probe": "co-disliked", "accept": 0, "attribute_match": 0.5},
+            {"record_id": "b", "probe": "co-liked", "accept": 1, "attribute_match": 0.5},
+            {"record_id": "b", "probe": "co-disliked", "accept": 1, "attribute_match": 0.5}]
+    d = discrimination(rows)
+    assert d["disjoint_gap"]["n"] == 2 and d["disjoint_gap"]["value"] == 0.5 and d["gap"]["n"] == 0
+
+
+def contradicts_heat(item_id: str) -> bool:
+    from interplay.training.counterfactual import contradicts
+
+    return contradicts(CATALOGUE[item_id], HEAT)
+
+
+def test_hint_use_marks_the_figures_an_agent_was_given():
+    from interplay.evaluation.probes import ATTRIBUTE_RULE_FIGURES, hint_use
+
+    assert hint_use(None) == {"uses": [], "by_construction": []}
+    trained = {"grounding_match": True, "counterfactual_negatives": 0.5}
+    h = hint_use(trained, "usersim:runs/ckpt/x")
+    assert h["uses"] == ["training negatives chosen by the contradicting rule", "match counts in its prompt"]
+    assert h["by_construction"] == list(ATTRIBUTE_RULE_FIGURES) and "disjoint_gap" not in h["by_construction"]
+    assert hint_use({"grounding_match": True}, "usersim-nomatch:runs/ckpt/x")["uses"] == ["match counts in its training"]

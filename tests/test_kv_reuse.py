@@ -226,13 +226,24 @@ def test_exact_storage_keeps_the_model_dtype(tiny_model_dir):
 
 
 def test_a_stale_entry_only_costs_its_reuse(backends):
+    """A prompt diverging mid-way from its key's entry reuses the entry up to the first differing
+    token (worked out here from the token ids), prefills the rest, and generates what generate does."""
     plain, reusing = backends
     tok = plain.tokenizer
     params = GenerationParams(max_new_tokens=8, stop=())
     reusing.generate([_chat(tok, ["Tell me about westerns."])], params, cache_keys=["stale"])
+    kept = reusing.prefix_store.entries["stale"].ids
     # a retry whose history was re-rendered differently: the prompt diverges mid-way
     prompt = _chat(tok, ["Tell me about musicals instead."])
+    ids = tok(prompt, add_special_tokens=False)["input_ids"]
+    shared = next(n for n, (a, b) in enumerate(zip(kept + [None], ids)) if a != b)
+    assert 0 < shared < len(ids) - 1 and shared < len(kept)  # a real shared head, a real divergence
+    before = reusing.prefix_cache_stats()
     assert reusing.generate([prompt], params, cache_keys=["stale"]) == plain.generate([prompt], params)
+    after = reusing.prefix_cache_stats()
+    assert (after["lookups"] - before["lookups"], after["hits"] - before["hits"]) == (1, 1)
+    assert after["reused_tokens"] - before["reused_tokens"] == shared
+    assert after["prefilled_tokens"] - before["prefilled_tokens"] == len(ids) - shared
 
 
 def test_kv_reuse_leaves_episode_logs_unchanged(tmp_path, tiny_model_dir):

@@ -4,10 +4,10 @@
 :mod:`~interplay.cli.study` (head-to-head human studies). Options take their defaults, help
 and bounds from the config they fill (:func:`~interplay.cli.app.option`)."""
 
-from interplay.cli import data, evaluate, simulate, study, studio, train
+from interplay.cli import data, docs, evaluate, simulate, study, studio, train
 from interplay.cli.app import app, console
 
-__all__ = ["app", "console", "data", "evaluate", "main", "simulate", "studio", "study", "train"]
+__all__ = ["app", "console", "data", "docs", "evaluate", "main", "simulate", "studio", "study", "train"]
 
 
 def main() -> None:

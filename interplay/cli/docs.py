@@ -1,0 +1,58 @@
+"""``interplay docs``: render the docs' tables of figures from their result files (``docs/results``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from interplay.cli.app import app, bad_input, console
+
+docs_app = typer.Typer(no_args_is_help=True, help="Docs: tables of figures rendered from docs/results/*.json.")
+app.add_typer(docs_app, name="docs")
+
+
+@docs_app.command("render")
+def docs_render(
+    check: bool = typer.Option(False, "--check", help="write nothing; exit 1 if a block differs from its file"),
+    docs: Path = typer.Option(Path("docs"), help="the docs folder whose *.md hold '<!-- results: NAME -->' blocks"),
+    results: Path = typer.Option(Path("docs/results"), help="the folder of result files NAME.json"),
+    readme: Path = typer.Option(Path("README.md"), help="a README whose blocks are rendered too (skipped if absent)"),
+) -> None:
+    """Re-render every '<!-- results: NAME -->' block from docs/results/NAME.json (--check: list stale ones)."""
+    from interplay.results_docs import ResultsError, render_docs
+
+    with bad_input(ResultsError, OSError):
+        if not docs.is_dir():
+            raise ResultsError(f"{docs}: no docs folder (run from the repository root or give --docs)")
+        stale = render_docs(docs, results, check=check, readme=readme if readme.is_file() else None)
+    if check and stale:
+        console.print(f"[red]stale:[/red] {len(stale)} results block(s) differ from their result files "
+                      "(run `interplay docs render`):", soft_wrap=True)
+        for block in stale:
+            console.print(f"  {block}", markup=False, soft_wrap=True)
+        raise typer.Exit(1)
+    if check:
+        console.print("docs: every results block matches its result file")
+    else:
+        console.print(f"docs: {len(stale)} results block(s) rewritten" +
+                      "".join(f"\n  {b}" for b in stale), markup=False, soft_wrap=True)
+
+
+@docs_app.command("from-scorecard")
+def docs_from_scorecard(
+    folder: Path = typer.Argument(..., help="a folder written by 'interplay evaluate fidelity' (scorecard.json)"),
+    name: str = typer.Option(..., help="result file stem: writes NAME-decisions.json, NAME-probes.json, NAME-replay.json"),
+    command: str = typer.Option(..., help="the exact command that produced the scorecard"),
+    results: Path = typer.Option(Path("docs/results"), help="the folder of result files"),
+) -> None:
+    """Result files from a fidelity scorecard, each row with its agent's checkpoint hash and threshold."""
+    from interplay.evaluation.fidelity_results import write_scorecard_results
+    from interplay.results_docs import ResultsError
+
+    with bad_input(ResultsError, OSError, ValueError):
+        if not (folder / "scorecard.json").is_file():
+            raise ResultsError(f"{folder / 'scorecard.json'}: missing (run 'interplay evaluate fidelity' first)")
+        paths = write_scorecard_results(folder, name, command, results)
+    for p in paths:
+        console.print(f"wrote {p}", markup=False)

@@ -1,0 +1,130 @@
+"""A fidelity scorecard as docs result files (:mod:`interplay.results_docs`): the decision figures
+per slice, the discrimination probes and the replay outcomes, each row with its agent's
+checkpoint hash and threshold, so the docs' tables are rendered from data, never typed."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+from interplay.metrics.fidelity import SLICES
+from interplay.results_docs import Column, ResultTable, checkpoint_hash
+
+
+def agent_checkpoint(spec: str) -> str:
+    """The content hash of the weights an agent spec runs (``-`` for agents without weights)."""
+    from interplay.agent_specs import AgentSpec, model_of
+    from interplay.backends.default_model import resolve_model_path
+
+    parsed = AgentSpec.parse(spec)
+    model = model_of(parsed)
+    if model is not None:
+        model = resolve_model_path(model)
+    if not model or not Path(model).is_dir():
+        return "-"
+    return checkpoint_hash(Path(model))
+
+
+def _figure(fig: dict | None, n: int | None = None) -> dict | None:
+    if not fig or fig.get("value") is None:
+        return None
+    return {"value": fig["value"], "ci95": fig.get("ci95"), "n": n}
+
+
+def _rate(fig: dict | None) -> dict | None:
+    if not fig or fig.get("accept_rate") is None:
+        return None
+    return {"value": fig["accept_rate"], "ci95": fig.get("ci95"), "n": fig.get("n")}
+
+
+def scorecard_results(card: dict, command: str, measured: dt.date, source: str) -> dict[str, ResultTable]:
+    """Three tables from one scorecard: ``decisions`` (per agent and slice), ``probes`` and
+    ``replay``. The figures a hint defines are named in the probe table's ``by construction`` column."""
+    c = card["config"]
+    thresholds = {a["agent"]: a.get("accept_threshold") for a in card["agents"]}
+    hashes = {a["agent"]: agent_checkpoint(a["agent"]) for a in card["agents"]}
+    common = {"command": command, "data": c["data"], "split": c["split"], "source": source, "measured": measured}
+    base = lambda a: {"agent": a["agent"], "checkpoint": hashes[a["agent"]], "threshold": thresholds[a["agent"]]}  # noqa: E731
+
+    rows = []
+    for a in card["agents"]:
+        for s in ("all", *SLICES):
+            d = a["decisions"].get(s) or {}
+            if not d.get("n"):
+                continue
+            rows.append({**base(a), "slice": s, "n": f"{d['n']} ({d['human_accepts']}/{d['human_rejects']})",
+                         "dialogues": d.get("dialogues"), "agent_accepts": d["agent_accepts"],
+                         "accuracy": _figure(d.get("accuracy")), "balanced_accuracy": _figure(d.get("balanced_accuracy")),
+                         "kappa": _figure(d.get("kappa")), "reject_f1": _figure(d.get("reject_f1"))})
+    decisions = ResultTable(
+        title=f"Decisions against people per slice: {c['data']} ({c['split']})", **common,
+        columns=[Column(key="agent", header="agent"), Column(key="slice", header="slice"),
+                 Column(key="n", header="n (acc/rej)"), Column(key="dialogues", header="dialogues", format="d"),
+                 Column(key="agent_accepts", header="agent accepts", format="d"),
+                 Column(key="accuracy", header="accuracy", format=".2f"),
+                 Column(key="balanced_accuracy", header="balanced acc.", format=".2f"),
+                 Column(key="kappa", header="kappa", format=".2f"), Column(key="reject_f1", header="reject F1", format=".2f"),
+                 Column(key="checkpoint", header="checkpoint"), Column(key="threshold", header="threshold", format=".3f")],
+        rows=rows,
+        notes=["Slices are set by provenance when the records are built (docs/data.md); n counts judged items "
+               "(accepted / rejected by the person); items the person did not say about are left out.",
+               "Intervals: 95% bootstrap over dialogues (clusters), 2,000 resamples, rows sorted by task id."])
+
+    probe_rows = []
+    for a in card["agents"]:
+        d, rates = a.get("discrimination") or {}, (a.get("discrimination") or {}).get("rates", {})
+        hint = a.get("hint_use") or {}
+        built = set(hint.get("by_construction", []))
+        probe_rows.append({**base(a), **{k.replace("-", "_"): _rate(rates.get(k))
+                                         for k in ("matching", "contradicting", "co-liked", "co-disliked")},
+                           "gap": _figure(d.get("gap"), (d.get("gap") or {}).get("n")),
+                           "match_auc": d.get("match_auc"),
+                           "disjoint_gap": _figure(d.get("disjoint_gap"), (d.get("disjoint_gap") or {}).get("n")),
+                           "by_construction": ", ".join(sorted(built)) or "-",
+                           "hint": "; ".join(hint.get("uses", [])) or "-"})
+    probes = ResultTable(
+        title=f"Counterfactual probes: {c['data']} ({c['split']})", **common,
+        columns=[Column(key="agent", header="agent"), Column(key="matching", header="matching", format=".2f"),
+                 Column(key="contradicting", header="contradicting", format=".2f"),
+                 Column(key="gap", header="gap (n)", format=".2f", show_n=True),
+                 Column(key="match_auc", header="AUC of match", format=".3f"),
+                 Column(key="co_liked", header="co-liked", format=".2f"),
+                 Column(key="co_disliked", header="co-disliked", format=".2f"),
+                 Column(key="disjoint_gap", header="disjoint gap (n)", format=".2f", show_n=True),
+                 Column(key="by_construction", header="by construction"), Column(key="hint", header="hint"),
+                 Column(key="checkpoint", header="checkpoint"), Column(key="threshold", header="threshold", format=".3f")],
+        rows=probe_rows,
+        notes=["matching / contradicting: items chosen by their attribute overlap with the target; co-liked / "
+               "co-disliked: films the target's MovieLens fans love / dislike (interplay.data.co_ratings), never one "
+               "the contradicting rule would pick. The disjoint gap is co-liked minus co-disliked acceptance.",
+               "A figure named under 'by construction' is defined by a rule the agent's training or prompt used "
+               "(the hint column): it is reported, and never counted as the agent beating another."])
+
+    replay_rows = [{**base(a), "episodes": a["replay"].get("episodes"), "SR": a["replay"].get("SR"),
+                    "ET": a["replay"].get("ET"), "FR": a["replay"].get("FR")} for a in card["agents"]]
+    replay = ResultTable(
+        title=f"Replays of the recorded recommender turns (SR / ET / FR by item id): {c['data']} ({c['split']})",
+        **common,
+        columns=[Column(key="agent", header="agent"), Column(key="episodes", header="episodes", format="d"),
+                 Column(key="SR", header="SR", format=".3f"), Column(key="ET", header="ET", format=".3f"),
+                 Column(key="FR", header="FR", format=".3f"),
+                 Column(key="checkpoint", header="checkpoint"), Column(key="threshold", header="threshold", format=".3f")],
+        rows=replay_rows,
+        notes=["SR: the user accepted the target (the accepted item's id is the target's); ET: it accepted another "
+               "item; FR: it accepted nothing."])
+    return {"decisions": decisions, "probes": probes, "replay": replay}
+
+
+def write_scorecard_results(folder: Path, name: str, command: str, results_dir: Path,
+                            measured: dt.date | None = None) -> list[Path]:
+    """Write ``results_dir/NAME-{decisions,probes,replay}.json`` from ``folder/scorecard.json``."""
+    card = json.loads((folder / "scorecard.json").read_text())
+    tables = scorecard_results(card, command, measured or dt.date.today(), str(folder / "scorecard.json"))
+    results_dir.mkdir(parents=True, exist_ok=True)
+    out = []
+    for kind, table in tables.items():
+        path = results_dir / f"{name}-{kind}.json"
+        path.write_text(table.model_dump_json(indent=1, exclude_none=False) + "\n")
+        out.append(path)
+    return out
