@@ -166,6 +166,40 @@ def print_candidates(catalogue, titles: list[tuple[str, str]], k: int = 15) -> N
             print(f"   {items[i].item_id:>12}  {items[i].title}")
 
 
+def write_results(catalogue, gold_rows: list[dict[str, str]], path: Path) -> None:
+    """The docs result file of the matcher (``resolve``) and the exact lookup (``find``) on the gold sample."""
+    import datetime as dt
+
+    from scipy.stats import binomtest
+
+    from interplay.results_docs import Column, ResultTable
+
+    def fig(k: int, n: int) -> dict:
+        ci = binomtest(k, n).proportion_ci(method="wilson") if n else None
+        return {"value": k / n if n else 1.0, "ci95": [ci.low, ci.high] if ci else None, "n": n}
+
+    rows = []
+    for method in ("resolve", "find"):
+        r = measure(catalogue, gold_rows, method)
+        rows.append({"matcher": f"Catalogue.{method}", "precision": fig(r["correct"], r["resolved"]),
+                     "recall": fig(r["correct"], r["in_catalogue"]), "wrong": len(r["wrong"]),
+                     "misses": len(r["misses"]), "checkpoint": "-", "threshold": None})
+    table = ResultTable(
+        title="Title matcher on the hand-labelled ReDial -> MovieLens sample", measured=dt.date.today(),
+        command="python benchmarks/title_matching.py --results-json docs/results/title-matching.json",
+        data="../shared/data (ReDial test movieMentions, MovieLens catalogue)", split="test",
+        source="tests/fixtures/title_matches_gold.tsv",
+        columns=[Column(key="matcher", header="matcher"),
+                 Column(key="precision", header="precision (resolved)", format=".3f", show_n=True),
+                 Column(key="recall", header="recall (in catalogue)", format=".3f", show_n=True),
+                 Column(key="wrong", header="wrong matches", format="d"), Column(key="misses", header="misses", format="d")],
+        rows=rows,
+        notes=[f"{r['labelled']} titles labelled by hand ({r['in_catalogue']} in the catalogue, "
+               f"{r['not_in_catalogue']} not), {r['unsure']} left out as unsure; intervals: Wilson 95%."])
+    path.write_text(table.model_dump_json(indent=1) + "\n")
+    print(f"wrote {path}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
@@ -173,6 +207,7 @@ def main() -> None:
     ap.add_argument("--method", help="Catalogue method to measure (default: resolve if it exists, else match)")
     ap.add_argument("--candidates", action="store_true", help="print the sample with broad candidates and exit")
     ap.add_argument("--json", action="store_true", help="print the result dict as JSON")
+    ap.add_argument("--results-json", help="write the docs result file (interplay.results_docs) of resolve and find here")
     args = ap.parse_args()
 
     sys.path.insert(0, str(ROOT))
@@ -181,6 +216,9 @@ def main() -> None:
     catalogue = load_movielens_catalogue(args.data_root)
     if args.candidates:
         print_candidates(catalogue, sample_titles(args.data_root))
+        return
+    if args.results_json:
+        write_results(catalogue, load_gold(args.gold), Path(args.results_json))
         return
     r = measure(catalogue, load_gold(args.gold), args.method)
     if args.json:

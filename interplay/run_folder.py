@@ -58,8 +58,11 @@ def prepare_run_folder(folder: str | Path, cfg: C, resume: bool, what: str = "ru
     return folder
 
 
-def _grew(old: int | None, new: int | None) -> bool:
-    """A limit that rose or was lifted (None: no limit): the items done under the old one stay valid."""
+def _grew(old, new) -> bool:
+    """A limit that rose or was lifted (None: no limit), or a list that gained entries (parts added
+    to an evaluation): what was done under the old value stays valid."""
+    if isinstance(old, list) and isinstance(new, list):
+        return set(new) >= set(old)
     return new is None or (old is not None and new >= old)
 
 

@@ -457,3 +457,25 @@ def test_hint_use_marks_the_figures_an_agent_was_given():
     assert h["uses"] == ["training negatives chosen by the contradicting rule", "match counts in its prompt"]
     assert h["by_construction"] == list(ATTRIBUTE_RULE_FIGURES) and "disjoint_gap" not in h["by_construction"]
     assert hint_use({"grounding_match": True}, "usersim-nomatch:runs/ckpt/x")["uses"] == ["match counts in its training"]
+
+
+def test_fidelity_parts_grow_on_resume_and_a_folder_keeps_what_it_ran(tmp_path):
+    """Human decisions first on a slow machine, the other parts later into the same folders: a
+    folder that ran more parts keeps them; parts may be added on resume, never dropped."""
+    from interplay.evaluation.config import EvalConfig
+    from interplay.evaluation.fidelity import PARTS, FidelityConfig, agent_eval_config
+    from interplay.run_folder import RunDirError, prepare_run_folder
+
+    cfg = FidelityConfig(users=["rule", "rule:0"], data="d", out=str(tmp_path), parts=["human"])
+    first = agent_eval_config(cfg, 0)
+    assert first.parts == ["human"]
+    prepare_run_folder(first.out, first, resume=False)
+    full = agent_eval_config(cfg.model_copy(update={"parts": list(PARTS)}), 0)
+    prepare_run_folder(full.out, full, resume=True)  # parts added: resumes
+    assert agent_eval_config(cfg, 0).parts == PARTS  # the folder keeps every part it ran
+    assert agent_eval_config(cfg, 1).parts == ["human"]  # another agent's folder is its own
+    fewer = EvalConfig(**{**full.model_dump(), "parts": ["human"]})
+    with pytest.raises(RunDirError, match="parts"):
+        prepare_run_folder(full.out, fewer, resume=True)
+    with pytest.raises(ValueError, match="choose from"):
+        FidelityConfig(users=["rule"], data="d", out="o", parts=["bogus"])

@@ -110,6 +110,8 @@ def evaluate_fidelity_cmd(
     downstream: list[str] = typer.Option([], help="a finished 'evaluate recommender' folder of a RecSim trained on "
                                          "dialogues simulated with a user agent, or on real ones (repeat; "
                                          "experiments/downstream_utility.sh): the downstream-utility table"),
+    parts: str = typer.Option("replay,human,probe,nll", help="evaluation parts per agent (e.g. 'human' first on a "
+                              "slow machine; rerun with more to add them: an agent folder keeps what it ran)"),
     seed: int = option(E, "seed"), concurrency: int = option(E, "concurrency"),
     resume: bool = _RESUME, ray_address: Optional[str] = _RAY, progress: bool = typer.Option(True),
 ) -> None:
@@ -120,7 +122,7 @@ def evaluate_fidelity_cmd(
     try:
         cfg = FidelityConfig(users=user, data=str(data), split=split, out=str(out), limit=limit, decision=decision,
                              accept_thresholds=accept_threshold, downstream=downstream, seed=seed,
-                             concurrency=concurrency)
+                             concurrency=concurrency, parts=[p.strip() for p in parts.split(",") if p.strip()])
     except ValueError as exc:
         fail(exc)
     with bad_input(ValueError, FileNotFoundError, FileExistsError):

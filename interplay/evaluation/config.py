@@ -71,7 +71,7 @@ class EvalConfig(BaseModel):
                                                              "prefix_cache_spill", "out"})
     # the records are the split's first ``limit``: a resumption may take more of them (or all), and
     # the rows already written stay the same records
-    GROWS_ON_RESUME: ClassVar[frozenset[str]] = frozenset({"limit"})
+    GROWS_ON_RESUME: ClassVar[frozenset[str]] = frozenset({"limit", "parts"})
 
     @model_validator(mode="after")
     def _titles_need_candidates(self) -> "EvalConfig":

@@ -16,7 +16,7 @@ import json
 import re
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from interplay.evaluation.config import EvalConfig
 
@@ -40,8 +40,19 @@ class FidelityConfig(BaseModel):
     downstream: list[str] = Field(default_factory=list, description="finished recommender evaluations of RecSims "
                                   "trained on dialogues simulated with each user agent (and on real ones), for the "
                                   "downstream-utility table (experiments/downstream_utility.sh)")
+    parts: list[str] = Field(default_factory=lambda: list(PARTS), description="the evaluation parts to run "
+                             "(human decisions first on a slow machine; an agent folder holding more parts keeps them)")
     seed: int = 0
     concurrency: int = 16
+
+
+    @field_validator("parts")
+    @classmethod
+    def _known_parts(cls, v: list[str]) -> list[str]:
+        unknown = [p for p in v if p not in PARTS]
+        if unknown or not v:
+            raise ValueError(f"parts {unknown or v}: choose from {', '.join(PARTS)}")
+        return v
 
 
 def agent_folder(spec: str) -> str:
@@ -83,9 +94,16 @@ def threshold_of(cfg: FidelityConfig, i: int) -> float | None:
 
 
 def agent_eval_config(cfg: FidelityConfig, i: int) -> EvalConfig:
+    """The ``evaluate user`` settings of the i-th agent: ``cfg.parts``, plus any part its folder
+    already ran (a resumed evaluation may add parts, never drop them)."""
+    import json
+
     spec = cfg.users[i]
+    out = Path(cfg.out) / agent_folder(spec)
+    held = json.loads((out / "config.json").read_text()).get("parts", []) if (out / "config.json").is_file() else []
+    parts = [p for p in PARTS if p in cfg.parts or p in held]
     return EvalConfig(kind="user", agent=spec, data=cfg.data, split=cfg.split, limit=cfg.limit,
-                      out=str(Path(cfg.out) / agent_folder(spec)), parts=PARTS, decision=cfg.decision,
+                      out=str(out), parts=parts, decision=cfg.decision,
                       accept_threshold=threshold_of(cfg, i), seed=cfg.seed, concurrency=cfg.concurrency)
 
 
