@@ -479,3 +479,36 @@ def test_fidelity_parts_grow_on_resume_and_a_folder_keeps_what_it_ran(tmp_path):
         prepare_run_folder(full.out, fewer, resume=True)
     with pytest.raises(ValueError, match="choose from"):
         FidelityConfig(users=["rule"], data="d", out="o", parts=["bogus"])
+
+
+def test_scorecard_result_files_carry_figures_checkpoint_threshold_and_notes(tmp_path):
+    """A scorecard becomes three docs result files whose rendered tables hold its figures, each
+    row with the agent's checkpoint hash ('-' without weights) and threshold."""
+    import datetime as dt
+    import json
+
+    from interplay.evaluation.fidelity_results import write_scorecard_results
+    from interplay.results_docs import load_result, render_table
+
+    dec = {"n": 3, "human_accepts": 2, "human_rejects": 1, "agent_accepts": 2, "dialogues": 2,
+           **{k: {"value": 0.75, "ci95": [0.5, 1.0], "majority": 0.5} for k in
+              ("accuracy", "balanced_accuracy", "kappa", "reject_f1")}}
+    card = {"config": {"data": "data/x", "split": "test"},
+            "agents": [{"agent": "rule", "accept_threshold": 0.5, "decisions": {"all": dec, "target": {"n": 0}},
+                        "discrimination": {"rates": {"matching": {"n": 4, "accept_rate": 1.0, "ci95": [1.0, 1.0]}},
+                                           "gap": {"n": 4, "value": 1.0, "ci95": [1.0, 1.0]}, "match_auc": 1.0,
+                                           "disjoint_gap": {"n": 2, "value": 0.5, "ci95": [0.0, 1.0]}},
+                        "hint_use": {"uses": [], "by_construction": []},
+                        "replay": {"episodes": 5, "SR": 0.6, "ET": 0.2, "FR": 0.2}}]}
+    (tmp_path / "sc").mkdir()
+    (tmp_path / "sc" / "scorecard.json").write_text(json.dumps(card))
+    paths = write_scorecard_results(tmp_path / "sc", "fid", "interplay evaluate fidelity ...", tmp_path / "res",
+                                    dt.date(2026, 12, 6), notes=["zero parts pending"])
+    assert [p.name for p in paths] == ["fid-decisions.json", "fid-probes.json", "fid-replay.json"]
+    decisions = render_table(load_result(paths[0]), "fid-decisions")
+    assert "| rule | all | 3 (2/1) | 2 | 2 | 0.75 [0.50, 1.00] | 0.75 [0.50, 1.00] |" in decisions
+    assert decisions.count("| rule |") == 1 and "| - | 0.500 |" in decisions  # no row for an empty slice
+    assert "- zero parts pending" in decisions
+    probes = render_table(load_result(paths[1]), "fid-probes")
+    assert "| 1.00 [1.00, 1.00] (4) |" in probes and "| 0.50 [0.00, 1.00] (2) |" in probes
+    assert "| rule | 5 | 0.600 | 0.200 | 0.200 | - | 0.500 |" in render_table(load_result(paths[2]), "fid-replay")

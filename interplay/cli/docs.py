@@ -45,6 +45,8 @@ def docs_from_scorecard(
     name: str = typer.Option(..., help="result file stem: writes NAME-decisions.json, NAME-probes.json, NAME-replay.json"),
     command: str = typer.Option(..., help="the exact command that produced the scorecard"),
     results: Path = typer.Option(Path("docs/results"), help="the folder of result files"),
+    note: list[str] = typer.Option([], help="a sentence added to every table's notes (repeat), e.g. what a "
+                                   "figure was given or trained on, or a part not run yet"),
 ) -> None:
     """Result files from a fidelity scorecard, each row with its agent's checkpoint hash and threshold."""
     from interplay.evaluation.fidelity_results import write_scorecard_results
@@ -53,6 +55,6 @@ def docs_from_scorecard(
     with bad_input(ResultsError, OSError, ValueError):
         if not (folder / "scorecard.json").is_file():
             raise ResultsError(f"{folder / 'scorecard.json'}: missing (run 'interplay evaluate fidelity' first)")
-        paths = write_scorecard_results(folder, name, command, results)
+        paths = write_scorecard_results(folder, name, command, results, notes=note)
     for p in paths:
         console.print(f"wrote {p}", markup=False)

@@ -117,10 +117,12 @@ def scorecard_results(card: dict, command: str, measured: dt.date, source: str) 
 
 
 def write_scorecard_results(folder: Path, name: str, command: str, results_dir: Path,
-                            measured: dt.date | None = None) -> list[Path]:
-    """Write ``results_dir/NAME-{decisions,probes,replay}.json`` from ``folder/scorecard.json``."""
+                            measured: dt.date | None = None, notes: list[str] | None = None) -> list[Path]:
+    """Write ``results_dir/NAME-{decisions,probes,replay}.json`` from ``folder/scorecard.json``
+    (``notes`` added to each table's)."""
     card = json.loads((folder / "scorecard.json").read_text())
     tables = scorecard_results(card, command, measured or dt.date.today(), str(folder / "scorecard.json"))
+    tables = {k: t.model_copy(update={"notes": [*t.notes, *(notes or [])]}) for k, t in tables.items()}
     results_dir.mkdir(parents=True, exist_ok=True)
     out = []
     for kind, table in tables.items():
