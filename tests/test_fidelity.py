@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from interplay.catalogue import Catalogue, Item
-from interplay.data.schema import DialogueRecord, Outcome, RecordTurn
+from interplay.data.schema import DialogueRecord
 from interplay.episode import Persona, Target
 from interplay.episode_log import EpisodeLog, Termination, TurnLog
 from interplay.evaluation.probes import PROBES, attribute_match, discrimination, probe_item, probe_tasks
