@@ -83,7 +83,8 @@ class Catalogue:
         self._items: dict[str, Item] = {}
         self._by_title: dict[str, Item] = {}
         self._by_name: dict[str, list[Item]] = {}
-        self._fuzzy: dict[int | None, list[Item]] | None = None
+        #: year -> (item, its names normalised, each with its main title): built once, on first use
+        self._fuzzy: dict[int | None, list[tuple[Item, tuple[tuple[str, str], ...]]]] | None = None
         self._vocabulary: frozenset[str] | None = None
         self._key: str | None = None
         self._resolved: dict[str, Item | None] = {}
@@ -158,22 +159,23 @@ class Catalogue:
         if self._fuzzy is None:
             # built aside and published whole: agents of many episodes share one catalogue across
             # threads, and a half-built index made fuzzy matches differ between runs (measured)
-            by_year: dict[int | None, list[Item]] = {}
+            by_year: dict[int | None, list[tuple[Item, tuple[tuple[str, str], ...]]]] = {}
             for it in self:
-                by_year.setdefault(split_year(it.title)[1], []).append(it)
+                names = tuple((normalize_title(split_year(alt)[0], keep_year=False), _main_title(alt))
+                              for alt in _alternative_titles(it.title))
+                by_year.setdefault(split_year(it.title)[1], []).append((it, names))
             self._fuzzy = by_year
         if year is None:
-            pool, cutoff = list(self), 95.0
+            pool, cutoff = [e for entries in self._fuzzy.values() for e in entries], 95.0
         else:
-            pool, cutoff = [it for y in (year, year - 1, year + 1) for it in self._fuzzy.get(y, [])], 90.0
+            pool, cutoff = [e for y in (year, year - 1, year + 1) for e in self._fuzzy.get(y, [])], 90.0
         words = key.split()
         hits: dict[str, tuple[float, Item]] = {}
-        for it in pool:
-            for alt in _alternative_titles(it.title):
-                cand = normalize_title(split_year(alt)[0], keep_year=False)
+        for it, names in pool:
+            for cand, main in names:
                 score = fuzz.ratio(key, cand)
                 if score < cutoff and year is not None and (
-                        key == _main_title(alt) or (len(words) >= 2 and _words_in_order(words, cand.split()))):
+                        key == main or (len(words) >= 2 and _words_in_order(words, cand.split()))):
                     score = 89.0  # a shortened name: below any near-identical one
                 if score >= 89.0 and (it.item_id not in hits or hits[it.item_id][0] < score):
                     hits[it.item_id] = (score, it)
