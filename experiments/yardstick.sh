@@ -6,6 +6,10 @@
 #
 #   bash experiments/yardstick.sh zero-shot usersim:runs/ckpt/usersim-matchdec usersim-nomatch:runs/ckpt/usersim-matchdec
 #
+# On a slow machine run the parts in passes (PARTS=human,probe first, then PARTS=replay ...): an
+# agent folder keeps every part it ran, and each pass rewrites the scorecard and the result files.
+# SETS=redial or SETS=inspired runs one data set only. NOTE adds a sentence to the result files.
+#
 # Needs data/redial and data/inspired (interplay data build ...). One heavy job at a time.
 set -euo pipefail
 IP=${IP:-interplay}
@@ -30,9 +34,10 @@ done
 
 for set in "redial test redial-test" "inspired dev inspired-dev"; do
   read -r data split name <<< "$set"
-  cmd="$IP evaluate fidelity --data data/$data --split $split --out $OUT/$name ${users[*]} ${thresholds[*]}"
+  [[ -z ${SETS:-} || $SETS == *$data* ]] || continue
+  cmd="$IP evaluate fidelity --data data/$data --split $split --out $OUT/$name ${users[*]} ${thresholds[*]}${PARTS:+ --parts $PARTS}"
   echo "== $cmd ($(date +%H:%M:%S))"
   $cmd --no-progress
-  $IP docs from-scorecard "$OUT/$name" --name "fidelity-$name" --command "$cmd"
+  $IP docs from-scorecard "$OUT/$name" --name "fidelity-$name" --command "$cmd" ${NOTE:+--note "$NOTE"}
 done
 $IP docs render

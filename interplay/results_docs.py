@@ -21,6 +21,8 @@ ROW_KEYS = ("checkpoint", "threshold")
 START = re.compile(r"^<!--\s*results:\s*([A-Za-z0-9_.-]+)\s*-->\s*$")
 END = re.compile(r"^<!--\s*/results\s*-->\s*$")
 CHECKPOINT = re.compile(r"^(sha256:[0-9a-f]{16,64}|-)$")
+#: how a checkpoint hash of ``null`` renders: the run's weights were not kept, so their hash is unknown
+NOT_KEPT = "not kept"
 
 
 class ResultsError(ValueError):
@@ -145,7 +147,8 @@ def render_table(result: ResultTable, name: str) -> str:
     """The markdown of result file ``name`` (its stem): the table, its source line, its notes as bullets."""
     cols = table_columns(result)
     lines = ["| " + " | ".join(c.header for c in cols) + " |", "| " + " | ".join("---" for _ in cols) + " |"]
-    lines += ["| " + " | ".join(format_cell(row.get(c.key), c) for c in cols) + " |" for row in result.rows]
+    lines += ["| " + " | ".join(NOT_KEPT if c.key == "checkpoint" and row.get(c.key) is None
+                                else format_cell(row.get(c.key), c) for c in cols) + " |" for row in result.rows]
     lines += ["", f"Source: `{RESULTS_DIR}/{name}.json` — command: `{result.command}`, measured "
               f"{result.measured.isoformat()}"]
     if result.notes:

@@ -61,6 +61,14 @@ def test_render_table_appends_checkpoint_and_threshold_columns():
     assert text.endswith("measured 2024-05-01\n")
 
 
+def test_a_checkpoint_that_was_not_kept_says_so_and_a_weightless_agent_shows_a_dash():
+    rows = [{**SMALL["rows"][1], "checkpoint": None}, {**SMALL["rows"][0], "checkpoint": "-"}]
+    spec = {**SMALL, "columns": SMALL["columns"][:1], "rows": rows, "notes": []}
+    lines = render_table(ResultTable.model_validate(spec), "small").splitlines()
+    assert lines[2] == "| llm\\|lora | not kept | 0.375 |"
+    assert lines[3] == "| rule | - | - |"
+
+
 def _project(tmp_path: Path) -> tuple[Path, Path]:
     docs, results = tmp_path / "docs", tmp_path / "docs" / "results"
     results.mkdir(parents=True)

@@ -58,3 +58,22 @@ def docs_from_scorecard(
         paths = write_scorecard_results(folder, name, command, results, notes=note)
     for p in paths:
         console.print(f"wrote {p}", markup=False)
+
+
+@docs_app.command("from-recommenders")
+def docs_from_recommenders(
+    folders: list[Path] = typer.Argument(..., help="finished 'interplay evaluate recommender' folders, one row each"),
+    name: str = typer.Option(..., help="result file stem: writes NAME.json"),
+    command: str = typer.Option(..., help="the exact command(s) that produced the folders"),
+    results: Path = typer.Option(Path("docs/results"), help="the folder of result files"),
+    title: str = typer.Option("", help="the table's title (default: from the data and split)"),
+    note: list[str] = typer.Option([], help="a sentence added to the table's notes (repeat)"),
+) -> None:
+    """A result file from recommender evaluations: Recall@k and MatchScore with dialogue-cluster
+    intervals, each row with its agent's checkpoint hash."""
+    from interplay.evaluation.recommender_results import write_recommender_results
+    from interplay.results_docs import ResultsError
+
+    with bad_input(ResultsError, OSError, ValueError):
+        path = write_recommender_results(folders, name, command, results, notes=note, title=title or None)
+    console.print(f"wrote {path}", markup=False)

@@ -113,13 +113,35 @@ def scorecard_results(card: dict, command: str, measured: dt.date, source: str) 
         rows=replay_rows,
         notes=["SR: the user accepted the target (the accepted item's id is the target's); ET: it accepted another "
                "item; FR: it accepted nothing."])
-    return {"decisions": decisions, "probes": probes, "replay": replay}
+    tables = {"decisions": decisions, "probes": probes, "replay": replay}
+    if card.get("downstream"):
+        tables["downstream"] = _downstream_table(card["downstream"], common)
+    return tables
+
+
+def _downstream_table(rows: list[dict], common: dict) -> ResultTable:
+    """The downstream-utility rows (RecSims trained on each user agent's dialogues, or on real ones)."""
+    out = [{"trained_on": r["trained_on"], "user": r["user"] or "-", "train_records": r.get("train_records"),
+            "matchscore": _figure(r.get("matchscore"), (r.get("matchscore") or {}).get("n")),
+            "recall_at_1": _figure(r.get("recall@1")), "recall_at_10": _figure(r.get("recall@10")),
+            "agent": r["agent"], "checkpoint": agent_checkpoint(r["agent"]), "threshold": None} for r in rows]
+    return ResultTable(
+        title="Downstream utility: a RecSim trained on each user agent's simulated dialogues", **common,
+        columns=[Column(key="trained_on", header="trained on"), Column(key="user", header="user agent"),
+                 Column(key="train_records", header="train dialogues", format="d"),
+                 Column(key="matchscore", header="MatchScore (n)", format=".2f", show_n=True),
+                 Column(key="recall_at_1", header="Recall@1", format=".2f"),
+                 Column(key="recall_at_10", header="Recall@10", format=".2f"),
+                 Column(key="agent", header="recommender")],
+        rows=out,
+        notes=["Each RecSim is evaluated at the recorded recommendations of the held-out split (one scored turn per "
+               "dialogue); intervals: 95% bootstrap."])
 
 
 def write_scorecard_results(folder: Path, name: str, command: str, results_dir: Path,
                             measured: dt.date | None = None, notes: list[str] | None = None) -> list[Path]:
-    """Write ``results_dir/NAME-{decisions,probes,replay}.json`` from ``folder/scorecard.json``
-    (``notes`` added to each table's)."""
+    """Write ``results_dir/NAME-{decisions,probes,replay}.json`` (and ``NAME-downstream.json`` when the
+    scorecard has downstream rows) from ``folder/scorecard.json`` (``notes`` added to each table's)."""
     card = json.loads((folder / "scorecard.json").read_text())
     tables = scorecard_results(card, command, measured or dt.date.today(), str(folder / "scorecard.json"))
     tables = {k: t.model_copy(update={"notes": [*t.notes, *(notes or [])]}) for k, t in tables.items()}
