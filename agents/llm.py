@@ -63,11 +63,17 @@ class LLMAgent(Agent):
         return render_prompt(self.tokenizer, self.messages(observation), self.prefill)
 
     def _params(self, observation: Observation) -> GenerationParams:
+        """This turn's settings: the agent's, with the turn's own seed and (for the n-gram ban
+        against the partner) the partner's last turn."""
         seed = (self.seed * 1_000_003 + observation.turn_index * 101 + observation.attempt) % (2**31)
         temperature = self.params.temperature
         if observation.attempt > 0 and temperature == 0:
             temperature = self.retry_temperature
-        return self.params.model_copy(update={"seed": seed, "temperature": temperature})
+        update: dict = {"seed": seed, "temperature": temperature}
+        last = observation.last
+        if self.params.partner_no_repeat_ngram > 0 and last is not None and last.role is not self.role:
+            update["partner_turn"] = last.text
+        return self.params.model_copy(update=update)
 
     @property
     def constrains(self) -> bool:

@@ -17,7 +17,17 @@ class GenerationParams(BaseModel):
 
     max_new_tokens: int = Field(96, ge=1, description="generation cap per turn")
     temperature: float = Field(0.0, ge=0.0, description="0 = greedy")
-    top_p: float = 1.0
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="nucleus sampling: sample from the smallest set of tokens "
+                         "whose probability reaches top_p (1 = all; sampled decoding only)")
+    repetition_penalty: float = Field(1.0, gt=0.0, description="divide (multiply, when negative) the logit of every "
+                                      "token already in this turn by this (1 = off; CTRL's penalty, transformers' "
+                                      "RepetitionPenaltyLogitsProcessor)")
+    no_repeat_ngram: int = Field(0, ge=0, description="never repeat a token n-gram of this size within a turn "
+                                 "(0 = off; transformers' NoRepeatNGramLogitsProcessor)")
+    partner_no_repeat_ngram: int = Field(0, ge=0, description="never copy a token n-gram of this size from the "
+                                         "partner's last turn (0 = off)")
+    #: the partner's last turn (its text), set per request by the agent for partner_no_repeat_ngram
+    partner_turn: str = ""
     stop: tuple[str, ...] = (RESPONSE_CLOSE,)
     seed: int = 0
     decoding: Literal["constrained", "free"] = Field(
@@ -28,9 +38,22 @@ class GenerationParams(BaseModel):
         "--recommender-candidates) only the candidates shown at that turn")
 
     def batch_key(self) -> tuple:
-        """Requests with equal keys can share one generate call (seed and decoding mode aside:
-        each request carries its own constraint)."""
-        return (self.max_new_tokens, self.temperature, self.top_p, self.stop)
+        """Requests with equal keys can share one generate call of a backend that takes one
+        params for the batch (seed, partner turn and decoding mode aside: each request carries
+        its own seed, partner turn and constraint)."""
+        return (self.max_new_tokens, self.temperature, self.top_p, self.stop, self.repetition_penalty,
+                self.no_repeat_ngram, self.partner_no_repeat_ngram)
+
+    def row_batch_key(self) -> tuple:
+        """Requests with equal keys can share one generate call of a backend that takes each
+        request's own params (``BackendCapabilities.row_params``): only the stop strings must agree."""
+        return (self.stop,)
+
+    @property
+    def repetition_controls(self) -> bool:
+        """Whether any repetition control is on (penalty, n-gram bans)."""
+        return (self.repetition_penalty != 1.0 or self.no_repeat_ngram > 0
+                or (self.partner_no_repeat_ngram > 0 and bool(self.partner_turn)))
 
 
 class TurnConstraint(BaseModel):
@@ -81,6 +104,9 @@ class BackendCapabilities:
     request_keys: bool = False
     #: a chat API that applies its own template: agents send ``chat(messages, ...)``, not prompts
     chat: bool = False
+    #: ``generate(..., row_params=[GenerationParams, ...])``: each request decoded with its own
+    #: settings (sampling, repetition controls, turn cap) in one batch
+    row_params: bool = False
 
 
 class GenerationBackend(Protocol):

@@ -20,6 +20,7 @@ import torch
 from transformers.cache_utils import DynamicLayer
 
 from interplay.backends.base import GenerationParams
+from interplay.backends.decoding_controls import RowControls, choose_tokens
 from interplay.backends.prefix_store import KV, PrefixKVStore
 
 __all__ = ["KV", "PrefixKVStore", "generate_reusing_prefix"]
@@ -106,20 +107,6 @@ def _fill_holes_order(still: list[int], rows: int) -> tuple[list[int], list[tupl
     return order, list(zip(holes, movers))
 
 
-def _next_tokens(logits: torch.Tensor, params: GenerationParams, generators: list | None) -> torch.Tensor:
-    """Greedy argmax, or temperature + top-p sampling, of the last-position logits ``[B, V]``; each
-    row samples from its own generator, so a request's sample does not depend on its batch."""
-    if params.temperature <= 0:
-        return logits.argmax(-1)
-    probs = torch.softmax(logits.float() / params.temperature, dim=-1)
-    if params.top_p < 1.0:
-        sorted_p, order = probs.sort(dim=-1, descending=True)
-        drop = sorted_p.cumsum(-1) - sorted_p > params.top_p
-        sorted_p = sorted_p.masked_fill(drop, 0.0)
-        probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
-    return torch.cat([torch.multinomial(p, 1, generator=g) for p, g in zip(probs, generators)])
-
-
 #: prompts prefilled together in one forward pass, grouped by length (measured on 2 CPU cores, 16
 #: prompts of 100-160 new tokens over 200 stored ones: 805-844 tok/s in fours, 729 one at a time;
 #: unsorted, the padding ate the gain; first turns of ~190 tokens: 961-984 vs 887-894 tok/s)
@@ -130,12 +117,17 @@ def generate_reusing_prefix(model, tokenizer, prompts: list[str], params: Genera
                             keys: list[str | None], store: PrefixKVStore | None,
                             seeds: list[int] | None = None, keep: list[bool] | None = None,
                             constraints: list | None = None, constrainer=None,
-                            timing: dict | None = None) -> list[list[int]]:
+                            timing: dict | None = None,
+                            row_params: list[GenerationParams] | None = None) -> list[list[int]]:
     """Generated token ids for each prompt (up to and including EOS or the token that completes a
     stop string), reusing and then updating ``store``'s entry under each prompt's key (no reuse
     when ``store`` is None). Sampled decoding draws each prompt's tokens from a generator seeded
     with its own seed (``seeds``, default ``params.seed``). ``keep[i]`` false: prompt ``i`` reuses
     its stored entry but is not stored back.
+
+    ``row_params[i]`` (default ``params`` for every row) are prompt ``i``'s own settings: its turn
+    cap (``max_new_tokens``), sampling and repetition controls
+    (:mod:`interplay.backends.decoding_controls`); ``params.stop`` ends every row.
 
     ``constraints[i]`` (a :class:`~interplay.backends.constrained.TurnConstraint`, or None for
     free text) makes ``constrainer`` mask row ``i``'s logits before argmax / sampling, so it can
@@ -165,7 +157,18 @@ def generate_reusing_prefix(model, tokenizer, prompts: list[str], params: Genera
     if constraints is not None and any(c is not None for c in constraints):
         matchers = [constrainer.matcher(c) if c is not None else None for c in constraints]
     constrained = any(m is not None for m in matchers)
-    budget = params.max_new_tokens + (constrainer.close_budget(constraints) if constrained else 0)
+    rows_params = list(row_params) if row_params is not None else [params] * b
+    if len(rows_params) != b:
+        raise ValueError(f"{len(rows_params)} row params for {b} prompts")
+    caps = [p.max_new_tokens for p in rows_params]  # each row's turn cap
+    close = constrainer.close_budget(constraints) if constrained else 0
+    budgets = [cap + (close if matchers[i] is not None else 0) for i, cap in enumerate(caps)]
+    budget = max(budgets)
+    controls = []
+    for p in rows_params:
+        partner = (tokenizer(p.partner_turn, add_special_tokens=False)["input_ids"]
+                   if p.partner_no_repeat_ngram > 0 and p.partner_turn else [])
+        controls.append(RowControls(p, partner))
     starts = [0] * b
     seen: set[str] = set()
     for i, (ids, key) in enumerate(zip(prompt_ids, keys)):
@@ -244,22 +247,27 @@ def generate_reusing_prefix(model, tokenizer, prompts: list[str], params: Genera
 
     generated: list[list[int]] = [[] for _ in range(b)]
     active = list(order)  # sequence index of each row still in the batch
-    gens = None
-    if params.temperature > 0:
-        gens = [torch.Generator(device=device).manual_seed(s) for s in (seeds or [params.seed] * b)]
+    row_seeds = seeds or [p.seed for p in rows_params]
+    gens = [torch.Generator(device=device).manual_seed(s) if c.params.temperature > 0 else None
+            for s, c in zip(row_seeds, controls)]
 
     def choose(logits: torch.Tensor, rows: list[int]) -> torch.Tensor:
-        """Next token of each active row, constrained rows masked to their legal tokens."""
+        """Next token of each active row under its controls, constrained rows masked to their legal tokens."""
+        mask = None
         if constrained:
             picked = [r for r, i in enumerate(rows) if matchers[i] is not None]
             if picked:
                 from interplay.backends.constrained import apply_mask
 
                 allowed = constrainer.mask([matchers[rows[r]] for r in picked],
-                                           [len(generated[rows[r]]) >= params.max_new_tokens for r in picked])
-                logits = logits.clone()
-                logits[picked] = apply_mask(logits[picked], allowed)
-        return _next_tokens(logits, params, gens and [gens[i] for i in rows])
+                                           [len(generated[rows[r]]) >= caps[rows[r]] for r in picked])
+
+                def mask(scores: torch.Tensor) -> torch.Tensor:
+                    scores = scores.clone()
+                    scores[picked] = apply_mask(scores[picked], allowed)
+                    return scores
+        return choose_tokens(logits, [controls[i] for i in rows], [generated[i] for i in rows], mask,
+                             [gens[i] for i in rows])
 
     nxt = choose(torch.cat([first_logits[i] for i in active]), active)
     step = 0
@@ -274,9 +282,9 @@ def generate_reusing_prefix(model, tokenizer, prompts: list[str], params: Genera
                 # row is being closed, within the close budget
                 if not m.consume_token(tok):
                     raise RuntimeError(f"constrained decoding chose a token the grammar refuses: {m.get_error()}")
-                done = tok in eos or m.is_stopped() or len(generated[i]) >= budget
+                done = tok in eos or m.is_stopped() or len(generated[i]) >= budgets[i]
             else:
-                done = tok in eos or len(generated[i]) >= params.max_new_tokens
+                done = tok in eos or len(generated[i]) >= caps[i]
             if not done and stops:
                 text = tokenizer.decode(generated[i][-tail:], skip_special_tokens=False)
                 done = any(s in text for s in stops)

@@ -6,6 +6,13 @@ backoff on connection errors, timeouts, 408/409/429 and 5xx (``max_retries``). O
 process-wide semaphore caps concurrent requests per server (``max_concurrency``). When retries
 are spent the error propagates: the environment ends that episode with ``agent_error`` and the
 run goes on (``--resume`` re-runs such episodes).
+
+Decoding settings: ``temperature``, ``top_p`` and ``seed`` are chat-completions fields;
+``repetition_penalty`` is not (OpenAI's ``frequency_penalty`` is a different, additive penalty),
+so it is sent as the extra body field ``repetition_penalty`` that vLLM's and TGI's servers read,
+until a server refuses it (400/422: dropped from then on, ``repetition_penalty_supported`` false).
+The n-gram bans (``no_repeat_ngram``, ``partner_no_repeat_ngram``) have no field in these APIs and
+are not applied over HTTP.
 """
 
 from __future__ import annotations
@@ -54,6 +61,8 @@ class OpenAIChatBackend:
         #: ignored one, so turns are parsed afterwards ("parse-after") from then on
         self.grammar_supported: bool | None = None
         self.grammar_field = os.environ.get("INTERPLAY_HTTP_GRAMMAR_FIELD", "structured_outputs")
+        #: None: not known yet; False: the server refused the extra field ``repetition_penalty``
+        self.repetition_penalty_supported: bool | None = None
         self.catalogues: dict[str, list[str]] = {}
         self._grammars: dict[TurnConstraint, str] = {}
 
@@ -82,6 +91,8 @@ class OpenAIChatBackend:
                             temperature=params.temperature, seed=params.seed)
         if params.temperature > 0:
             kwargs["top_p"] = params.top_p
+        if params.repetition_penalty != 1.0 and self.repetition_penalty_supported is not False:
+            kwargs["extra_body"] = {"repetition_penalty": params.repetition_penalty}
         if constraint is not None and self.grammar_supported is not False and not constraint.prefill:
             import openai
 
@@ -89,7 +100,7 @@ class OpenAIChatBackend:
             field = {"structured_outputs": {"grammar": grammar}} if self.grammar_field == "structured_outputs" \
                 else {self.grammar_field: grammar}
             try:
-                text, finish = self._create({**kwargs, "extra_body": field}, params)
+                text, finish = self._create({**kwargs, "extra_body": {**kwargs.get("extra_body", {}), **field}}, params)
             except (openai.BadRequestError, openai.UnprocessableEntityError):
                 self.grammar_supported = False  # the server refuses the field: parse afterwards
                 return self._create(kwargs, params)[0]
@@ -101,6 +112,23 @@ class OpenAIChatBackend:
         return self._create(kwargs, params)[0]
 
     def _create(self, kwargs: dict, params: GenerationParams) -> tuple[str, str | None]:
+        """The completion's text (cut after a stop string) and its finish reason; a server that
+        refuses the extra field ``repetition_penalty`` is asked again without it (and from then on)."""
+        import openai
+
+        if "repetition_penalty" not in kwargs.get("extra_body", {}):
+            return self._create_once(kwargs, params)
+        try:
+            out = self._create_once(kwargs, params)
+        except (openai.BadRequestError, openai.UnprocessableEntityError):
+            self.repetition_penalty_supported = False
+            extra = {k: v for k, v in kwargs["extra_body"].items() if k != "repetition_penalty"}
+            rest = {k: v for k, v in kwargs.items() if k != "extra_body"}
+            return self._create_once({**rest, **({"extra_body": extra} if extra else {})}, params)
+        self.repetition_penalty_supported = True
+        return out
+
+    def _create_once(self, kwargs: dict, params: GenerationParams) -> tuple[str, str | None]:
         """The completion's text (cut after a stop string) and its finish reason."""
         # stop strings are applied here, not sent: servers drop a matched stop string and report
         # the same finish_reason as for end-of-sequence, so "</response>" could not be restored
@@ -126,4 +154,5 @@ class OpenAIChatBackend:
     def stats(self) -> dict:
         return {"base_url": self.base_url, "model": self.model, "requests": self.requests,
                 "failures": self.failures, "request_seconds": round(self.seconds, 3),
-                "grammar_supported": self.grammar_supported}
+                "grammar_supported": self.grammar_supported,
+                "repetition_penalty_supported": self.repetition_penalty_supported}

@@ -115,8 +115,9 @@ class TransformersBackend:
     def has_chat_template(self) -> bool:
         return bool(getattr(self.tokenizer, "chat_template", None))
 
-    #: constrained decoding, title ranking, continuation scoring, per-request KV reuse and seeds
-    capabilities = BackendCapabilities(constraints=True, ranking=True, scoring=True, request_keys=True)
+    #: constrained decoding, title ranking, continuation scoring, per-request KV reuse, seeds and settings
+    capabilities = BackendCapabilities(constraints=True, ranking=True, scoring=True, request_keys=True,
+                                       row_params=True)
 
     @property
     def constrainer(self):
@@ -140,10 +141,12 @@ class TransformersBackend:
 
     def generate(self, prompts: list[str], params: GenerationParams,
                  cache_keys: list[str | None] | None = None, seeds: list[int] | None = None,
-                 keep_caches: list[bool] | None = None, constraints: list | None = None) -> list[str]:
+                 keep_caches: list[bool] | None = None, constraints: list | None = None,
+                 row_params: list[GenerationParams] | None = None) -> list[str]:
         """Complete each prompt; greedy when ``params.temperature == 0``, else sampled from each
         prompt's own seed (``seeds``, default ``params.seed``), so a completion does not depend on
-        the batch it ran in. ``cache_keys`` name each prompt's conversation for KV reuse (ignored
+        the batch it ran in. ``row_params[i]`` (default ``params``) are prompt ``i``'s own turn cap,
+        sampling and repetition controls (:mod:`interplay.backends.decoding_controls`). ``cache_keys`` name each prompt's conversation for KV reuse (ignored
         when the prefix cache is off); ``keep_caches[i]`` false reuses prompt ``i``'s stored cache
         but does not store it back (its conversation will not continue). ``constraints[i]`` (a
         :class:`~interplay.backends.constrained.TurnConstraint` or None) restricts prompt ``i``
@@ -154,7 +157,8 @@ class TransformersBackend:
         with self._lock, torch.inference_mode():
             constrainer = self.constrainer if constraints is not None and any(constraints) else None
             ids = generate_reusing_prefix(self.model, self.tokenizer, prompts, params, keys, self.prefix_store, seeds,
-                                          keep_caches, constraints, constrainer, timing=self.decode_timing)
+                                          keep_caches, constraints, constrainer, timing=self.decode_timing,
+                                          row_params=row_params)
         texts = [self.tokenizer.decode(t, skip_special_tokens=False) for t in ids]
         if self.device == "cpu":
             _return_freed_memory()

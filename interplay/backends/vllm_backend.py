@@ -7,8 +7,26 @@ waiting, both roles) instead of serialising small batches.
 
 from __future__ import annotations
 
+import logging
+
 from interplay.backends.base import BackendCapabilities, GenerationParams
 from interplay.backends.default_model import resolve_model_path
+
+log = logging.getLogger(__name__)
+
+
+def sampling_fields(params: GenerationParams, seed: int | None = None) -> tuple[dict, list[str]]:
+    """The vLLM ``SamplingParams`` fields of one request's settings, and the settings vLLM has no
+    field for (the n-gram bans: vLLM has no per-request no-repeat-n-gram option, so they are not
+    applied there). vLLM's ``repetition_penalty`` also counts the prompt's tokens, where the
+    transformers backend counts only the turn's own."""
+    sampled = params.temperature > 0
+    fields = dict(max_tokens=params.max_new_tokens, temperature=params.temperature,
+                  top_p=params.top_p if sampled else 1.0, stop=list(params.stop) or None,
+                  include_stop_str_in_output=True, repetition_penalty=params.repetition_penalty,
+                  seed=(params.seed if seed is None else seed) if sampled else None)
+    gaps = [name for name in ("no_repeat_ngram", "partner_no_repeat_ngram") if getattr(params, name) > 0]
+    return fields, gaps
 
 
 class VLLMBackend:
@@ -36,9 +54,10 @@ class VLLMBackend:
         self.tokenizer = self.llm.get_tokenizer()
         self.catalogues: dict[str, list[str]] = {}
         self._grammars: dict = {}
+        self._warned = False
 
-    #: requests may carry a TurnConstraint, applied through vLLM structured outputs
-    capabilities = BackendCapabilities(constraints=True)
+    #: requests may carry a TurnConstraint, applied through vLLM structured outputs, and their own settings
+    capabilities = BackendCapabilities(constraints=True, row_params=True)
 
     def register_catalogue(self, key: str, titles: list[str]) -> None:
         """Titles that constrained turns may name under ``TurnConstraint.catalogue == key``."""
@@ -75,16 +94,22 @@ class VLLMBackend:
 
             return {"guided_decoding": GuidedDecodingParams(grammar=grammar)}
 
-    def generate(self, prompts: list[str], params: GenerationParams, constraints: list | None = None) -> list[str]:
+    def generate(self, prompts: list[str], params: GenerationParams, constraints: list | None = None,
+                 row_params: list[GenerationParams] | None = None) -> list[str]:
+        """Completions of ``prompts``; ``row_params[i]`` (default ``params``) are prompt ``i``'s own
+        settings (:func:`sampling_fields`), ``constraints[i]`` its turn grammar."""
         from vllm import SamplingParams
 
         if not prompts:
             return []
-        base = dict(max_tokens=params.max_new_tokens, temperature=params.temperature,
-                    top_p=params.top_p if params.temperature > 0 else 1.0, stop=list(params.stop) or None,
-                    include_stop_str_in_output=True, seed=params.seed if params.temperature > 0 else None)
         cons = constraints or [None] * len(prompts)
-        sps = [SamplingParams(**base, **(self._structured(self._grammar(c)) if c is not None else {})) for c in cons]
+        sps = []
+        for p, c in zip(row_params or [params] * len(prompts), cons):
+            fields, gaps = sampling_fields(p)
+            if gaps and not self._warned:
+                log.warning("vLLM has no per-request n-gram ban: %s not applied (repetition_penalty is)", ", ".join(gaps))
+                self._warned = True
+            sps.append(SamplingParams(**fields, **(self._structured(self._grammar(c)) if c is not None else {})))
         outputs = self.llm.generate(prompts, sps, use_tqdm=False)
         return [o.outputs[0].text for o in outputs]
 

@@ -6,7 +6,8 @@ arrived it keeps collecting while more keep coming: until ``max_batch``, until n
 come for ``batch_wait_ms``, or until ``max_wait_ms`` have passed. Episodes answer in waves (a
 batch's replies come back as the next turn's requests, one by one, over some hundred ms), and a
 fixed deadline after the first arrival split each wave into a large and a small batch. Requests with different generation settings are never
-mixed in one call. A backend that accepts per-request keys (the transformers backend) samples each
+mixed in one call, except on a backend that decodes each request with its own settings
+(``row_params``: the transformers and vLLM backends), where only the stop strings must agree. A backend that accepts per-request keys (the transformers backend) samples each
 request from its own seed, so sampled runs do not depend on batching; for other backends the
 batch's random state comes from its first request's seed. Greedy runs are reproducible up to
 batched numerics (exact in float32 in our tests; see docs/performance.md for bf16).
@@ -119,7 +120,8 @@ class ModelServer:
         loop = asyncio.get_running_loop()
         first = self._pending.pop(0) if self._pending else await self._queue.get()
         batch, skipped = [first], []
-        key = first[0].batch_key()
+        keyed = self._batch_key
+        key = keyed(first[0])
         started = loop.time()
         while len(batch) < self.max_batch:
             if self._pending:
@@ -134,8 +136,13 @@ class ModelServer:
                     req = await asyncio.wait_for(self._queue.get(), remaining)
                 except asyncio.TimeoutError:
                     break
-            (batch if req[0].batch_key() == key else skipped).append(req)
+            (batch if keyed(req[0]) == key else skipped).append(req)
         return batch, skipped
+
+    def _batch_key(self, params: GenerationParams) -> tuple:
+        """What requests sharing a batch must agree on: only the stop strings for a backend that
+        decodes each request with its own settings, else every setting but the seed."""
+        return params.row_batch_key() if capabilities_of(self.backend).row_params else params.batch_key()
 
     async def _serve(self) -> None:
         while True:
@@ -149,6 +156,8 @@ class ModelServer:
                          "keep_caches": [r[4] for r in batch]}
             if any(r[5] is not None for r in batch):
                 extra["constraints"] = [r[5] for r in batch]
+            if capabilities_of(self.backend).row_params:
+                extra["row_params"] = [r[0] for r in batch]
             t0 = time.perf_counter()
             try:
                 outputs = await asyncio.to_thread(self.backend.generate, prompts, first[0], **extra)

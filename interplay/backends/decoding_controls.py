@@ -1,0 +1,116 @@
+"""Per-row decoding controls of the batched decode loop: repetition bans and sampling.
+
+Each request (row) of a batch carries its own :class:`~interplay.backends.base.GenerationParams`,
+so a batch may mix roles, seeds and settings. At every decode step, :func:`choose_tokens` picks
+each row's next token from its last-position logits in this order:
+
+1. *repetition controls* on the row's own tokens of this turn (never the prompt): transformers'
+   ``RepetitionPenaltyLogitsProcessor`` (``repetition_penalty``), ``NoRepeatNGramLogitsProcessor``
+   (``no_repeat_ngram``: no token n-gram twice in the turn) and the same processor over the
+   partner's last turn followed by the row's last ``n - 1`` tokens (``partner_no_repeat_ngram``:
+   no n-gram of the partner's turn copied; the partner's text is tokenized on its own, so its
+   first word may be split differently than inside the prompt);
+2. the turn grammar's mask (constrained rows); when the grammar leaves only banned tokens, the
+   row takes its grammar-legal tokens without the bans for that step (a legal turn wins over a
+   ban, e.g. a title that repeats a word);
+3. greedy argmax (``temperature == 0``), or transformers' ``TemperatureLogitsWarper`` and
+   ``TopPLogitsWarper`` and a draw from the row's own seeded generator, so a row's sample does
+   not depend on the batch it ran in.
+
+Rows with every control off and greedy decoding take the plain argmax of the model's logits: the
+same tokens as before these controls existed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from transformers.generation.logits_process import (
+    NoRepeatNGramLogitsProcessor,
+    RepetitionPenaltyLogitsProcessor,
+    TemperatureLogitsWarper,
+    TopPLogitsWarper,
+)
+
+from interplay.backends.base import GenerationParams
+
+
+class RowControls:
+    """The logits processors of one request: built once per request, applied at every step."""
+
+    def __init__(self, params: GenerationParams, partner_ids: Sequence[int] = ()):
+        self.params = params
+        self.penalty = (RepetitionPenaltyLogitsProcessor(params.repetition_penalty)
+                        if params.repetition_penalty != 1.0 else None)
+        self.ngram = NoRepeatNGramLogitsProcessor(params.no_repeat_ngram) if params.no_repeat_ngram > 0 else None
+        n = params.partner_no_repeat_ngram
+        self.partner = NoRepeatNGramLogitsProcessor(n) if n > 0 and len(partner_ids) >= n else None
+        self.partner_ids = list(partner_ids)
+        self.warpers: list = []
+        if params.temperature > 0:
+            self.warpers.append(TemperatureLogitsWarper(params.temperature))
+            if params.top_p < 1.0:
+                self.warpers.append(TopPLogitsWarper(params.top_p))
+
+    @property
+    def restricts(self) -> bool:
+        """Whether any repetition control is on for this row."""
+        return self.penalty is not None or self.ngram is not None or self.partner is not None
+
+    @property
+    def greedy(self) -> bool:
+        return self.params.temperature <= 0
+
+    def restrict(self, scores: torch.Tensor, generated: Sequence[int]) -> torch.Tensor:
+        """``scores`` ``[1, V]`` after the repetition controls, given the row's tokens of this turn."""
+        if not generated:
+            return scores
+        device = scores.device
+        ids = torch.tensor([list(generated)], dtype=torch.long, device=device)
+        if self.penalty is not None:
+            scores = self.penalty(ids, scores)
+        if self.ngram is not None:
+            scores = self.ngram(ids, scores)
+        if self.partner is not None:
+            n = self.partner.ngram_size
+            if len(generated) >= n - 1:
+                tail = list(generated[len(generated) - (n - 1):]) if n > 1 else []
+                scores = self.partner(torch.tensor([self.partner_ids + tail], dtype=torch.long, device=device), scores)
+        return scores
+
+    def warp(self, scores: torch.Tensor) -> torch.Tensor:
+        """``scores`` ``[1, V]`` after temperature and top-p (sampled rows only)."""
+        for w in self.warpers:
+            scores = w(None, scores)
+        return scores
+
+
+def choose_tokens(logits: torch.Tensor, controls: Sequence[RowControls], generated: Sequence[Sequence[int]],
+                  mask: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                  generators: Sequence[torch.Generator | None] | None = None) -> torch.Tensor:
+    """The next token of each row of ``logits`` ``[rows, V]``: row ``r`` under ``controls[r]``,
+    given its tokens so far ``generated[r]``; ``mask`` (optional) sets the tokens the turn
+    grammar refuses to -inf in a ``[rows, V]`` tensor; sampled rows draw from ``generators[r]``."""
+    plain = all(c.greedy and not c.restricts for c in controls)
+    if plain:  # the unmodified path: argmax of the (masked) model logits
+        return (mask(logits) if mask is not None else logits).argmax(-1)
+    scores = logits.float()
+    restricted = torch.cat([c.restrict(scores[r:r + 1], generated[r]) if c.restricts else scores[r:r + 1]
+                            for r, c in enumerate(controls)])
+    if mask is not None:
+        legal = mask(restricted)
+        stuck = torch.isinf(legal).all(-1) & ~torch.isinf(mask(scores)).all(-1)
+        if bool(stuck.any()):  # the grammar leaves only banned tokens: legal turn first
+            legal[stuck] = mask(scores)[stuck]
+        restricted = legal
+    out = torch.empty(len(controls), dtype=torch.long, device=logits.device)
+    for r, c in enumerate(controls):
+        row = restricted[r:r + 1]
+        if c.greedy:
+            out[r] = row.argmax(-1)[0]
+            continue
+        probs = torch.softmax(c.warp(row), dim=-1)[0]
+        gen = generators[r] if generators is not None else None
+        out[r] = torch.multinomial(probs, 1, generator=gen)[0]
+    return out
