@@ -9,7 +9,9 @@ each row's next token from its last-position logits in this order:
    (``no_repeat_ngram``: no token n-gram twice in the turn) and the same processor over the
    partner's last turn followed by the row's last ``n - 1`` tokens (``partner_no_repeat_ngram``:
    no n-gram of the partner's turn copied; the partner's text is tokenized on its own, so its
-   first word may be split differently than inside the prompt);
+   first word may be split differently than inside the prompt). Inside a title (after
+   ``<movie_title>``, until its ``</movie_title>``) the controls are off: a title is a catalogue
+   name to spell, not wording to vary;
 2. the turn grammar's mask (constrained rows); when the grammar leaves only banned tokens, the
    row takes its grammar-legal tokens without the bans for that step (a legal turn wins over a
    ban, e.g. a title that repeats a word);
@@ -34,6 +36,7 @@ from transformers.generation.logits_process import (
 )
 
 from interplay.backends.base import GenerationParams
+from interplay.protocol import TITLE_CLOSE, TITLE_OPEN
 
 
 class RowControls:
@@ -86,17 +89,25 @@ class RowControls:
         return scores
 
 
+def in_title(text: str) -> bool:
+    """Whether ``text`` (a turn so far) ends inside a title: its last ``<movie_title>`` is not closed."""
+    return text.rfind(TITLE_OPEN) > text.rfind(TITLE_CLOSE)
+
+
 def choose_tokens(logits: torch.Tensor, controls: Sequence[RowControls], generated: Sequence[Sequence[int]],
                   mask: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                  generators: Sequence[torch.Generator | None] | None = None) -> torch.Tensor:
+                  generators: Sequence[torch.Generator | None] | None = None,
+                  exempt: Callable[[int], bool] | None = None) -> torch.Tensor:
     """The next token of each row of ``logits`` ``[rows, V]``: row ``r`` under ``controls[r]``,
     given its tokens so far ``generated[r]``; ``mask`` (optional) sets the tokens the turn
-    grammar refuses to -inf in a ``[rows, V]`` tensor; sampled rows draw from ``generators[r]``."""
+    grammar refuses to -inf in a ``[rows, V]`` tensor; sampled rows draw from ``generators[r]``;
+    ``exempt(r)`` true: row ``r``'s repetition controls are off this step (inside a title)."""
     plain = all(c.greedy and not c.restricts for c in controls)
     if plain:  # the unmodified path: argmax of the (masked) model logits
         return (mask(logits) if mask is not None else logits).argmax(-1)
     scores = logits.float()
-    restricted = torch.cat([c.restrict(scores[r:r + 1], generated[r]) if c.restricts else scores[r:r + 1]
+    restricted = torch.cat([c.restrict(scores[r:r + 1], generated[r])
+                            if c.restricts and not (exempt is not None and exempt(r)) else scores[r:r + 1]
                             for r, c in enumerate(controls)])
     if mask is not None:
         legal = mask(restricted)

@@ -20,7 +20,7 @@ import torch
 from transformers.cache_utils import DynamicLayer
 
 from interplay.backends.base import GenerationParams
-from interplay.backends.decoding_controls import RowControls, choose_tokens
+from interplay.backends.decoding_controls import RowControls, choose_tokens, in_title
 from interplay.backends.prefix_store import KV, PrefixKVStore
 
 __all__ = ["KV", "PrefixKVStore", "generate_reusing_prefix"]
@@ -266,8 +266,11 @@ def generate_reusing_prefix(model, tokenizer, prompts: list[str], params: Genera
                     scores = scores.clone()
                     scores[picked] = apply_mask(scores[picked], allowed)
                     return scores
+        def exempt(r: int) -> bool:  # inside a title: a catalogue name, no repetition controls
+            return in_title(tokenizer.decode(generated[rows[r]], skip_special_tokens=False))
+
         return choose_tokens(logits, [controls[i] for i in rows], [generated[i] for i in rows], mask,
-                             [gens[i] for i in rows])
+                             [gens[i] for i in rows], exempt)
 
     nxt = choose(torch.cat([first_logits[i] for i in active]), active)
     step = 0

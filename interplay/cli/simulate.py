@@ -8,9 +8,9 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from interplay.backends.base import GenerationParams
 from interplay.cli.app import app, bad_input, console, fail, option
 from interplay.protocol import Role
+from interplay.runtime.role_decoding import SimulationGeneration as G
 from interplay.runtime.simulation import SimulationConfig as S
 
 
@@ -36,8 +36,9 @@ def print_summary(summary: dict, run_dir: str) -> None:
 #: options that are SimulationConfig fields (the rest: how this invocation runs)
 RUN_FIELDS = ("user", "recommender", "data", "split", "episodes", "max_turns", "out", "seed", "first_speaker",
               "max_retries", "concurrency", "max_batch", "dtype", "prefix_cache_mb", "prefix_cache_spill", "grounded",
-              "recommender_candidates", "actor_restarts", "replicas")
-GENERATION_FIELDS = ("max_new_tokens", "temperature", "decoding", "titles")
+              "recommender_candidates", "actor_restarts", "replicas", "turn_cap_percentile")
+GENERATION_FIELDS = ("max_new_tokens", "temperature", "top_p", "repetition_penalty", "no_repeat_ngram",
+                     "partner_no_repeat_ngram", "decoding", "titles")
 
 
 @app.command()
@@ -59,10 +60,15 @@ def simulate(
     max_retries: int = option(S, "max_retries"),
     concurrency: int = option(S, "concurrency"),
     max_batch: int = option(S, "max_batch"),
-    max_new_tokens: int = option(GenerationParams, "max_new_tokens"),
-    temperature: float = option(GenerationParams, "temperature"),
-    decoding: str = option(GenerationParams, "decoding"),
-    titles: str = option(GenerationParams, "titles"),
+    max_new_tokens: int = option(G, "max_new_tokens"),
+    temperature: float = option(G, "temperature"),
+    top_p: float = option(G, "top_p"),
+    repetition_penalty: float = option(G, "repetition_penalty"),
+    no_repeat_ngram: int = option(G, "no_repeat_ngram"),
+    partner_no_repeat_ngram: int = option(G, "partner_no_repeat_ngram"),
+    turn_cap_percentile: float = option(S, "turn_cap_percentile"),
+    decoding: str = option(G, "decoding"),
+    titles: str = option(G, "titles"),
     dtype: str = option(S, "dtype"),
     prefix_cache_mb: float = option(S, "prefix_cache_mb"),
     prefix_cache_spill: bool = option(S, "prefix_cache_spill"),
@@ -73,7 +79,12 @@ def simulate(
     ray_address: Optional[str] = typer.Option(None, help="Ray cluster address (default: RAY_ADDRESS or local)"),
     progress: bool = typer.Option(True, help="show a progress bar"),
 ) -> None:
-    """Run simulated conversations and write RUN_DIR/episodes.jsonl."""
+    """Run simulated conversations and write RUN_DIR/episodes.jsonl.
+
+    Turns are sampled (seeded per episode) with repetition controls and a per-role turn cap from
+    the data by default; per-role settings go in a --config's user_decoding / recommender_decoding.
+    --temperature 0 --repetition-penalty 1 --no-repeat-ngram 0 --partner-no-repeat-ngram 0
+    --turn-cap-percentile 0 decodes greedily as earlier runs did."""
     from interplay.runtime.simulation import load_config, run_simulation
 
     values = locals()
@@ -89,7 +100,7 @@ def simulate(
             cfg = base.model_copy(update={**flags, "generation": base.generation.model_copy(update=gen)})
             cfg = S.model_validate(cfg.model_dump())
         else:
-            cfg = S(**flags, generation=GenerationParams(**gen))
+            cfg = S(**flags, generation=G(**gen))
     except (ValueError, OSError) as exc:
         fail(f"config {config}: {exc}" if config is not None and not hasattr(exc, "errors") else exc)
     from interplay.runtime.simulation import RunStopped

@@ -18,6 +18,24 @@ def episode_row(ep: EpisodeLog) -> dict:
             "accepted_item": ep.accepted_item or "", "target": ep.target.title, **episode_values(ep)}
 
 
+def human_behaviour(run_dir: Path, episodes: list[EpisodeLog]) -> dict | None:
+    """The behaviour figures (:mod:`interplay.metrics.behaviour`) of the human dialogues of the
+    records the run's episodes drew from: the run's data folder and split (its ``config.json``);
+    None for data without human dialogues (the demo set, a JSON file) or a run without a config."""
+    from interplay.data.build import read_records
+    from interplay.metrics.behaviour import behaviour_beside_people
+
+    config = run_dir / "config.json"
+    if not config.is_file():
+        return None
+    cfg = json.loads(config.read_text())
+    folder, split = Path(str(cfg.get("data", ""))), cfg.get("split", "test")
+    if not (folder / f"{split}.jsonl").is_file():
+        return None
+    human = behaviour_beside_people(episodes, read_records(folder, split))["human"]
+    return None if human is None else {"data": str(folder), "split": split, **human}
+
+
 def evaluate_run(run_dir: str | Path, out: str | Path | None = None, plots: bool = True) -> dict:
     """Compute every registered metric of the run; write ``metrics.json``, ``episodes.csv`` and PNG
     plots to ``out`` (default ``RUN_DIR/eval``)."""
@@ -33,6 +51,7 @@ def evaluate_run(run_dir: str | Path, out: str | Path | None = None, plots: bool
         "agents": sorted({f"user={e.user_spec} recommender={e.recommender_spec}" for e in episodes}),
         **run_values(episodes, rows),
     }
+    metrics["behaviour_human"] = human_behaviour(run_dir, episodes)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     with (out / "episodes.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from interplay.episode_log import EpisodeLog
+from interplay.metrics.behaviour import behaviour_figures, episode_dialogue
 from interplay.metrics.core import (
     action_distribution,
     dist_n,
@@ -122,3 +123,4 @@ register_run_metric("dist4", lambda eps: {role.value: dist_n([t for ep in eps fo
                                           for role in Role})
 register_run_metric("words", lambda eps: {role.value: summarize_values(words(t) for ep in eps for t in _texts(ep, role))
                                           .as_dict() for role in Role})
+register_run_metric("behaviour", lambda eps: behaviour_figures(episode_dialogue(ep) for ep in eps))

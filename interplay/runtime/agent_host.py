@@ -33,13 +33,15 @@ class AgentHost:
     """Agents of the given roles, keyed by (role, episode id) (use as a threaded Ray actor).
 
     ``model_servers`` and ``model_paths`` map a role to its model server actor and model path
-    (absent for agents without a model)."""
+    (absent for agents without a model); ``params`` are the generation settings of every role, or
+    of each role (a dict)."""
 
-    def __init__(self, specs: dict[Role, AgentSpec], catalogue: Catalogue, params: GenerationParams,
+    def __init__(self, specs: dict[Role, AgentSpec], catalogue: Catalogue,
+                 params: GenerationParams | dict[Role, GenerationParams],
                  model_servers: dict | None = None, model_paths: dict | None = None):
         self.specs = dict(specs)
         self.catalogue = catalogue
-        self.params = params
+        self.params = params if isinstance(params, dict) else {role: params for role in self.specs}
         self.servers = dict(model_servers or {})
         self.tokenizers: dict[Role, object] = {}
         loaded: dict[str, object] = {}
@@ -85,7 +87,7 @@ class AgentHost:
                                                                      ranking=self.ranks.get(role, False),
                                                                      scoring=self.scores.get(role, False)))
         ctx = AgentContext(role=role, arg=self.specs[role].arg, catalogue=self.catalogue, seed=seed,
-                           params=self.params, backend=backend, tokenizer=self.tokenizers.get(role))
+                           params=self.params[role], backend=backend, tokenizer=self.tokenizers.get(role))
         agent = build_agent(self.specs[role], ctx)
         agent.reset(view)
         with self._lock:

@@ -24,14 +24,16 @@ class HostSettings(Protocol):
     actor_restarts: int
 
 
-def start_agent_hosts(specs: dict[Role, AgentSpec], catalogue, cfg: HostSettings):
+def start_agent_hosts(specs: dict[Role, AgentSpec], catalogue, cfg: HostSettings,
+                      params: dict[Role, GenerationParams] | None = None):
     """One :class:`ModelServer` actor per distinct model of ``specs`` (CPUs split between them) and
     one :class:`AgentHost` actor for all roles; returns ``(host refs by role, servers by model)``.
-    ``cfg.prefix_cache_mb`` > 0 keeps each episode's KV cache in transformers-backed servers."""
+    ``cfg.prefix_cache_mb`` > 0 keeps each episode's KV cache in transformers-backed servers.
+    ``params``: each role's generation settings (default ``cfg.generation`` for both)."""
     import ray
 
     cpus = int(ray.available_resources().get("CPU", os.cpu_count() or 1))
-    return _start_set(specs, catalogue, cfg, cpus, {})
+    return _start_set(specs, catalogue, cfg, cpus, {}, params=params)
 
 
 @dataclass
@@ -42,7 +44,8 @@ class ReplicaSet:
     servers: dict
 
 
-def start_replicas(specs: dict[Role, AgentSpec], catalogue, cfg: HostSettings, replicas: int = 1) -> list[ReplicaSet]:
+def start_replicas(specs: dict[Role, AgentSpec], catalogue, cfg: HostSettings, replicas: int = 1,
+                   params: dict[Role, GenerationParams] | None = None) -> list[ReplicaSet]:
     """``replicas`` copies of :func:`start_agent_hosts`' actors. With more than one, each copy is
     one bundle of a Ray placement group with the ``SPREAD`` strategy (the cluster's CPUs split
     between the bundles), so on a cluster the copies go to different nodes when they fit there;
@@ -54,7 +57,7 @@ def start_replicas(specs: dict[Role, AgentSpec], catalogue, cfg: HostSettings, r
     if replicas < 1:
         raise ValueError(f"replicas must be at least 1, got {replicas}")
     if replicas == 1:
-        return [ReplicaSet(*start_agent_hosts(specs, catalogue, cfg))]
+        return [ReplicaSet(*start_agent_hosts(specs, catalogue, cfg, params))]
     from ray.util.placement_group import placement_group
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
@@ -77,7 +80,7 @@ def start_replicas(specs: dict[Role, AgentSpec], catalogue, cfg: HostSettings, r
         raise RuntimeError(f"the cluster cannot place {replicas} replicas of {bundle} within 300 s")
     return [ReplicaSet(*_start_set(specs, catalogue, cfg, max(1, per_set),
                                    {"scheduling_strategy": PlacementGroupSchedulingStrategy(group, i)},
-                                   host_cpus=0.01 if not models else 0, server_gpus=server_gpus))
+                                   host_cpus=0.01 if not models else 0, server_gpus=server_gpus, params=params))
             for i in range(replicas)]
 
 
@@ -96,7 +99,7 @@ def placement(sets: list[ReplicaSet]) -> dict:
 
 
 def _start_set(specs: dict[Role, AgentSpec], catalogue, cfg: HostSettings, cpus: int, scheduling: dict,
-               host_cpus: float = 0, server_gpus: float = 0):
+               host_cpus: float = 0, server_gpus: float = 0, params: dict[Role, GenerationParams] | None = None):
     """The model servers and agent host of one replica, on ``cpus`` CPUs (``scheduling``: Ray
     options placing them, e.g. in a placement group bundle; ``server_gpus``: each server's GPUs)."""
     import ray
@@ -105,7 +108,8 @@ def _start_set(specs: dict[Role, AgentSpec], catalogue, cfg: HostSettings, cpus:
     from interplay.runtime.model_server import ModelServer
 
     parsed = dict(specs)
-    generation, dtype, max_batch, concurrency = cfg.generation, cfg.dtype, cfg.max_batch, cfg.concurrency
+    generation = params or {role: cfg.generation for role in parsed}
+    dtype, max_batch, concurrency = cfg.dtype, cfg.max_batch, cfg.concurrency
     batch_wait_ms, prefix_cache_mb = cfg.batch_wait_ms, cfg.prefix_cache_mb
     models = {role: model_of(spec) for role, spec in parsed.items()}
     distinct = sorted({m for m in models.values() if m is not None})

@@ -33,6 +33,7 @@ from interplay.episode_log import (
 from interplay.protocol import Role
 from interplay.run_folder import prepare_run_folder, write_json_atomic
 from interplay.runtime.model_server import peak_rss_mb
+from interplay.runtime.role_decoding import CONTROLS_OFF, RoleDecoding, SimulationGeneration, role_params, simulation_generation
 from interplay.simulation_data import SimulationData, load_simulation_data
 
 
@@ -74,12 +75,35 @@ class SimulationConfig(BaseModel):
     actor_restarts: int = Field(3, ge=0, description="times Ray restarts a model server or agent host whose "
                                 "process died; the episodes in flight end as infrastructure failures, the run "
                                 "goes on; past this the run stops (resume it)")
-    generation: GenerationParams = GenerationParams()
+    generation: GenerationParams = Field(default_factory=SimulationGeneration, description="generation settings of "
+                                         "both roles (simulation defaults: interplay.runtime.role_decoding)")
+    user_decoding: RoleDecoding = Field(default_factory=RoleDecoding, description="the user's own temperature, "
+                                        "top_p, repetition controls and turn cap (None: generation's)")
+    recommender_decoding: RoleDecoding = Field(default_factory=RoleDecoding, description="the recommender's own "
+                                               "temperature, top_p, repetition controls and turn cap")
+    turn_cap_percentile: float = Field(95.0, ge=0, le=100, description="cap each role's turns at this percentile of "
+                                       "the tokens of people's turns of that role in the data's train split "
+                                       "(interplay.turn_caps; 0: no cap from the data, max_new_tokens only)")
 
     #: fields that may differ between a run and its resumption
     RESUMABLE_CHANGES: ClassVar[frozenset[str]] = frozenset(
         {"episodes", "concurrency", "max_batch", "batch_wait_ms", "prefix_cache_mb", "prefix_cache_spill",
          "actor_restarts", "replicas"})
+
+    @model_validator(mode="before")
+    @classmethod
+    def _earlier_configs(cls, data: object) -> object:
+        """A config saved before the repetition controls and turn caps existed ran without them."""
+        if isinstance(data, dict):
+            gen = data.get("generation")
+            if isinstance(gen, dict) and "stop" in gen and not any(k in gen for k in CONTROLS_OFF):
+                data = {"turn_cap_percentile": 0.0, **data}
+        return data
+
+    @field_validator("generation", mode="before")
+    @classmethod
+    def _simulation_defaults(cls, value: object) -> object:
+        return simulation_generation(value)
 
     @model_validator(mode="after")
     def _titles_need_candidates(self) -> "SimulationConfig":
@@ -97,9 +121,42 @@ class SimulationConfig(BaseModel):
         """The two agent specs, parsed (once: here)."""
         return {Role.USER: AgentSpec.parse(self.user), Role.RECOMMENDER: AgentSpec.parse(self.recommender)}
 
+    def role_generation(self, caps: dict[Role, int] | None = None) -> dict[Role, GenerationParams]:
+        """Each role's generation settings: ``generation``, that role's decoding settings and its
+        turn cap from the data (``caps``, :func:`turn_caps`)."""
+        return role_params(self.generation, {Role.USER: self.user_decoding,
+                                             Role.RECOMMENDER: self.recommender_decoding}, caps)
+
     def identity(self) -> dict:
         """The config minus settings a resumed run may change."""
         return {k: v for k, v in self.model_dump(mode="json").items() if k not in self.RESUMABLE_CHANGES}
+
+
+def turn_caps(cfg: SimulationConfig) -> dict[Role, int]:
+    """Each model-backed role's turn cap from the data (:mod:`interplay.turn_caps`): the
+    ``cfg.turn_cap_percentile`` of its human turns' tokens under its own tokenizer; none for a
+    role with its own ``max_new_tokens``, without a local model, or on data without dialogues."""
+    from interplay.agent_specs import model_of
+    from interplay.backends.default_model import resolve_model_path
+    from interplay.prompting import load_prompt_tokenizer
+    from interplay.turn_caps import caps_from_records, caps_records
+
+    if cfg.turn_cap_percentile <= 0:
+        return {}
+    own = {Role.USER: cfg.user_decoding.max_new_tokens, Role.RECOMMENDER: cfg.recommender_decoding.max_new_tokens}
+    models = {role: model_of(spec) for role, spec in cfg.specs.items() if own[role] is None}
+    models = {role: m for role, m in models.items() if m is not None}
+    records = caps_records(cfg.data, cfg.split) if models else []
+    if not records:
+        return {}
+    loaded: dict[str, object] = {}
+    tokenizers = {}
+    for role, m in models.items():
+        path = resolve_model_path(m)
+        if path not in loaded:
+            loaded[path] = load_prompt_tokenizer(path)
+        tokenizers[role] = loaded[path]
+    return caps_from_records(records, tokenizers, cfg.turn_cap_percentile)
 
 
 def plan_episodes(cfg: SimulationConfig, data: SimulationData) -> list[tuple[str, int, int]]:
@@ -190,6 +247,7 @@ def run_simulation(cfg: SimulationConfig, resume: bool = False, ray_address: str
         from interplay.candidates import CandidateRetriever
 
         retriever = CandidateRetriever.for_data(cfg.data, data.catalogue, cfg.candidates_encoder)
+    caps = turn_caps(cfg)  # read before touching the run dir
     prepare_run_folder(cfg.out, cfg, resume, what="run", marks=(EPISODES_FILE,))
     plan = plan_episodes(cfg, data)
     run_dir = Path(cfg.out)
@@ -204,7 +262,8 @@ def run_simulation(cfg: SimulationConfig, resume: bool = False, ray_address: str
         with EpisodeLogWriter(run_dir) as writer:
             done = writer.existing_ids(rerun_failed=rerun_failed)
             todo = [t for t in plan if t[0] not in done]
-            sets = start_replicas(specs, data.catalogue, cfg, cfg.replicas) if todo else []
+            sets = start_replicas(specs, data.catalogue, cfg, cfg.replicas, params=cfg.role_generation(caps)) \
+                if todo else []
             placed = placement(sets) if sets else {}
             with Progress(TextColumn("[bold]simulate"), BarColumn(), MofNCompleteColumn(),
                           TextColumn("{task.fields[last]}"), TimeElapsedColumn(), disable=not progress) as bar:
@@ -237,6 +296,10 @@ def run_simulation(cfg: SimulationConfig, resume: bool = False, ray_address: str
                      **{f"model_server_{i}": s.get("peak_rss_mb", 0.0) for i, s in enumerate(server_stats.values())}},
         records_left_out=data.left_out,  # records with no usable target (no target, not in the catalogue)
         placement=placed,  # where each replica's actors ran (this invocation)
+        # each role's turn cap from the data (tokens; interplay.turn_caps) and the settings it decoded with
+        turn_caps={role.value: cap for role, cap in caps.items()},
+        decoding={role.value: p.model_dump(mode="json", exclude={"partner_turn", "seed"})
+                  for role, p in cfg.role_generation(caps).items()},
     )
     if stop:
         summary["stopped"] = f"an actor died more than {cfg.actor_restarts} times ({stop})"
