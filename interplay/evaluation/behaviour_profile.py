@@ -69,7 +69,9 @@ def compare_profiles(simulated: dict, human: dict) -> dict:
 def behaviour_profile(episodes, records) -> dict:
     """Simulated user turns of replay ``episodes`` (EpisodeLog) vs the human user turns of the
     ``records`` (DialogueRecord) they replay, on the records both sides have; the human side up
-    to the answer to the last recommender turn, where a replay stops."""
+    to the answer to the last recommender turn, where a replay stops. ``figures``: the behaviour
+    figures (:mod:`interplay.metrics.behaviour`) of both sides' whole dialogues over the same part."""
+    from interplay.metrics.behaviour import behaviour_figures, episode_dialogue, record_dialogue
     from interplay.protocol import Role
 
     replayed = {e.record_id for e in episodes}
@@ -81,4 +83,10 @@ def behaviour_profile(episodes, records) -> dict:
         return [(t.action.value, t.text) for t in r.turns[: last + 2] if t.role is Role.USER]
 
     hum = profile([replayed_part(r) for r in records if r.id in replayed])
-    return compare_profiles(sim, hum)
+
+    def replayed_turns(r) -> int:
+        return max((i for i, t in enumerate(r.turns) if t.role is Role.RECOMMENDER), default=-1) + 2
+
+    figures = {"simulated": behaviour_figures(episode_dialogue(e) for e in episodes),
+               "human": behaviour_figures(record_dialogue(r, replayed_turns(r)) for r in records if r.id in replayed)}
+    return {**compare_profiles(sim, hum), "figures": figures}
