@@ -231,8 +231,11 @@ def main() -> None:
                                    episodes=episodes, max_turns=args.max_turns, out=str(out),
                                    concurrency=args.concurrency, max_batch=spec["max_batch"], dtype=args.dtype,
                                    prefix_cache_mb=spec["prefix_cache_mb"], prefix_cache_spill=spec["prefix_cache_spill"],
+                                   # greedy, no repetition controls, no turn caps: the decoding the
+                                   # earlier throughput figures were measured with
                                    generation=GenerationParams(max_new_tokens=args.max_new_tokens,
-                                                               decoding=spec.get("decoding", "free")))
+                                                               decoding=spec.get("decoding", "free")),
+                                   turn_cap_percentile=0.0)
             with RssSampler() as rss:
                 summary = run_simulation(cfg, progress=True)
             logs[mode] = latest_episodes(out / EPISODES_FILE)

@@ -259,3 +259,29 @@ def test_vllm_gets_the_same_settings_and_names_its_gap():
     assert fields["max_tokens"] == 30 and gaps == ["no_repeat_ngram"]
     greedy, none = sampling_fields(GenerationParams())
     assert greedy["seed"] is None and greedy["top_p"] == 1.0 and greedy["repetition_penalty"] == 1.0 and none == []
+
+
+def test_a_run_takes_its_turn_caps_from_the_train_split(tmp_path, tiny_model_dir):
+    from interplay.data.schema import DialogueRecord, Persona, RecordTurn, Target
+    from interplay.prompting import load_prompt_tokenizer
+    from interplay.runtime.simulation import SimulationConfig, turn_caps
+    from interplay.turn_caps import caps_from_records, nearest_rank, turn_tokens
+
+    def rec(i: int, split: str, words: int) -> DialogueRecord:
+        return DialogueRecord(id=f"{split}{i}", source="t", split=split, persona=Persona(summary="Likes films."),
+                              target=Target(item_id="1", title="Heat (1995)", attributes=["crime"]),
+                              turns=[RecordTurn(role=Role.USER, action=Action.DISCLOSE_GOAL, text=" ".join(["film"] * words)),
+                                     RecordTurn(role=Role.RECOMMENDER, action=Action.INQUIRE, text="Which one?")])
+
+    train = [rec(i, "train", i + 1) for i in range(20)]
+    (tmp_path / "train.jsonl").write_text("".join(r.model_dump_json() + "\n" for r in train))
+    (tmp_path / "test.jsonl").write_text(rec(0, "test", 200).model_dump_json() + "\n")
+    cfg = SimulationConfig(user=f"llm:{tiny_model_dir}", recommender="rule", data=str(tmp_path))
+    tok = load_prompt_tokenizer(str(tiny_model_dir))
+    turns = [(t.role, t.action, t.text) for r in train for t in r.turns]
+    expected = nearest_rank(turn_tokens(turns, tok, Role.USER), 95)
+    assert turn_caps(cfg) == {Role.USER: expected}  # train split only; the rule recommender has no model
+    assert caps_from_records(train, {Role.USER: tok}, 95) == {Role.USER: expected}
+    assert cfg.role_generation(turn_caps(cfg))[Role.USER].max_new_tokens == min(96, expected)
+    assert turn_caps(cfg.model_copy(update={"turn_cap_percentile": 0.0})) == {}
+    assert turn_caps(SimulationConfig(user=f"llm:{tiny_model_dir}", recommender="rule")) == {}  # demo: no dialogues

@@ -155,6 +155,21 @@ def test_server_stopped_mid_run_then_resume(server, tmp_path):
     assert json.loads((out / "summary.json").read_text())["termination"]["agent_error"] == 0
 
 
+def test_the_repetition_penalty_is_sent_and_dropped_where_refused(server):
+    """``repetition_penalty`` travels as an extra body field; a server that refuses it (400/422)
+    is asked again without it, and not sent it again."""
+    from interplay.backends.openai_http import OpenAIChatBackend
+
+    remote = OpenAIChatBackend(server.url, server.model)
+    params = GenerationParams(max_new_tokens=8, stop=(), repetition_penalty=1.3)
+    out = remote.chat([[{"role": "user", "content": "Hi"}]], params)
+    assert isinstance(out[0], str) and remote.repetition_penalty_supported in (True, False)
+    refused = remote.repetition_penalty_supported is False
+    assert (remote.requests, remote.failures) == ((2, 1) if refused else (1, 0))
+    remote.chat([[{"role": "user", "content": "Hi"}]], params)
+    assert remote.requests == (3 if refused else 2)  # a refused field is not sent again
+
+
 def test_slow_responses_time_out_after_bounded_retries(server):
     """(Last in this file: the server goes on generating the abandoned request for a while.)"""
     import openai

@@ -98,6 +98,10 @@ def test_llm_agents_share_one_batched_server_and_log_protocol_errors(tmp_path, t
     stats = summary["model_servers"][str(tiny_model_dir)]
     assert stats["requests"] == 12 and stats["mean_batch"] > 1.0
     assert summary["parsed_turn_rate"] == 0.0
+    # the simulation defaults: seeded sampling and the repetition controls; the demo set has no
+    # dialogues to take turn caps from
+    assert summary["decoding"]["user"]["temperature"] == 0.7 and summary["decoding"]["recommender"]["no_repeat_ngram"] == 3
+    assert summary["decoding"]["user"]["max_new_tokens"] == 12 and summary["turn_caps"] == {}
 
 
 @pytest.mark.slow

@@ -266,6 +266,7 @@ def generate_reusing_prefix(model, tokenizer, prompts: list[str], params: Genera
                     scores = scores.clone()
                     scores[picked] = apply_mask(scores[picked], allowed)
                     return scores
+
         def exempt(r: int) -> bool:  # inside a title: a catalogue name, no repetition controls
             return in_title(tokenizer.decode(generated[rows[r]], skip_special_tokens=False))
 
