@@ -107,3 +107,22 @@ def test_the_scorecard_puts_the_figures_beside_peoples():
     assert prof["figures"]["human"]["turns_per_episode"] == 4
     assert prof["figures"]["human"]["recommender"]["copied_share"] == pytest.approx(0.5)  # (0 + 2/2) / 2
     assert prof["figures"]["simulated"]["user"]["copied_share"] == 1.0
+    from interplay.evaluation.fidelity import _beside
+
+    assert _beside(prof["figures"], "copied_share", "user") == "1.000 / 0.000"
+    assert _beside(prof["figures"], "turns_per_episode") == "4.000 / 4.000"
+
+
+def test_the_scorecard_table_of_behaviour_figures():
+    from interplay.evaluation.behaviour_profile import behaviour_profile
+    from interplay.evaluation.fidelity import scorecard_markdown
+    from interplay.metrics.fidelity import SLICES
+
+    agent = {"agent": "usersim:x", "decisions": {s: {} for s in ("all", *SLICES)}, "discrimination": None,
+             "hint_use": None, "likelihood": None, "behaviour": behaviour_profile([episode("r1")], [record("r1")]),
+             "simulator_faults": {"episodes": 1, "any_fault": 0.0, "failed_runs_simulator_share": 0.0, "kinds": {}},
+             "replay": {"SR": 0.0, "ET": 0.0, "FR": 1.0}}
+    md = scorecard_markdown({"config": {"data": "d", "split": "test"}, "agents": [agent], "downstream": []})
+    row = next(line for line in md.splitlines() if line.startswith("| usersim:x | 0.000 / 0.000 | 1.000 / 0.000"))
+    # self-repeats, words per user turn, turns per dialogue (simulated: 4 parsed turns; human: 3)
+    assert row.endswith("| 0.000 / 0.000 | 6.500 / 4.000 | 4.000 / 3.000 |")

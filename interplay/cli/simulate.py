@@ -81,10 +81,12 @@ def simulate(
 ) -> None:
     """Run simulated conversations and write RUN_DIR/episodes.jsonl.
 
-    Turns are sampled (seeded per episode) with repetition controls and a per-role turn cap from
-    the data by default; per-role settings go in a --config's user_decoding / recommender_decoding.
-    --temperature 0 --repetition-penalty 1 --no-repeat-ngram 0 --partner-no-repeat-ngram 0
-    --turn-cap-percentile 0 decodes greedily as earlier runs did."""
+    Turns are sampled (seeded per episode) with repetition controls and per-role turn caps from the data.
+
+    Per-role settings: a --config's user_decoding / recommender_decoding. Greedy, as earlier runs:
+
+    --temperature 0 --repetition-penalty 1 --no-repeat-ngram 0 --partner-no-repeat-ngram 0 --turn-cap-percentile 0
+    """
     from interplay.runtime.simulation import load_config, run_simulation
 
     values = locals()

@@ -71,7 +71,11 @@ def behaviour_profile(episodes, records) -> dict:
     ``records`` (DialogueRecord) they replay, on the records both sides have; the human side up
     to the answer to the last recommender turn, where a replay stops. ``figures``: the behaviour
     figures (:mod:`interplay.metrics.behaviour`) of both sides' whole dialogues over the same part."""
-    from interplay.metrics.behaviour import behaviour_figures, episode_dialogue, record_dialogue
+    from interplay.metrics.behaviour import (
+        behaviour_figures,
+        episode_dialogue,
+        record_dialogue,
+    )
     from interplay.protocol import Role
 
     replayed = {e.record_id for e in episodes}

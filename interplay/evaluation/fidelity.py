@@ -171,6 +171,14 @@ def _num(x) -> str:
     return "-" if x is None else f"{x:.3f}"
 
 
+def _beside(figures: dict, key: str, role: str | None = None) -> str:
+    """``simulated / human`` value of one behaviour figure (of ``role``'s turns, when given)."""
+    def get(side: dict | None):
+        return None if side is None else (side[role][key] if role else side[key])
+
+    return f"{_num(get(figures['simulated']))} / {_num(get(figures['human']))}"
+
+
 def scorecard_markdown(card: dict) -> str:
     """The scorecard as markdown tables (every interval a 95% bootstrap, n beside each figure)."""
     from interplay.metrics.fidelity import SLICES
@@ -234,24 +242,19 @@ def scorecard_markdown(card: dict) -> str:
         lines.append(f"| {a['agent']} | {_num(b['js_actions_by_position'])} | {_num(b['js_turns_per_dialogue'])} | "
                      f"{_num(b['js_words_per_turn'])} | {_num(b['noncommittal_simulated'])} / "
                      f"{_num(b['noncommittal_human'])} |")
-    lines += ["", "Behaviour figures beside people's on the same replayed dialogues (simulated / human; word 3-grams; "
-              "interplay.metrics.behaviour): repeated n-grams within a user turn, share of a user turn copied from "
-              "the recommender's turn before it, user turns repeating an earlier user turn, words per user turn, "
-              "turns per dialogue:", "",
+    lines += ["", ("Behaviour figures beside people's on the same replayed dialogues (simulated / human; word "
+                   "3-grams; interplay.metrics.behaviour): repeated n-grams within a user turn, share of a user turn "
+                   "copied from the recommender's turn before it, user turns repeating an earlier user turn, words per "
+                   "user turn, turns per dialogue:"), "",
               "| agent | repeated n-grams | copied from partner | self-repeats | words per turn | turns per dialogue |",
               "| --- | --- | --- | --- | --- | --- |"]
     for a in card["agents"]:
         f = a["behaviour"].get("figures")
         if not f:
             continue
-        sim, hum = f["simulated"], f["human"]
-
-        def pair(key: str, role: str | None = "user") -> str:
-            get = (lambda d: d[role][key]) if role else (lambda d: d[key])
-            return f"{_num(get(sim))} / {_num(get(hum))}"
-
-        lines.append(f"| {a['agent']} | {pair('repeated_ngram_share')} | {pair('copied_share')} | "
-                     f"{pair('self_repeat_rate')} | {pair('words_per_turn')} | {pair('turns_per_episode', None)} |")
+        cells = [_beside(f, key, "user") for key in ("repeated_ngram_share", "copied_share", "self_repeat_rate",
+                                                      "words_per_turn")]
+        lines.append(f"| {a['agent']} | " + " | ".join(cells) + f" | {_beside(f, 'turns_per_episode')} |")
     lines += ["", "Simulator faults in replayed episodes (share of episodes; examples):", "",
               "| agent | episodes | SR / ET / FR | any fault | failed runs with a simulator fault | kinds |",
               "| --- | --- | --- | --- | --- | --- |"]

@@ -33,7 +33,13 @@ from interplay.episode_log import (
 from interplay.protocol import Role
 from interplay.run_folder import prepare_run_folder, write_json_atomic
 from interplay.runtime.model_server import peak_rss_mb
-from interplay.runtime.role_decoding import CONTROLS_OFF, RoleDecoding, SimulationGeneration, role_params, simulation_generation
+from interplay.runtime.role_decoding import (
+    CONTROLS_OFF,
+    RoleDecoding,
+    SimulationGeneration,
+    role_params,
+    simulation_generation,
+)
 from interplay.simulation_data import SimulationData, load_simulation_data
 
 
@@ -233,7 +239,13 @@ def run_simulation(cfg: SimulationConfig, resume: bool = False, ray_address: str
 
     A resumed run skips the episodes already logged except infrastructure failures (a dead actor,
     a server down), which it runs again; with ``rerun_failed`` every failed episode is run again."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     from interplay.runtime import ray_cluster
     from interplay.runtime.hosts import placement, start_replicas
