@@ -79,6 +79,41 @@ def test_the_processor_path_with_inert_controls_equals_the_plain_path(backend):
     assert token_ids(backend, PROMPTS, inert) == token_ids(backend, PROMPTS, plain)
 
 
+def _next_tokens_before_the_controls(logits, params, generators):
+    """The token choice of the decode loop before the controls existed (kv_reuse._next_tokens at
+    c740a24), kept here as the reference."""
+    if params.temperature <= 0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits.float() / params.temperature, dim=-1)
+    if params.top_p < 1.0:
+        sorted_p, order = probs.sort(dim=-1, descending=True)
+        drop = sorted_p.cumsum(-1) - sorted_p > params.top_p
+        sorted_p = sorted_p.masked_fill(drop, 0.0)
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
+    return torch.cat([torch.multinomial(p, 1, generator=g) for p, g in zip(probs, generators)])
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=st.integers(1, 6), seed=st.integers(0, 2**31 - 1), temperature=st.sampled_from([0.0, 0.5, 1.0, 1.7]),
+       masked=st.booleans())
+def test_controls_off_choose_what_the_loop_chose_before(rows, seed, temperature, masked):
+    """With the repetition controls off (and top_p 1), the per-row choice draws the same tokens as
+    the loop's former choice, greedy and sampled, masked by a grammar or not."""
+    from interplay.backends.decoding_controls import RowControls, choose_tokens
+
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(rows, 500, generator=g) * 4
+    allowed = torch.rand(rows, 500, generator=g) > 0.7
+    allowed[:, 0] = True
+    mask = (lambda x: x.masked_fill(~allowed, float("-inf"))) if masked else None
+    params = GenerationParams(temperature=temperature)
+    before = _next_tokens_before_the_controls(mask(logits) if masked else logits, params,
+                                              [torch.Generator().manual_seed(seed + r) for r in range(rows)])
+    now = choose_tokens(logits, [RowControls(params)] * rows, [[1, 2, 3]] * rows, mask,
+                        [torch.Generator().manual_seed(seed + r) for r in range(rows)])
+    assert now.tolist() == before.tolist()
+
+
 # -- repetition bans -------------------------------------------------------------------------------
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
