@@ -24,11 +24,11 @@ from pathlib import Path
 
 import pytest
 import requests
-from test_studio_browser import (  # noqa: F401 - the browser fixture
+import test_studio_browser as shared
+from test_studio_browser import (
     ADMIN,
     ADMIN_TOKEN,
     CHROMIUM_FLAGS,
-    browser,
     chromium_executable,
     log_in,
     new_page,
@@ -40,6 +40,8 @@ from interplay.studio.live_server import LiveServer
 from interplay.studio.sample_runs import play_local_run
 from interplay.studio.study import CRITERIA, Study, create_study
 from interplay.studio.study_stats import spreadsheet_safe
+
+browser = shared.browser  # the module-scoped Chromium of the browser tests (skips, saying why, without it)
 
 
 class Listener:

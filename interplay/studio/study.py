@@ -40,7 +40,12 @@ from interplay.episode_log import (
     latest_episodes,
 )
 from interplay.protocol import Action, Role
-from interplay.studio.blinding import catalogue_titles, in_catalogue_spelling, load_catalogue, run_data
+from interplay.studio.blinding import (
+    catalogue_titles,
+    in_catalogue_spelling,
+    load_catalogue,
+    run_data,
+)
 
 if TYPE_CHECKING:
     from interplay.studio.study_stats import StudyResults
