@@ -75,7 +75,9 @@ def studio(
     if port == 0:
         port = free_port(host)
     shown = "localhost" if host in ("0.0.0.0", "::") else host
-    console.print(f"Interplay Studio on http://{host}:{port}/  (Ctrl-C stops it)", markup=False, soft_wrap=True)
+    where = "this machine only" if is_loopback(host) else "the network: see the warning above"
+    console.print(f"Interplay Studio on http://{host}:{port}/  (reachable from {where}; Ctrl-C stops it)",
+                  markup=False, soft_wrap=True)
     if admin_token is None:
         console.print(f"  operator's link (printed once; it sets a cookie): http://{shown}:{port}/?token={access.admin_token}",
                       markup=False, soft_wrap=True)
