@@ -5,9 +5,15 @@ Three parts, one server:
 - **Runs**: the run and evaluation folders it serves (:mod:`interplay.studio.runs_index`), each
   with its summary, plots and a filterable episode list; a transcript per episode.
 - **Studies**: head-to-head human studies (:mod:`interplay.studio.study`): judges open
-  ``/judge/<token>``; ``/studies/<id>`` shows the results to the operator and exports them.
+  ``/judge/<token>`` (their pages: :mod:`interplay.studio.judge_routes`); ``/studies/<id>`` shows
+  the results to the operator and exports them.
 - **Talk**: a person plays one role against an agent the operator allowed
-  (:mod:`interplay.studio.talk`); the finished episode is logged like any run.
+  (:mod:`interplay.studio.talk`, its pages :mod:`interplay.studio.talk_routes`); the finished
+  episode is logged like any run.
+
+This module holds :func:`create_app` (the middleware, the access checks and page helpers the route
+modules share through a :class:`~interplay.studio.state.StudioContext`), the runs pages and the
+operator's study pages; what it serves is :class:`~interplay.studio.state.StudioState`.
 
 Access (:mod:`interplay.studio.access`): runs, transcripts, talk, study results and exports need
 the operator's admin token; a judge's link reaches only that judge's pairs. Requests for another
@@ -18,7 +24,6 @@ body or text over the limits 413; model text is always escaped.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,7 +33,6 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import (
     FileResponse,
     HTMLResponse,
-    JSONResponse,
     RedirectResponse,
     Response,
 )
@@ -36,9 +40,6 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from interplay.agent_specs import AgentSpec
-from interplay.catalogue import Catalogue
-from interplay.protocol import Role
 from interplay.studio.access import (
     CSRF_FIELD,
     SECURITY_HEADERS,
@@ -48,92 +49,23 @@ from interplay.studio.access import (
     cross_origin,
 )
 from interplay.studio.agent_factory import AgentFactory
-from interplay.studio.blinding import load_catalogue
-from interplay.studio.exports import EXPORTS, ExportCache
+from interplay.studio.exports import EXPORTS
+from interplay.studio.judge_routes import register_judge_routes
 from interplay.studio.rendering import item_href, render_turn_text
-from interplay.studio.runs_index import RunsIndex, episode_row, filter_episodes
-from interplay.studio.study import (
-    CRITERIA,
-    Study,
-    SubmissionError,
+from interplay.studio.runs_index import episode_row, filter_episodes
+from interplay.studio.state import (
+    DEFAULT_TALK_AGENTS,
+    Denied,
+    StudioContext,
+    StudioState,
 )
-from interplay.studio.talk import TalkRegistry, TalkSession, TurnRejected, talk_run_dir
-from interplay.studio.title_search import search_titles
+from interplay.studio.study import CRITERIA
+from interplay.studio.talk_routes import register_talk_routes
 
 HERE = Path(__file__).parent
 #: the largest request body accepted (a judgement or a turn is a few KiB)
 MAX_BODY_BYTES = 64 * 1024
-#: the longest turn a person may write in the talk page
-MAX_TURN_CHARS = 2000
-#: what the talk page offers when the operator names no agent (``--talk-agent``): the project's own
-#: agents on its default model; never a URL or a model id a request names
-DEFAULT_TALK_AGENTS = ("rule", "llm", "zero-shot")
-__all__ = ["DEFAULT_TALK_AGENTS", "EXPORTS", "MAX_BODY_BYTES", "StudioState", "create_app"]
-
-
-class Denied(Exception):
-    """A request without the access its route needs (answered 403)."""
-
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
-
-
-class StudioState:
-    """What the app serves: the runs index, the studies by id, the data sets a person may talk
-    on, the agents they may talk to, and the live talk sessions."""
-
-    def __init__(self, runs: list[Path], studies: list[Path], data: list[str], talk_out: Path,
-                 agents: AgentFactory | None = None, talk_agents: Sequence[str] = DEFAULT_TALK_AGENTS):
-        self.talk_out = Path(talk_out)
-        self.talk_out.mkdir(parents=True, exist_ok=True)
-        self.runs = RunsIndex([*runs, self.talk_out])
-        # opened once (a clear error now rather than on the first request); a Study opens its own
-        # connection per call, so one object serves every request thread
-        self.studies: dict[str, Study] = {}
-        for path in studies:
-            sid = Path(path).stem
-            while sid in self.studies:
-                sid += "~"
-            self.studies[sid] = Study.open(path)
-        self.data = list(data) or ["demo"]
-        self.talk_agents = _check_talk_agents(talk_agents)
-        self.agents = agents or AgentFactory()
-        self.talks = TalkRegistry()
-        self.exports = ExportCache()
-        self._catalogues: dict[str, Catalogue | None] = {}
-        self._lock = threading.Lock()
-
-    def study(self, sid: str) -> Study | None:
-        return self.studies.get(sid)
-
-    def judge_study(self, token: str) -> tuple[str, Study] | None:
-        """The study a judge token belongs to."""
-        for sid, study in self.studies.items():
-            if study.judge(token) is not None:
-                return sid, study
-        return None
-
-    def catalogue(self, data: str | None) -> Catalogue | None:
-        """The catalogue of a run's data (``demo`` or a data folder); None when it cannot be read."""
-        if not data:
-            return None
-        with self._lock:
-            if data not in self._catalogues:
-                self._catalogues[data] = load_catalogue(data)
-            return self._catalogues[data]
-
-
-def _check_talk_agents(specs: Sequence[str]) -> list[str]:
-    """The operator's talk agents, each parsed (ValueError naming a bad one), in their spelling."""
-    out = []
-    for text in specs:
-        spec = str(AgentSpec.parse(text))  # ValueError of one line
-        if spec not in out:
-            out.append(spec)
-    if not out:
-        raise ValueError("talk agents: give at least one --talk-agent SPEC")
-    return out
+__all__ = ["DEFAULT_TALK_AGENTS", "EXPORTS", "MAX_BODY_BYTES", "Denied", "StudioState", "create_app"]
 
 
 def create_app(runs: Sequence[str | Path] = (), studies: Sequence[str | Path] = (), data: Sequence[str] = ("demo",),
@@ -309,147 +241,12 @@ def create_app(runs: Sequence[str | Path] = (), studies: Sequence[str | Path] = 
         study.close()
         return RedirectResponse(f"/studies/{quote(sid)}", status_code=303)
 
-    # -- studies: a judge's pages -------------------------------------------------------------
+    # -- a judge's pages and the talk pages: their own modules, on the same helpers ------------
 
-    def judge_access(request: Request, token: str) -> tuple[str, Study]:
-        """The study of a judge link; 403 for an unknown link or a browser bound to another judge."""
-        found = state.judge_study(token)
-        if found is None:
-            raise Denied("unknown judge link")
-        if access.other_judge(request, token) and not access.is_admin(request):
-            raise Denied("this browser is bound to another judge's link: open this link in another "
-                         "browser (or a private window)")
-        return found
-
-    def judge_page(request: Request, token: str, name: str, **context: Any) -> HTMLResponse:
-        response = page(request, name, token=token, csrf=access.csrf_token(f"judge:{token}"), admin=False,
-                        **context)
-        if not access.is_admin(request):  # the operator's browser stays free to open every judge's link
-            response.set_cookie(access.judge_cookie, access.judge_cookie_value(token), httponly=True,
-                                samesite="strict", secure=request.url.scheme == "https")
-        return response
-
-    @app.get("/judge/{token}", response_class=HTMLResponse)
-    def judge_home(request: Request, token: str):
-        _, study = judge_access(request, token)
-        pairs = study.pairs_for(token)
-        nxt = next((p for p in pairs if not p.done), None)
-        return judge_page(request, token, "judge.html", study=study, judge=study.judge(token), pairs=pairs,
-                          next_pair=nxt, criteria=CRITERIA, closed=study.closed())
-
-    @app.get("/judge/{token}/results", response_class=HTMLResponse)
-    def judge_results(request: Request, token: str):
-        _, study = judge_access(request, token)
-        if study.closed() is None and not access.is_admin(request):
-            raise Denied("the results are shown once the operator closes the study")
-        return judge_page(request, token, "judge_results.html", study=study, results=study.results())
-
-    @app.get("/judge/{token}/pair/{pair_id}", response_class=HTMLResponse)
-    def judge_pair(request: Request, token: str, pair_id: str):
-        _, study = judge_access(request, token)
-        pairs = study.pairs_for(token)
-        pair = next((p for p in pairs if p.pair_id == pair_id), None)
-        if pair is None:
-            return error(request, 400, "no such pair for this judge")
-        return judge_page(request, token, "judge_pair.html", study=study, pair=pair, total=len(pairs),
-                          done=sum(p.done for p in pairs), criteria=CRITERIA, closed=study.closed())
-
-    @app.post("/judge/{token}/pair/{pair_id}")
-    async def judge_submit(request: Request, token: str, pair_id: str):
-        form = await request.form()
-        need_csrf(request, form, f"judge:{token}")
-        _, study = judge_access(request, token)
-        choices = {c.key: str(form.get(c.key, "")) for c in CRITERIA}
-        extra = [k for k in form.keys() if k not in choices and k not in ("comment", CSRF_FIELD)]
-        if extra:
-            return error(request, 400, f"unknown field(s): {', '.join(sorted(extra))}")
-        try:
-            study.submit(token, pair_id, choices, str(form.get("comment", "")))
-        except SubmissionError as exc:
-            return error(request, exc.http_status, str(exc))
-        nxt = study.next_unjudged(token)
-        target = f"/judge/{token}/pair/{nxt}" if nxt else f"/judge/{token}"
-        return RedirectResponse(target, status_code=303)
-
-    # -- talk (the operator's) ----------------------------------------------------------------
-
-    def talk_form(request: Request, message: str | None = None, values: dict | None = None,
-                  status: int = 200) -> HTMLResponse:
-        return page(request, "talk_new.html", status=status, data=state.data, agents=state.talk_agents,
-                    message=message, form=values or {}, csrf=access.csrf_token("admin"))
-
-    @app.get("/talk", response_class=HTMLResponse, dependencies=admin_only)
-    def talk_new(request: Request):
-        return talk_form(request)
-
-    @app.post("/talk", dependencies=admin_only)
-    async def talk_start(request: Request):
-        form = await request.form()
-        need_csrf(request, form, "admin")
-        values = {k: str(form.get(k, "")).strip() for k in ("role", "agent", "data", "record_id", "max_turns")}
-        try:
-            role = Role(values["role"] or "user")
-            agent = values["agent"] or state.talk_agents[0]
-            if agent not in state.talk_agents:  # nothing a request names reaches a backend or a key
-                raise ValueError(f"agent {agent[:80]!r} is not offered here; choose one of "
-                                 f"{', '.join(state.talk_agents)} (the operator adds others with --talk-agent)")
-            if values["data"] and values["data"] not in state.data:
-                raise ValueError(f"data {values['data']!r} is not served here; choose one of {', '.join(state.data)}")
-            max_turns = int(values["max_turns"] or 10)
-            if not 2 <= max_turns <= 40:
-                raise ValueError("max turns must be between 2 and 40")
-            data = values["data"] or state.data[0]
-            folder = talk_run_dir(state.talk_out, role, agent, data=data, max_turns=max_turns)
-            session = TalkSession.start(folder, role, agent, data=data, record_id=values["record_id"] or None,
-                                        max_turns=max_turns, agents=state.agents)
-        except ValueError as exc:
-            return talk_form(request, str(exc), values, status=400)
-        sid = state.talks.add(session)
-        return RedirectResponse(f"/talk/{sid}", status_code=303)
-
-    def talk_view(request: Request, sid: str, session: TalkSession, message: str | None = None,
-                  status: int = 200) -> HTMLResponse:
-        view = session.view()
-        run_id = None
-        if view.get("done"):
-            folder = Path(session.run_dir).resolve()
-            entry = next((e for e in state.runs.refresh() if e.path == folder), None)
-            run_id = entry.run_id if entry else None
-        return page(request, "talk.html", status=status, sid=sid, v=view, message=message, run_id=run_id,
-                    max_chars=MAX_TURN_CHARS, csrf=access.csrf_token("admin"))
-
-    @app.get("/talk/{sid}", response_class=HTMLResponse, dependencies=admin_only)
-    def talk_page(request: Request, sid: str):
-        session = state.talks.get(sid)
-        if session is None:
-            return error(request, 404, "no such talk session (it may have ended long ago)")
-        return talk_view(request, sid, session)
-
-    @app.post("/talk/{sid}/say", response_class=HTMLResponse, dependencies=admin_only)
-    async def talk_say(request: Request, sid: str):
-        form = await request.form()
-        need_csrf(request, form, "admin")
-        session = state.talks.get(sid)
-        if session is None:
-            return error(request, 404, "no such talk session")
-        text = str(form.get("text", ""))
-        if len(text) > MAX_TURN_CHARS:
-            return error(request, 413, f"a turn is at most {MAX_TURN_CHARS} characters")
-        titles = [str(t) for t in form.getlist("title") if str(t).strip()]
-        try:
-            from starlette.concurrency import run_in_threadpool
-
-            await run_in_threadpool(session.say, str(form.get("action", "")), text, titles)
-        except TurnRejected as exc:
-            return talk_view(request, sid, session, message=f"not accepted: {exc}", status=400)
-        return RedirectResponse(f"/talk/{sid}", status_code=303)
-
-    @app.get("/talk/{sid}/titles", dependencies=admin_only)
-    def talk_titles(sid: str, q: str = ""):
-        session = state.talks.get(sid)
-        if session is None:
-            return JSONResponse({"error": "no such talk session"}, status_code=404)
-        return JSONResponse(search_titles(session.catalogue, q[:200], limit=20))
+    ctx = StudioContext(state=state, access=access, templates=templates, page=page, error=error,
+                        need_admin=need_admin, need_csrf=need_csrf, admin_only=admin_only)
+    register_judge_routes(app, ctx)
+    register_talk_routes(app, ctx)
 
     return app
 
