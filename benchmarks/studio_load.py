@@ -9,12 +9,17 @@ has every judge submit every pair from its own thread over HTTP, concurrently (e
 double-submits ``--double`` of its pairs, as a double click would). Then it counts the judgements
 in the study's SQLite file: lost = sent but absent, duplicated = more than one row for a (judge,
 pair, criterion). It prints the median and p99 latency of a submission.
+
+The studio's checks are on, as in a real study: the Host allow-list, the Origin check, each
+judge's CSRF token (read from the judge's page once, before the clock starts) and the judge's
+browser cookie.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import tempfile
 import threading
@@ -49,9 +54,14 @@ def run_load(judges: int = 20, pairs: int = 50, double: int = 5, folder: Path | 
         plan = [p.pair_id for p in Study.open(study_path).pairs_for(token)]
         plan += plan[:double]  # double clicks: the same pair again
         with requests.Session() as client:
+            client.headers["Origin"] = url  # what a browser sends with a form: checked by the studio
+            home = client.get(f"{url}/judge/{token}", timeout=60)  # sets the judge's cookie; the CSRF token
+            found = re.search(r'name="csrf" value="([^"]+)"',
+                              client.get(f"{url}/judge/{token}/pair/{plan[0]}", timeout=60).text)
+            csrf = found.group(1) if found and home.ok else ""
             start.wait()
             for i, pair_id in enumerate(plan):
-                form = {c.key: ("left" if (i + k) % 2 else "right") for k, c in enumerate(CRITERIA)}
+                form = {c.key: ("left" if (i + k) % 2 else "right") for k, c in enumerate(CRITERIA)} | {"csrf": csrf}
                 t0 = time.perf_counter()
                 r = client.post(f"{url}/judge/{token}/pair/{pair_id}", data=form, allow_redirects=False, timeout=60)
                 dt = time.perf_counter() - t0

@@ -19,7 +19,7 @@ DATA=${DATA:-data/redial}
 OUT=${OUT:-runs/downstream}
 CKPTS=${CKPTS:-runs/ckpt}
 IP=${IP:-interplay}
-TRAIN_ARGS=(--role recommender --epochs 1 --bf16 --grad-accum 2 --save-steps 8 --resume --report-to none)
+TRAIN_ARGS=(--role recommender --epochs 1 --grad-accum 2 --save-steps 8 --resume --report-to none)
 EVAL_ARGS=(--data "$DATA" --split test --limit "$LIMIT" --rank-items 10 --rank-beam 10 --resume --no-progress)
 
 train_and_eval() {  # LABEL DATA_DIR [train args...]

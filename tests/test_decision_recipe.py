@@ -102,10 +102,11 @@ def test_training_with_the_decision_recipe_records_it(tiny_model_dir, tmp_path):
     out = tmp_path / "ckpt"
     # one step on one batch of all 8 examples at learning rate 0 (and no checkpoint before step 100):
     # its loss is the saved model's loss on all of them
-    metrics = train(TrainConfig(role=Role.USER, data=str(data), out=str(out), model=str(tiny_model_dir), max_steps=1,
+    metrics = train(TrainConfig(dtype="fp32", role=Role.USER, data=str(data), out=str(out), model=str(tiny_model_dir), max_steps=1,
                                 batch_size=8, grad_accum=1, logging_steps=1, report_to="none", action_loss_weight=3.0,
                                 counterfactual_negatives=1.0, learning_rate=0.0, save_steps=100))
     assert metrics["counterfactual_negatives"] == 4 and metrics["train_examples"] == 8
+    assert (metrics["dtype"], metrics["dtype_reason"]) == ("fp32", "asked for")  # recorded beside the checkpoint
     saved = json.loads((out / "interplay_training.json").read_text())
     assert saved["config"]["action_loss_weight"] == 3.0 and saved["config"]["grounded"] is True
     losses = [h["loss"] for h in saved["log_history"] if "loss" in h]
@@ -165,7 +166,7 @@ def test_training_on_decision_examples_alone(tiny_model_dir, tmp_path):
     (data / "train.jsonl").write_text("".join(record(i).model_dump_json() + "\n" for i in range(3)))
     (data / "catalogue.jsonl").write_text("".join(i.model_dump_json() + "\n" for i in ITEMS))
     common = dict(role=Role.USER, data=str(data), model=str(tiny_model_dir), max_steps=1, batch_size=2, grad_accum=1,
-                  report_to="none", grounding_match=True)
+                  report_to="none", grounding_match=True, dtype="fp32")
     both = train(TrainConfig(out=str(tmp_path / "a"), decision_examples=2, **common))
     assert both["decision_examples"] == 6 and both["train_examples"] == 3 + 6
     alone = train(TrainConfig(out=str(tmp_path / "b"), decision_examples=1, whole_dialogues=False, **common))

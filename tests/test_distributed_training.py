@@ -45,7 +45,7 @@ def test_two_processes_give_the_one_process_loss_curve_and_a_loadable_checkpoint
     accelerate = shutil.which("accelerate") or str(Path(sys.executable).parent / "accelerate")
     common = ["train", "--role", "recommender", "--data", str(data), "--model", str(tiny_model_dir),
               "--max-steps", "6", "--lr", "3e-3", "--batch-size", "1", "--logging-steps", "1", "--report-to", "none",
-              "--no-grounded"]
+              "--no-grounded", "--dtype", "fp32"]
     one, two = tmp_path / "one", tmp_path / "two"
     env = subprocess_env(OMP_NUM_THREADS="1")
     subprocess.run([interplay, *common, "--grad-accum", "2", "--out", str(one)], check=True, env=env,

@@ -183,3 +183,20 @@ def test_cli_check_exits_1_listing_stale_blocks(tmp_path):
     assert CliRunner().invoke(app, args).exit_code == 0
     res = CliRunner().invoke(app, [*args, "--check"])
     assert res.exit_code == 0, res.output
+
+
+def test_verdict_table_counts_per_slice_and_refuses_an_unknown_split():
+    from interplay.data.verdict_results import verdict_table
+
+    stats = {"test": {"records": 3, "items": {"distinct": 9, "unmatched": 2},
+                      "decisions": {"target": {"accept": 2, "reject": 0, "did_not_say": 0},
+                                    "other-seen": {"accept": 1, "reject": 3, "did_not_say": 4}, "unplaced": 5}}}
+    table = verdict_table("data/x", stats, "interplay data stats data/x --results-json r.json")
+    by = {r["slice"]: r for r in table.rows}
+    assert (by["other-seen"]["judged"], by["other-seen"]["did_not_say"]) == (4, 4)
+    assert by["other-unseen"]["judged"] == 0  # every slice is listed, also an empty one
+    assert (by["all judged"]["accept"], by["all judged"]["reject"], by["all judged"]["judged"]) == (3, 3, 6)
+    assert by["all judged"]["did_not_say"] == 4
+    assert "5 verdicts on items no recommender turn names" in table.notes[0]
+    with pytest.raises(ValueError, match="no split valid"):
+        verdict_table("data/x", stats, "cmd", splits=["valid"])

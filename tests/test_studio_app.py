@@ -87,7 +87,7 @@ def _start_studio(runs: Path, *args: str) -> tuple[subprocess.Popen, int, str]:
                              "--talk-out", str(runs / "talk"), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env=subprocess_env(COLUMNS="200"))
     printed = ""
-    while not (found := re.search(r"http://\S+:(\d+)/", printed)):
+    while not (found := re.search(r"http://\S+:(\d+)/", printed)) or "operator's link" not in printed:
         line = proc.stdout.readline()
         assert line, printed
         printed += line
@@ -115,20 +115,34 @@ def test_studio_command_binds_loopback_unless_told_and_warns_off_loopback(runs):
     try:
         assert f"http://127.0.0.1:{port}/" in printed and "warning" not in printed, printed
         assert _listening(proc, port) == {"127.0.0.1"}
-        r = requests.get(f"http://127.0.0.1:{port}/", timeout=30)
-        assert r.status_code == 200 and f"{runs.name}/rule" in r.text
+        # the operator's link, printed once, holds a random token; without it the runs are 403
+        link = re.search(rf"operator's link .*?(http://127\.0\.0\.1:{port}/\?token=(\S+))", printed)
+        assert link and len(link.group(2)) >= 16, printed
+        assert requests.get(f"http://127.0.0.1:{port}/", timeout=30).status_code == 403
+        with requests.Session() as operator:
+            r = operator.get(link.group(1), timeout=30)  # sets the cookie, then redirects to / without the token
+            assert r.status_code == 200 and f"{runs.name}/rule" in r.text and r.url == f"http://127.0.0.1:{port}/"
+            assert operator.get(f"http://127.0.0.1:{port}/", timeout=30).status_code == 200
+        assert requests.get(f"http://127.0.0.1:{port}/?token=wrong-token-0123456789", timeout=30).status_code == 403
         if lan is not None:  # unreachable from the network
             with pytest.raises(requests.ConnectionError):
                 requests.get(f"http://{lan}:{port}/", timeout=30)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    proc, port, printed = _start_studio(runs, "--host", "0.0.0.0")
+    token = "operator-token-0123456789"
+    proc, port, printed = _start_studio(runs, "--host", "0.0.0.0", "--admin-token", token,
+                                        *(["--allowed-host", lan] if lan else []))
     try:
-        assert "warning: binding 0.0.0.0: anyone who can reach this address can read" in printed, printed
+        assert "warning: binding 0.0.0.0: the network can reach this studio over plain HTTP" in printed, printed
+        assert "need the admin token" in printed and token not in printed  # a token given is never printed
         assert _listening(proc, port) == {"0.0.0.0"}
+        bearer = {"Authorization": f"Bearer {token}"}
+        assert requests.get(f"http://127.0.0.1:{port}/", headers={**bearer, "Host": "evil.example"},
+                            timeout=30).status_code == 400
         if lan is not None:
-            r = requests.get(f"http://{lan}:{port}/", timeout=30)
+            assert requests.get(f"http://{lan}:{port}/", timeout=30).status_code == 403
+            r = requests.get(f"http://{lan}:{port}/", headers=bearer, timeout=30)
             assert r.status_code == 200 and f"{runs.name}/rule" in r.text
     finally:
         proc.terminate()
@@ -159,9 +173,10 @@ def test_a_scorecard_folder_shows_its_scorecard_escaped_and_plots_before_figures
     card.mkdir()
     (card / "scorecard.md").write_text("| agent | bal. acc. |\n| rule <b>x</b> | 0.84 |\n")
     (card / "scorecard.json").write_text(json.dumps({"agents": []}))
-    app = create_app([runs], talk_out=runs / "talk")
+    app = create_app([runs], talk_out=runs / "talk", admin_token="scorecard-token-0123456789")
+    bearer = {"Authorization": "Bearer scorecard-token-0123456789"}
     with LiveServer(app) as server:
-        html = requests.get(f"{server.url}/runs/{runs.name}/fidelity", timeout=30).text
-        listing = requests.get(f"{server.url}/", timeout=30).text
+        html = requests.get(f"{server.url}/runs/{runs.name}/fidelity", headers=bearer, timeout=30).text
+        listing = requests.get(f"{server.url}/", headers=bearer, timeout=30).text
     assert "| rule &lt;b&gt;x&lt;/b&gt; | 0.84 |" in html and "<b>x</b>" not in html
     assert re.search(rf"{runs.name}/fidelity</a></td>\s*<td>fidelity</td>", listing)

@@ -8,6 +8,7 @@ import http.client
 import json
 import math
 import os
+import re
 import shutil
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -23,6 +24,9 @@ from interplay.studio.study import CRITERIA, Study, create_study
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync"]
 SHOTS = os.environ.get("INTERPLAY_SCREENSHOTS")
+#: the operator's token of the test studios (a real studio prints a random one)
+ADMIN_TOKEN = "test-admin-token-0123456789"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 def chromium_executable() -> str | None:
@@ -57,20 +61,41 @@ def studio(tmp_path_factory):
     study_path.parent.mkdir()
     create_study(study_path, root / "runs" / "rule", root / "runs" / "yes-sayer", judges=["ana", "ben"], seed=3,
                  title="Rule user vs yes-sayer")
-    app = create_app([root / "runs"], [study_path], data=["demo"], talk_out=root / "runs" / "talk")
+    app = create_app([root / "runs"], [study_path], data=["demo"], talk_out=root / "runs" / "talk",
+                     admin_token=ADMIN_TOKEN)
     with LiveServer(app) as server:
-        yield {"url": server.url, "root": root, "study": study_path}
+        yield {"url": server.url, "root": root, "study": study_path, "app": app}
 
 
-@pytest.fixture
-def page(browser):
+def new_page(browser):
+    """A page in a fresh browser context (its own cookies), recording any dialog a script opens."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     pg = context.new_page()
     dialogs: list[str] = []
     pg.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     pg.dialogs = dialogs
+    return pg
+
+
+def log_in(page, url: str) -> None:
+    """The operator's first visit: the link with ``?token=`` sets the cookie and drops the token."""
+    page.goto(f"{url}/?token={ADMIN_TOKEN}")
+    assert "token=" not in page.url and page.locator("#runs").count() == 1
+
+
+@pytest.fixture
+def page(browser):
+    pg = new_page(browser)
     yield pg
-    context.close()
+    pg.context.close()
+
+
+@pytest.fixture
+def admin_page(browser, studio):
+    pg = new_page(browser)
+    log_in(pg, studio["url"])
+    yield pg
+    pg.context.close()
 
 
 def shot(page, name: str) -> None:
@@ -79,7 +104,8 @@ def shot(page, name: str) -> None:
         page.screenshot(path=str(Path(SHOTS) / f"studio-{name}.png"), full_page=True)
 
 
-def test_open_a_run_filter_its_episodes_and_read_a_transcript(page, studio):
+def test_open_a_run_filter_its_episodes_and_read_a_transcript(admin_page, studio):
+    page = admin_page
     page.goto(studio["url"] + "/")
     assert page.locator("#runs").get_by_role("link", name="runs/rule", exact=True).is_visible()
     shot(page, "runs")
@@ -127,12 +153,13 @@ def _hand_binomial_p(k: int, n: int) -> float:
     return min(1.0, 2 * tail)
 
 
-def test_two_judges_judge_every_pair_and_the_export_matches_hand_computed_results(page, studio):
+def test_two_judges_judge_every_pair_and_the_export_matches_hand_computed_results(browser, admin_page, studio):
     study = Study.open(studio["study"])
     # ana prefers A (the rule user) on every criterion; ben too, except flow and consistency
     plan = {"ana": {c.key: "A" for c in CRITERIA},
             "ben": {c.key: ("B" if c.key in ("flow", "consistency") else "A") for c in CRITERIA}}
     for judge in study.judges():
+        page = new_page(browser)  # each judge in their own browser
         page.goto(f"{studio['url']}/judge/{judge.token}")
         assert "0 of 4 pairs judged" in page.locator("#judge-progress").inner_text()
         if judge.name == "ana":
@@ -143,6 +170,7 @@ def test_two_judges_judge_every_pair_and_the_export_matches_hand_computed_result
             pair_id = page.url.rsplit("/", 1)[1]
             pair = pairs[pair_id]
             side_of_a = "left" if pair.left.user_spec == "rule" else "right"
+            assert page.locator("#profile").count() == 1, page.content()[:3000]
             assert page.locator("#profile").inner_text().count(pair.left.persona.summary) == 1
             for c in CRITERIA:
                 page.locator(f"#{c.key}-{_choose(side_of_a, plan[judge.name][c.key])}").check()
@@ -154,10 +182,12 @@ def test_two_judges_judge_every_pair_and_the_export_matches_hand_computed_result
                 with page.expect_navigation():
                     page.locator("#submit-judgement").click()
         assert page.locator("#all-done").is_visible()
+        page.context.close()
     rows = study.judgements()
     assert len(rows) == 2 * 4 * len(CRITERIA)  # nothing counted twice
     assert {(r["judge"], r["pair_id"]) for r in rows} == {(j.name, p) for j in study.judges() for p in pairs}
 
+    page = admin_page
     page.goto(f"{studio['url']}/studies/rule-vs-yes")
     shot(page, "study-results")
     with page.expect_download() as download:
@@ -189,7 +219,8 @@ def _say(page, action: str, text: str = "") -> None:
         page.locator("#say").click()
 
 
-def test_play_the_user_against_a_rule_recommender_to_an_acceptance(page, studio):
+def test_play_the_user_against_a_rule_recommender_to_an_acceptance(admin_page, studio):
+    page = admin_page
     page.goto(studio["url"] + "/talk")
     shot(page, "talk-start")
     page.fill("input[name=record_id]", "demo-u01")  # target: Inside Man (2006), crime heist
@@ -220,7 +251,8 @@ def test_play_the_user_against_a_rule_recommender_to_an_acceptance(page, studio)
     assert page.locator("#runs a", has_text="talk/user-vs-rule").count() == 1
 
 
-def test_play_the_recommender_with_the_catalogue_search_box(page, studio):
+def test_play_the_recommender_with_the_catalogue_search_box(admin_page, studio):
+    page = admin_page
     page.goto(studio["url"] + "/talk")
     page.check("input[name=role][value=recommender]")
     page.fill("input[name=record_id]", "demo-u01")
@@ -235,12 +267,22 @@ def test_play_the_recommender_with_the_catalogue_search_box(page, studio):
     assert "Inside Man (2006)" in page.locator("#transcript .turn.recommender").last.inner_text()
 
 
+def csrf_of(html: str) -> str:
+    """The CSRF token of the first form of a page."""
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, html[:500]
+    return found.group(1)
+
+
 def test_requests_are_validated(studio):
     url, study = studio["url"], Study.open(studio["study"])
     token = study.judges()[0].token
     pair_id = study.pairs_for(token)[0].pair_id
-    form = {c.key: "left" for c in CRITERIA}
+    csrf = csrf_of(requests.get(f"{url}/judge/{token}/pair/{pair_id}", timeout=30).text)
+    form = {c.key: "left" for c in CRITERIA} | {"csrf": csrf}
     post = lambda path, data: requests.post(url + path, data=data, allow_redirects=False, timeout=30)  # noqa: E731
+    assert post(f"/judge/{token}/pair/{pair_id}", {k: v for k, v in form.items() if k != "csrf"}).status_code == 403
+    assert post(f"/judge/{token}/pair/{pair_id}", {**form, "csrf": "0" * 40}).status_code == 403
     assert post(f"/judge/not-a-token/pair/{pair_id}", form).status_code == 403
     assert requests.get(f"{url}/judge/not-a-token", timeout=30).status_code == 403
     assert post(f"/judge/{token}/pair/tampered", form).status_code == 400
@@ -251,13 +293,22 @@ def test_requests_are_validated(studio):
     assert post(f"/judge/{token}/pair/{pair_id}", {**form, "comment": "x" * 100_000}).status_code == 413
 
 
-def raw_get(url: str, path: str) -> tuple[int, str]:
+def raw_get(url: str, path: str, headers: dict[str, str] | None = None, method: str = "GET") -> tuple[int, str]:
     """GET ``path`` exactly as written: http.client sends the request line unchanged, where
-    requests (urllib3) removes ``..`` segments before the server sees them."""
+    requests (urllib3) removes ``..`` segments before the server sees them. A ``Host`` in
+    ``headers`` replaces the real one."""
     where = urlsplit(url)
     conn = http.client.HTTPConnection(where.hostname, where.port, timeout=30)
+    headers = dict(headers or {})
     try:
-        conn.putrequest("GET", path, skip_accept_encoding=True)
+        host = headers.pop("Host", None)
+        conn.putrequest(method, path, skip_host=host is not None, skip_accept_encoding=True)
+        if host is not None:
+            conn.putheader("Host", host)
+        for k, v in headers.items():
+            conn.putheader(k, v)
+        if method == "POST":
+            conn.putheader("Content-Length", "0")
         conn.endheaders()
         r = conn.getresponse()
         return r.status, r.read().decode("utf-8", errors="replace")
@@ -270,15 +321,20 @@ def test_nothing_outside_the_served_folders_is_served(studio):
     run ids that are index keys (never paths), a run's file whitelist, the study exports' names."""
     url, root = studio["url"], studio["root"]
     (root / "outside.json").write_text('{"secret": "root:x:0:0"}')  # a servable suffix, outside every run
+    # a symbolic link inside a run folder, to a file outside every run
+    (root / "runs" / "rule" / "leak.json").symlink_to(root / "outside.json")
     # the premise: requests would send the normalised path, this one reaches the app as written
     moved = "/runs/runs/yes-sayer/../rule/files/config.json"
-    assert requests.get(url + moved, timeout=30).status_code == 200 and raw_get(url, moved)[0] == 404
-    assert raw_get(url, "/runs/runs/rule/files/config.json")[0] == 200
+    assert requests.get(url + moved, headers=ADMIN, timeout=30).status_code == 200
+    assert raw_get(url, moved, ADMIN)[0] == 404
+    assert raw_get(url, "/runs/runs/rule/files/config.json", ADMIN)[0] == 200
+    assert "leak.json" not in raw_get(url, "/runs/runs/rule", ADMIN)[1]
     for path in ("/static/../app.py", "/static/..%2Fapp.py", "/static/../../../pyproject.toml",
                  "/runs/runs/rule/files/..", "/runs/runs/rule/files/..%2F..%2Fstudies%2Frule-vs-yes.sqlite",
                  "/runs/runs/rule/../../studies/files/rule-vs-yes.sqlite", "/runs/runs/rule/../../files/outside.json",
                  "/runs/runs/rule/..%2F..%2F/files/outside.json", "/runs/..%2F..%2Fetc/files/passwd",
-                 "/studies/rule-vs-yes/export/..", "/studies/rule-vs-yes/export/../../x"):
-        status, text = raw_get(url, path)
+                 "/studies/rule-vs-yes/export/..", "/studies/rule-vs-yes/export/../../x",
+                 "/runs/runs/rule/files/leak.json", "/runs/runs/rule/files/./leak.json"):
+        status, text = raw_get(url, path, ADMIN)
         assert status == 404, (path, status, text[:200])
         assert not any(leak in text for leak in ("root:", "import ", "SQLite format", "[project]")), path

@@ -523,6 +523,66 @@ def test_recorded_episodes_and_a_study_against_human_dialogues(tmp_path):
         create_study(tmp_path / "t.sqlite", run, run, data=data, split="test")
 
 
+def test_both_sides_spell_titles_as_the_catalogue_does_by_item_id(tmp_path):
+    """Blind pairs: the human dialogue's own spelling ("police academy") is shown in the
+    catalogue's ("Police Academy (1984)"), as the system's is; a title with no catalogue item
+    keeps the text's spelling; the stored logs keep what was written."""
+    from interplay.catalogue import Item
+    from interplay.data.schema import ItemRef
+
+    said, title = "police academy", TARGET.title
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "catalogue.jsonl").write_text(Item(item_id=TARGET.item_id, title=title, attributes=("comedy",))
+                                          .model_dump_json() + "\n")
+    rec = DialogueRecord(
+        id="r1", source="test", split="test", persona=PERSONA, target=TARGET,
+        turns=[_turn(U, Action.DISCLOSE_GOAL, "A comedy please."),
+               _turn(R, Action.RECOMMEND, f"Maybe {mark_title(said)} or {mark_title('some obscure film')}?"),
+               _turn(U, Action.ACCEPT, "Yes!")],
+        outcome=Outcome(accepted_item=said),
+        items={said: ItemRef(title=said, item_id=TARGET.item_id, in_catalogue=True),
+               "some obscure film": ItemRef(title="some obscure film", item_id="redial:9", in_catalogue=False)})
+    (data / "test.jsonl").write_text(rec.model_dump_json() + "\n")
+    [human] = recorded_episodes(data, "test")
+    assert human.turns[1].item_ids == [TARGET.item_id, "redial:9"]  # resolved by the record, per title
+    system = episode("r1", "sysA")
+    system.turns[1] = system.turns[1].model_copy(update={"item_ids": [TARGET.item_id]})
+    run = write_run(tmp_path / "sysA", [system])
+    study = create_study(tmp_path / "s.sqlite", run, data=data, split="test", judges=2)
+    assert study.meta["catalogue_titles"] == {TARGET.item_id: title}
+    for judge in study.judges():
+        [pair] = study.pairs_for(judge.token)
+        sides = {p.user_spec: p for p in (pair.left, pair.right)}
+        assert sides["human"].turns[1].text == f"Maybe {mark_title(title)} or {mark_title('some obscure film')}?"
+        assert sides["human"].turns[1].titles == [title, "some obscure film"]
+        assert sides["sysA"].turns[1].text == f"Try {mark_title(title)}."
+        assert pair.profile.user_spec == "sysA"  # the profile shown is A's, whichever side A is on
+    with sqlite3.connect(study.path) as conn:  # the stored log keeps the human spelling
+        stored = conn.execute("SELECT episode_b FROM pairs").fetchone()[0]
+    assert mark_title(said) in stored
+
+
+def test_a_closed_study_takes_no_judgement_and_says_when_it_closed(tmp_path):
+    from interplay.studio.study import StudyClosed
+
+    a, b = two_runs(tmp_path, 2)
+    study = create_study(tmp_path / "s.sqlite", a, b, judges=1)
+    token = study.judges()[0].token
+    pairs = study.pairs_for(token)
+    key = study.state_key()
+    study.submit(token, pairs[0].pair_id, {k: "left" for k in KEYS})
+    assert study.state_key() != key and study.closed() is None
+    key = study.state_key()
+    study.submit(token, pairs[0].pair_id, {k: "right" for k in KEYS})  # a revision changes the state too
+    assert study.state_key() != key
+    when = study.close()
+    assert when and Study.open(study.path).closed() == when and study.close() == when  # the first time stays
+    with pytest.raises(StudyClosed) as refused:
+        study.submit(token, pairs[1].pair_id, {k: "left" for k in KEYS})
+    assert refused.value.http_status == 409 and rows_in(study) == 1
+
+
 def test_open_refuses_what_is_not_a_study(tmp_path):
     text = tmp_path / "notes.sqlite"
     text.write_text("hello\n" * 200)
@@ -573,6 +633,9 @@ def test_cli_create_refuses_bad_input_in_one_line_and_writes_nothing(tmp_path):
         assert len(got.stdout.strip().splitlines()) == 1 and "Traceback" not in got.stderr, what
     assert out.read_bytes() == before
     assert sorted(p.name for p in out.parent.iterdir()) == ["s.sqlite"]  # nothing half-written
+    closed = cli("study", "close", out)
+    assert closed.stdout.startswith(f"{out}: closed 20") and Study.open(out).closed() is not None
+    assert "already closed" in cli("study", "close", out).stdout
     not_study = cli("study", "results", a / "episodes.jsonl", check=False)
     assert not_study.returncode == 2 and "not an Interplay study file" in not_study.stdout
 

@@ -172,7 +172,7 @@ def overfit_checkpoint(tmp_path_factory):
     (data / "train.jsonl").write_text(RECORDS[0].model_dump_json() + "\n")
     (data / "valid.jsonl").write_text(RECORDS[0].model_dump_json() + "\n")
     out = tmp_path_factory.mktemp("ckpt")
-    metrics = train(TrainConfig(role=Role.RECOMMENDER, data=str(data), out=str(out), model=str(base), max_steps=100,
+    metrics = train(TrainConfig(dtype="fp32", role=Role.RECOMMENDER, data=str(data), out=str(out), model=str(base), max_steps=100,
                                 learning_rate=3e-3, batch_size=1, grad_accum=1, logging_steps=10, report_to="none"))
     return out, metrics
 
@@ -218,7 +218,7 @@ def test_lora_training_merges_into_a_plain_checkpoint(overfit_checkpoint, tmp_pa
     data.mkdir()
     (data / "train.jsonl").write_text(RECORDS[1].model_dump_json() + "\n")
     out = tmp_path / "lora"
-    train(TrainConfig(role=Role.USER, data=str(data), out=str(out), model=str(base_ckpt), max_steps=12,
+    train(TrainConfig(dtype="fp32", role=Role.USER, data=str(data), out=str(out), model=str(base_ckpt), max_steps=12,
                       learning_rate=3e-3, batch_size=1, grad_accum=1, logging_steps=4, report_to="none",
                       lora=True, lora_rank=8, grounded=False))
     saved = json.loads((out / "interplay_training.json").read_text())
@@ -241,9 +241,9 @@ def test_max_train_records_trains_on_the_first_records_only(overfit_checkpoint, 
     (data / "train.jsonl").write_text("".join(r.model_dump_json() + "\n" for r in RECORDS[:2]))
     (data / "build.json").write_text(json.dumps({"source": "redial", "records": {"train": 2}}))
     out = tmp_path / "one"
-    metrics = train(TrainConfig(role=Role.RECOMMENDER, data=str(data), out=str(out), model=str(base_ckpt), max_steps=1,
+    metrics = train(TrainConfig(dtype="fp32", role=Role.RECOMMENDER, data=str(data), out=str(out), model=str(base_ckpt), max_steps=1,
                                 batch_size=1, grad_accum=1, report_to="none", max_train_records=1))
-    both = train(TrainConfig(role=Role.RECOMMENDER, data=str(data), out=str(tmp_path / "two"), model=str(base_ckpt),
+    both = train(TrainConfig(dtype="fp32", role=Role.RECOMMENDER, data=str(data), out=str(tmp_path / "two"), model=str(base_ckpt),
                              max_steps=1, batch_size=1, grad_accum=1, report_to="none"))
     assert metrics["train_records"] == 1 and both["train_records"] == 2
     assert metrics["train_examples"] < both["train_examples"]
@@ -282,7 +282,7 @@ def test_resume_mid_epoch_continues_to_the_same_weights(overfit_checkpoint, tmp_
     (data / "train.jsonl").write_text("".join(r.model_dump_json() + "\n" for r in RECORDS[:2]))
 
     def cfg(out):
-        return TrainConfig(role=Role.USER, data=str(data), out=str(out), model=str(base_ckpt), max_steps=6,
+        return TrainConfig(dtype="fp32", role=Role.USER, data=str(data), out=str(out), model=str(base_ckpt), max_steps=6,
                            save_steps=3, learning_rate=1e-3, batch_size=1, grad_accum=1, report_to="none",
                            grounded=False)
 
@@ -301,3 +301,26 @@ def test_resume_mid_epoch_continues_to_the_same_weights(overfit_checkpoint, tmp_
         assert a.keys() == b.keys()
         same = all(torch.allclose(a[k], b[k], rtol=1e-5, atol=1e-6) for k in a)
         assert same is (not shift), name
+
+
+def test_training_dtype_follows_what_the_hardware_supports(tmp_path):
+    """auto: bf16 only where it is native (a GPU that supports it; a CPU with avx512_bf16 or amx_bf16,
+    read from /proc/cpuinfo), fp32 elsewhere (an AVX2 CPU emulates bf16, ~10x slower); an explicit
+    choice is kept; anything else is refused."""
+    from interplay.training.dtype import choose_dtype, cpu_flags
+
+    zen3 = tmp_path / "zen3"
+    zen3.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse2 avx avx2 fma\n\nprocessor\t: 1\n")
+    sapphire = tmp_path / "spr"
+    sapphire.write_text("processor\t: 0\nflags\t\t: avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n")
+    assert cpu_flags(zen3) == {"fpu", "sse2", "avx", "avx2", "fma"}
+    assert cpu_flags(tmp_path / "absent") == frozenset()
+    assert choose_dtype("auto", cuda=False, flags=cpu_flags(zen3))[0] == "fp32"
+    dtype, why = choose_dtype("auto", cuda=False, flags=cpu_flags(sapphire))
+    assert dtype == "bf16" and "amx_bf16" in why and "avx512_bf16" in why
+    assert choose_dtype("auto", cuda=True, cuda_bf16=True) == ("bf16", "the GPU supports bfloat16")
+    assert choose_dtype("auto", cuda=True, cuda_bf16=False)[0] == "fp32"
+    assert choose_dtype("bf16", cuda=False, flags=cpu_flags(zen3)) == ("bf16", "asked for")
+    assert choose_dtype("fp32", cuda=True, cuda_bf16=True) == ("fp32", "asked for")
+    with pytest.raises(ValueError, match="choose from auto, bf16, fp32"):
+        choose_dtype("fp16")

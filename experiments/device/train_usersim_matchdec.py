@@ -17,7 +17,7 @@ from interplay.training.train import TrainConfig, train
 
 
 def main(data: str, ckpts: str) -> None:
-    common = dict(role=Role.USER, data=data, epochs=1, bf16=True, grad_accum=2, report_to="none")
+    common = dict(role=Role.USER, data=data, epochs=1, dtype="bf16", grad_accum=2, report_to="none")
     t = time.time()
     m1 = train(TrainConfig(out=f"{ckpts}/usersim-match", grounding_match=True, **common), resume=True)
     print("STAGE match", round(time.time() - t, 1), "s, valid loss", json.dumps(m1["valid_loss"]), flush=True)

@@ -63,6 +63,9 @@ def _key_value(text: str) -> tuple[str, str]:
 def data_stats(
     folder: Path = typer.Argument(..., help="a folder built by 'interplay data build'"),
     json_out: bool = typer.Option(False, "--json", help="also print every figure as JSON"),
+    results_json: Optional[Path] = typer.Option(None, help="also write the human verdicts per slice as a docs "
+                                                "result file (docs/results/NAME.json)"),
+    split: list[str] = typer.Option([], help="with --results-json: the splits to put in it (repeat; default all)"),
 ) -> None:
     """Counts per split, turns, action mix per role, outcome rates, catalogue match rate, unmatched
     items and the human verdicts per slice."""
@@ -70,6 +73,14 @@ def data_stats(
 
     with bad_input(DataFormatError, OSError):
         stats = dataset_stats(folder)
+    if results_json is not None:
+        from interplay.data.verdict_results import verdict_table
+
+        cmd = f"interplay data stats {folder}" + "".join(f" --split {s}" for s in split) + f" --results-json {results_json}"
+        with bad_input(ValueError, OSError):
+            table = verdict_table(folder, stats, cmd, splits=split or None)
+            results_json.write_text(table.model_dump_json(indent=1) + "\n", encoding="utf-8")
+        console.print(f"wrote {results_json}", markup=False)
     table = Table(title=f"Records in {folder}")
     for col in ("split", "records", "mean turns", "accepted", "rejected / record", "target in catalogue"):
         table.add_column(col, justify="right")

@@ -61,6 +61,19 @@ def study_create(
         console.print(f"  {j.name}  /judge/{j.token}  {url.rstrip('/')}/judge/{j.token}", markup=False, soft_wrap=True)
 
 
+@study_app.command("close")
+def study_close(study: Path = typer.Argument(..., help="a study file (interplay study create)")) -> None:
+    """Close a study: no more judgements are taken, and each judge's link shows the results
+    (a running studio sees it at once)."""
+    from interplay.studio.study import Study
+
+    with bad_input(ValueError, OSError, sqlite3.Error):
+        s = Study.open(study)
+        was = s.closed()
+        when = s.close()
+    console.print(f"{study}: {'already closed' if was else 'closed'} {when}", markup=False, soft_wrap=True)
+
+
 @study_app.command("results")
 def study_results(
     study: Path = typer.Argument(..., help="a study file (interplay study create)"),

@@ -26,7 +26,8 @@ def train_cmd(
     batch_size: int = option(T, "batch_size"),
     grad_accum: int = option(T, "grad_accum"),
     max_length: int = option(T, "max_length"),
-    bf16: bool = option(T, "bf16"),
+    dtype: str = option(T, "dtype"),
+    bf16: bool = typer.Option(False, "--bf16", hidden=True, help="the same as --dtype bf16 (kept for old scripts)"),
     lora: bool = option(T, "lora"),
     lora_rank: int = option(T, "lora_rank"),
     lora_alpha: int = option(T, "lora_alpha"),
@@ -53,7 +54,7 @@ def train_cmd(
     from interplay.training.train import train
 
     cfg = T(role=role, data=str(data), out=str(out), model=model, epochs=epochs, learning_rate=lr,
-            batch_size=batch_size, grad_accum=grad_accum, max_length=max_length, bf16=bf16, lora=lora,
+            batch_size=batch_size, grad_accum=grad_accum, max_length=max_length, dtype="bf16" if bf16 else dtype, lora=lora,
             lora_rank=lora_rank, lora_alpha=lora_alpha, lora_targets=lora_targets.split(","),
             padding_free=padding_free, recommender_sees_persona=recommender_sees_persona,
             grounded=grounded, grounding_match=grounding_match, action_loss_weight=action_loss_weight,

@@ -5,155 +5,158 @@ Three parts, one server:
 - **Runs**: the run and evaluation folders it serves (:mod:`interplay.studio.runs_index`), each
   with its summary, plots and a filterable episode list; a transcript per episode.
 - **Studies**: head-to-head human studies (:mod:`interplay.studio.study`): judges open
-  ``/judge/<token>``; ``/studies/<id>`` shows the results and exports them.
-- **Talk**: a person plays one role against any agent spec (:mod:`interplay.studio.talk`); the
-  finished episode is logged like any run and appears in the run list.
+  ``/judge/<token>`` (their pages: :mod:`interplay.studio.judge_routes`); ``/studies/<id>`` shows
+  the results to the operator and exports them.
+- **Talk**: a person plays one role against an agent the operator allowed
+  (:mod:`interplay.studio.talk`, its pages :mod:`interplay.studio.talk_routes`); the finished
+  episode is logged like any run.
 
-Every request is validated: an unknown judge token is 403, a tampered pair id or side 400, a body
-or text over the limits 413; model text is always escaped.
+This module holds :func:`create_app` (the middleware, the access checks and page helpers the route
+modules share through a :class:`~interplay.studio.state.StudioContext`), the runs pages and the
+operator's study pages; what it serves is :class:`~interplay.studio.state.StudioState`.
+
+Access (:mod:`interplay.studio.access`): runs, transcripts, talk, study results and exports need
+the operator's admin token; a judge's link reaches only that judge's pairs. Requests for another
+host name are 400, state-changing requests from another origin or without the form's CSRF token
+403. Every request is validated: an unknown judge token is 403, a tampered pair id or side 400, a
+body or text over the limits 413; model text is always escaped.
 """
 
 from __future__ import annotations
 
-import tempfile
-import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import (
     FileResponse,
     HTMLResponse,
-    JSONResponse,
     RedirectResponse,
     Response,
 )
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from interplay.catalogue import Catalogue
-from interplay.protocol import Role
-from interplay.studio.agent_factory import AgentFactory
-from interplay.studio.rendering import item_href, render_turn_text
-from interplay.studio.runs_index import RunsIndex, episode_row, filter_episodes
-from interplay.studio.study import (
-    CRITERIA,
-    BadSubmission,
-    Study,
-    TooLarge,
-    UnknownJudge,
+from interplay.studio.access import (
+    CSRF_FIELD,
+    SECURITY_HEADERS,
+    UNSAFE_METHODS,
+    Access,
+    allowed_hosts,
+    cross_origin,
 )
-from interplay.studio.study_stats import write_results
-from interplay.studio.talk import TalkRegistry, TalkSession, TurnRejected, talk_run_dir
-from interplay.studio.title_search import search_titles
+from interplay.studio.agent_factory import AgentFactory
+from interplay.studio.exports import EXPORTS
+from interplay.studio.judge_routes import register_judge_routes
+from interplay.studio.rendering import item_href, render_turn_text
+from interplay.studio.runs_index import episode_row, filter_episodes
+from interplay.studio.state import (
+    DEFAULT_TALK_AGENTS,
+    Denied,
+    StudioContext,
+    StudioState,
+)
+from interplay.studio.study import CRITERIA
+from interplay.studio.talk_routes import register_talk_routes
 
 HERE = Path(__file__).parent
 #: the largest request body accepted (a judgement or a turn is a few KiB)
 MAX_BODY_BYTES = 64 * 1024
-#: the longest turn a person may write in the talk page
-MAX_TURN_CHARS = 2000
-EXPORTS = ("results.json", "results.csv", "judgements.csv", "results.png")
+__all__ = ["DEFAULT_TALK_AGENTS", "EXPORTS", "MAX_BODY_BYTES", "Denied", "StudioState", "create_app"]
 
 
-class StudioState:
-    """What the app serves: the runs index, the studies by id, the data sets a person may talk
-    on, and the live talk sessions."""
-
-    def __init__(self, runs: list[Path], studies: list[Path], data: list[str], talk_out: Path,
-                 agents: AgentFactory | None = None):
-        self.talk_out = Path(talk_out)
-        self.talk_out.mkdir(parents=True, exist_ok=True)
-        self.runs = RunsIndex([*runs, self.talk_out])
-        # opened once (a clear error now rather than on the first request); a Study opens its own
-        # connection per call, so one object serves every request thread
-        self.studies: dict[str, Study] = {}
-        for path in studies:
-            sid = Path(path).stem
-            while sid in self.studies:
-                sid += "~"
-            self.studies[sid] = Study.open(path)
-        self.data = list(data) or ["demo"]
-        self.agents = agents or AgentFactory()
-        self.talks = TalkRegistry()
-        self._catalogues: dict[str, Catalogue | None] = {}
-        self._lock = threading.Lock()
-
-    def study(self, sid: str) -> Study | None:
-        return self.studies.get(sid)
-
-    def judge_study(self, token: str) -> tuple[str, Study] | None:
-        """The study a judge token belongs to."""
-        for sid, study in self.studies.items():
-            if study.judge(token) is not None:
-                return sid, study
-        return None
-
-    def catalogue(self, data: str | None) -> Catalogue | None:
-        """The catalogue of a run's data (``demo`` or a data folder); None when it cannot be read."""
-        if not data:
-            return None
-        with self._lock:
-            if data not in self._catalogues:
-                self._catalogues[data] = _load_catalogue(data)
-            return self._catalogues[data]
-
-
-def _load_catalogue(data: str) -> Catalogue | None:
-    from interplay.data.build import read_catalogue
-    from interplay.simulation_data import DEMO, load_demo
-
-    try:
-        return load_demo().catalogue if data == DEMO else read_catalogue(data)
-    except (OSError, ValueError):
-        return None
-
-
-def create_app(runs: list[str | Path] = (), studies: list[str | Path] = (), data: list[str] = ("demo",),
-               talk_out: str | Path = "runs/talk", agents: AgentFactory | None = None) -> FastAPI:
+def create_app(runs: Sequence[str | Path] = (), studies: Sequence[str | Path] = (), data: Sequence[str] = ("demo",),
+               talk_out: str | Path = "runs/talk", agents: AgentFactory | None = None, *,
+               admin_token: str | None = None, hosts: Sequence[str] = (),
+               talk_agents: Sequence[str] = DEFAULT_TALK_AGENTS) -> FastAPI:
     """The studio app serving ``runs`` (folders holding runs, searched a few levels down),
-    ``studies`` (study files of ``interplay study create``) and talk sessions on ``data``, whose
-    episodes are logged under ``talk_out``."""
-    state = StudioState([Path(r) for r in runs], [Path(s) for s in studies], list(data), Path(talk_out), agents)
+    ``studies`` (study files of ``interplay study create``) and talk sessions on ``data`` with
+    ``talk_agents`` (the only specs the talk page takes), whose episodes are logged under
+    ``talk_out``. ``admin_token``: the operator's token (random when None: read it from
+    ``app.state.access.admin_token``); ``hosts``: host names answered besides the loopback ones."""
+    state = StudioState([Path(r) for r in runs], [Path(s) for s in studies], list(data), Path(talk_out), agents,
+                        talk_agents)
+    access = Access(admin_token)
     app = FastAPI(title="Interplay Studio", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.studio = state
+    app.state.access = access
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.filters["turn_html"] = render_turn_text
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
     def page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+        context.setdefault("admin", access.is_admin(request))
         return templates.TemplateResponse(request, name, context, status_code=status)
 
     def error(request: Request, status: int, message: str) -> HTMLResponse:
         return page(request, "error.html", status=status, status_code=status, message=message)
 
+    def need_admin(request: Request) -> None:
+        if not access.is_admin(request):
+            raise Denied("this page is the operator's: open the link `interplay studio` printed "
+                         "(with ?token=...) in this browser first")
+
+    def need_csrf(request: Request, form: Any, scope: str) -> None:
+        if scope == "admin" and access.bearer(request):
+            return  # a header, not an ambient cookie: nothing another page could make a browser send
+        if not access.csrf_ok(scope, form.get(CSRF_FIELD)):
+            raise Denied("this form has no valid CSRF token (it did not come from this page, or the "
+                         "studio restarted with another admin token): reload the page and try again")
+
+    @app.exception_handler(Denied)
+    async def denied(request: Request, exc: Denied):
+        return error(request, 403, exc.message)
+
+    admin_only = [Depends(need_admin)]
+
     @app.middleware("http")
-    async def limit_body(request: Request, call_next):
+    async def guard(request: Request, call_next):
+        if request.method in UNSAFE_METHODS and (why := cross_origin(request)) is not None:
+            return Response(f"refused: {why}", status_code=403, media_type="text/plain",
+                            headers=SECURITY_HEADERS)
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            return Response(f"request body over {MAX_BODY_BYTES} bytes", status_code=413, media_type="text/plain")
+            return Response(f"request body over {MAX_BODY_BYTES} bytes", status_code=413, media_type="text/plain",
+                            headers=SECURITY_HEADERS)
         if request.method == "POST" and length is None:  # a chunked body: read it under the cap
             body = b""
             async for chunk in request.stream():
                 body += chunk
                 if len(body) > MAX_BODY_BYTES:
                     return Response(f"request body over {MAX_BODY_BYTES} bytes", status_code=413,
-                                    media_type="text/plain")
+                                    media_type="text/plain", headers=SECURITY_HEADERS)
             request._body = body  # starlette re-reads it from here
-        response = await call_next(request)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Content-Security-Policy",
-                                    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'")
+        token = request.query_params.get("token")
+        if request.method == "GET" and token is not None:  # the operator's first visit, as in Jupyter
+            if not access.is_admin_token(token):
+                response = error(request, 403, "wrong admin token")
+            else:
+                rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
+                path = "/" + request.url.path.lstrip("/")  # never "//host": no redirect off the studio
+                target = path + ("?" + "&".join(f"{quote(k)}={quote(v)}" for k, v in rest) if rest else "")
+                response = RedirectResponse(target, status_code=303)
+                response.set_cookie(access.admin_cookie, access.admin_cookie_value(), httponly=True,
+                                    samesite="strict", secure=request.url.scheme == "https")
+        else:
+            response = await call_next(request)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
         return response
 
-    # -- runs ---------------------------------------------------------------------------------
+    # the outermost layer: a request for any other host name (DNS rebinding) is 400 on every route
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(hosts), www_redirect=False)
 
-    @app.get("/", response_class=HTMLResponse)
+    # -- runs (the operator's) ----------------------------------------------------------------
+
+    @app.get("/", response_class=HTMLResponse, dependencies=admin_only)
     def runs_page(request: Request):
         entries = sorted(state.runs.refresh(), key=lambda e: e.run_id)
         return page(request, "runs.html", entries=entries, studies=sorted(state.studies))
 
-    @app.get("/runs/{run_id:path}/episodes/{episode_id}", response_class=HTMLResponse)
+    @app.get("/runs/{run_id:path}/episodes/{episode_id}", response_class=HTMLResponse, dependencies=admin_only)
     def episode_page(request: Request, run_id: str, episode_id: str, raw: bool = False):
         entry = state.runs.get(run_id)
         if entry is None:
@@ -164,7 +167,7 @@ def create_app(runs: list[str | Path] = (), studies: list[str | Path] = (), data
         href = item_href(f"/runs/{quote(run_id)}")
         return page(request, "episode.html", entry=entry, ep=episode, raw=raw, href=href)
 
-    @app.get("/runs/{run_id:path}/item", response_class=HTMLResponse)
+    @app.get("/runs/{run_id:path}/item", response_class=HTMLResponse, dependencies=admin_only)
     def item_page(request: Request, run_id: str, title: str = ""):
         entry = state.runs.get(run_id)
         if entry is None:
@@ -180,7 +183,7 @@ def create_app(runs: list[str | Path] = (), studies: list[str | Path] = (), data
         return page(request, "item.html", entry=entry, title=title, item=item, facts=seen[:1],
                     has_catalogue=catalogue is not None)
 
-    @app.get("/runs/{run_id:path}/files/{name}")
+    @app.get("/runs/{run_id:path}/files/{name}", dependencies=admin_only)
     def run_file(request: Request, run_id: str, name: str):
         entry = state.runs.get(run_id)
         path = entry.file(name) if entry is not None else None
@@ -188,7 +191,7 @@ def create_app(runs: list[str | Path] = (), studies: list[str | Path] = (), data
             return error(request, 404, "no such file in this run")
         return FileResponse(path)
 
-    @app.get("/runs/{run_id:path}", response_class=HTMLResponse)
+    @app.get("/runs/{run_id:path}", response_class=HTMLResponse, dependencies=admin_only)
     def run_page(request: Request, run_id: str, termination: str = "", accepted: str = "",
                  min_turns: str = "", max_turns: str = "", q: str = ""):
         entry = state.runs.get(run_id)
@@ -208,140 +211,42 @@ def create_app(runs: list[str | Path] = (), studies: list[str | Path] = (), data
                     f={"termination": termination, "accepted": accepted, "min_turns": min_turns,
                        "max_turns": max_turns, "q": q})
 
-    # -- studies ------------------------------------------------------------------------------
+    # -- studies: the operator's results ------------------------------------------------------
 
-    @app.get("/studies/{sid}", response_class=HTMLResponse)
+    @app.get("/studies/{sid}", response_class=HTMLResponse, dependencies=admin_only)
     def study_page(request: Request, sid: str):
         study = state.study(sid)
         if study is None:
             return error(request, 404, "no such study")
-        return page(request, "study.html", sid=sid, study=study, results=study.results(),
-                    progress=study.progress(), judges=study.judges(), criteria=CRITERIA, exports=EXPORTS)
+        return page(request, "study.html", sid=sid, study=study, results=study.results(), closed=study.closed(),
+                    progress=study.progress(), judges=study.judges(), criteria=CRITERIA, exports=EXPORTS,
+                    csrf=access.csrf_token("admin"))
 
-    @app.get("/studies/{sid}/export/{name}")
+    @app.get("/studies/{sid}/export/{name}", dependencies=admin_only)
     def study_export(request: Request, sid: str, name: str):
         study = state.study(sid)
         if study is None or name not in EXPORTS:
             return error(request, 404, "no such study export")
-        folder = Path(tempfile.mkdtemp(prefix="interplay-study-"))
-        write_results(study, folder)
-        return FileResponse(folder / name, filename=f"{sid}-{name}")
+        media = {".json": "application/json", ".csv": "text/csv; charset=utf-8", ".png": "image/png"}
+        content = state.exports.get(sid, study, name)
+        return Response(content, media_type=media[Path(name).suffix],
+                        headers={"Content-Disposition": f'attachment; filename="{quote(sid)}-{name}"'})
 
-    @app.get("/judge/{token}", response_class=HTMLResponse)
-    def judge_home(request: Request, token: str):
-        found = state.judge_study(token)
-        if found is None:
-            return error(request, 403, "unknown judge link")
-        sid, study = found
-        pairs = study.pairs_for(token)
-        nxt = next((p for p in pairs if not p.done), None)
-        return page(request, "judge.html", token=token, study=study, judge=study.judge(token), pairs=pairs,
-                    next_pair=nxt, criteria=CRITERIA)
+    @app.post("/studies/{sid}/close", dependencies=admin_only)
+    async def study_close(request: Request, sid: str):
+        need_csrf(request, await request.form(), "admin")
+        study = state.study(sid)
+        if study is None:
+            return error(request, 404, "no such study")
+        study.close()
+        return RedirectResponse(f"/studies/{quote(sid)}", status_code=303)
 
-    @app.get("/judge/{token}/pair/{pair_id}", response_class=HTMLResponse)
-    def judge_pair(request: Request, token: str, pair_id: str):
-        found = state.judge_study(token)
-        if found is None:
-            return error(request, 403, "unknown judge link")
-        _, study = found
-        pairs = study.pairs_for(token)
-        pair = next((p for p in pairs if p.pair_id == pair_id), None)
-        if pair is None:
-            return error(request, 400, "no such pair for this judge")
-        return page(request, "judge_pair.html", token=token, study=study, pair=pair, total=len(pairs),
-                    done=sum(p.done for p in pairs), criteria=CRITERIA)
+    # -- a judge's pages and the talk pages: their own modules, on the same helpers ------------
 
-    @app.post("/judge/{token}/pair/{pair_id}")
-    async def judge_submit(request: Request, token: str, pair_id: str):
-        form = await request.form()
-        choices = {c.key: str(form.get(c.key, "")) for c in CRITERIA}
-        extra = [k for k in form.keys() if k not in choices and k != "comment"]
-        found = state.judge_study(token)
-        if found is None:
-            return error(request, 403, "unknown judge link")
-        if extra:
-            return error(request, 400, f"unknown field(s): {', '.join(sorted(extra))}")
-        _, study = found
-        try:
-            study.submit(token, pair_id, choices, str(form.get("comment", "")))
-        except UnknownJudge:
-            return error(request, 403, "unknown judge link")
-        except TooLarge as exc:
-            return error(request, 413, str(exc))
-        except BadSubmission as exc:
-            return error(request, 400, str(exc))
-        nxt = study.next_unjudged(token)
-        target = f"/judge/{token}/pair/{nxt}" if nxt else f"/judge/{token}"
-        return RedirectResponse(target, status_code=303)
-
-    # -- talk ---------------------------------------------------------------------------------
-
-    @app.get("/talk", response_class=HTMLResponse)
-    def talk_new(request: Request):
-        return page(request, "talk_new.html", data=state.data, message=None, form={})
-
-    @app.post("/talk")
-    async def talk_start(request: Request):
-        form = await request.form()
-        values = {k: str(form.get(k, "")).strip() for k in ("role", "agent", "data", "record_id", "max_turns")}
-        try:
-            role = Role(values["role"] or "user")
-            if values["data"] and values["data"] not in state.data:
-                raise ValueError(f"data {values['data']!r} is not served here; choose one of {', '.join(state.data)}")
-            max_turns = int(values["max_turns"] or 10)
-            if not 2 <= max_turns <= 40:
-                raise ValueError("max turns must be between 2 and 40")
-            agent, data = values["agent"] or "rule", values["data"] or state.data[0]
-            folder = talk_run_dir(state.talk_out, role, agent, data=data, max_turns=max_turns)
-            session = TalkSession.start(folder, role, agent, data=data, record_id=values["record_id"] or None,
-                                        max_turns=max_turns, agents=state.agents)
-        except ValueError as exc:
-            return page(request, "talk_new.html", status=400, data=state.data, message=str(exc), form=values)
-        sid = state.talks.add(session)
-        return RedirectResponse(f"/talk/{sid}", status_code=303)
-
-    def talk_view(request: Request, sid: str, session: TalkSession, message: str | None = None,
-                  status: int = 200) -> HTMLResponse:
-        view = session.view()
-        run_id = None
-        if view.get("done"):
-            folder = Path(session.run_dir).resolve()
-            entry = next((e for e in state.runs.refresh() if e.path == folder), None)
-            run_id = entry.run_id if entry else None
-        return page(request, "talk.html", status=status, sid=sid, v=view, message=message, run_id=run_id,
-                    max_chars=MAX_TURN_CHARS)
-
-    @app.get("/talk/{sid}", response_class=HTMLResponse)
-    def talk_page(request: Request, sid: str):
-        session = state.talks.get(sid)
-        if session is None:
-            return error(request, 404, "no such talk session (it may have ended long ago)")
-        return talk_view(request, sid, session)
-
-    @app.post("/talk/{sid}/say", response_class=HTMLResponse)
-    async def talk_say(request: Request, sid: str):
-        session = state.talks.get(sid)
-        if session is None:
-            return error(request, 404, "no such talk session")
-        form = await request.form()
-        text = str(form.get("text", ""))
-        if len(text) > MAX_TURN_CHARS:
-            return error(request, 413, f"a turn is at most {MAX_TURN_CHARS} characters")
-        titles = [str(t) for t in form.getlist("title") if str(t).strip()]
-        try:
-            from starlette.concurrency import run_in_threadpool
-
-            await run_in_threadpool(session.say, str(form.get("action", "")), text, titles)
-        except TurnRejected as exc:
-            return talk_view(request, sid, session, message=f"not accepted: {exc}", status=400)
-        return RedirectResponse(f"/talk/{sid}", status_code=303)
-
-    @app.get("/talk/{sid}/titles")
-    def talk_titles(sid: str, q: str = ""):
-        session = state.talks.get(sid)
-        if session is None:
-            return JSONResponse({"error": "no such talk session"}, status_code=404)
-        return JSONResponse(search_titles(session.catalogue, q[:200], limit=20))
+    ctx = StudioContext(state=state, access=access, templates=templates, page=page, error=error,
+                        need_admin=need_admin, need_csrf=need_csrf, admin_only=admin_only)
+    register_judge_routes(app, ctx)
+    register_talk_routes(app, ctx)
 
     return app
 

@@ -38,8 +38,10 @@ class RunEntry:
         return (self.path / EPISODES_FILE).is_file()
 
     def files(self) -> list[str]:
-        """Names of the files of this folder the app may serve (plots first)."""
-        names = [p.name for p in self.path.iterdir() if p.is_file() and p.suffix in SERVED_SUFFIXES]
+        """Names of the files of this folder the app may serve (plots first): regular files only,
+        never a symbolic link (which could point anywhere)."""
+        names = [p.name for p in self.path.iterdir()
+                 if p.suffix in SERVED_SUFFIXES and not p.is_symlink() and p.is_file()]
         return sorted(names, key=lambda n: (not n.endswith(".png"), n))
 
     def file(self, name: str) -> Path | None:

@@ -40,6 +40,12 @@ from interplay.episode_log import (
     latest_episodes,
 )
 from interplay.protocol import Action, Role
+from interplay.studio.blinding import (
+    catalogue_titles,
+    in_catalogue_spelling,
+    load_catalogue,
+    run_data,
+)
 
 if TYPE_CHECKING:
     from interplay.studio.study_stats import StudyResults
@@ -105,6 +111,12 @@ class TooLarge(SubmissionError, ValueError):
     http_status = 413
 
 
+class StudyClosed(SubmissionError):
+    """The operator closed the study: no judgement is taken any more."""
+
+    http_status = 409
+
+
 @dataclass(frozen=True)
 class Judge:
     """A judge: a display name and the secret token of their link (``/judge/<token>``)."""
@@ -118,7 +130,9 @@ class PairForJudge:
     """One pair as one judge sees it: ``left``/``right`` already swapped for that judge.
 
     The logs carry ``user_spec``/``recommender_spec``/``episode_id``: a blind study shows judges
-    only the persona, the target and the turns. ``choices`` are in the judge's terms
+    only the persona, the target and the turns, with every title in the catalogue's spelling
+    (:mod:`interplay.studio.blinding`). ``profile``: the episode whose persona and target are
+    shown (always A's, whichever side it is on). ``choices`` are in the judge's terms
     (left/right/tie); empty until ``done``."""
 
     pair_id: str
@@ -129,6 +143,7 @@ class PairForJudge:
     done: bool
     choices: dict[str, str] = field(default_factory=dict)
     comment: str = ""
+    profile: EpisodeLog | None = None
 
 
 @dataclass(frozen=True)
@@ -170,7 +185,8 @@ def recorded_episodes(data_dir: str | Path, split: str | None) -> list[EpisodeLo
         turns, recommended = [], []
         for i, t in enumerate(rec.turns):
             titles = list(t.marked_titles or t.titles)
-            turns.append(TurnLog(index=i, role=t.role, action=t.action, text=t.text, titles=titles))
+            turns.append(TurnLog(index=i, role=t.role, action=t.action, text=t.text, titles=titles,
+                                 item_ids=[rec.item_id(x) for x in titles]))
             if t.role is Role.RECOMMENDER and t.action is Action.RECOMMEND:
                 recommended.extend(x for x in titles if x not in recommended)
         accepted = any(t.action is Action.ACCEPT for t in rec.turns)
@@ -318,6 +334,10 @@ def create_study(path: str | Path, run_a: str | Path, run_b: str | Path | None =
                    "episodes_a": len(eps_a), "episodes_b": len(eps_b)},
         "left_out": left_out,
     }
+    # blind pairs: the catalogue spelling of every item the pairs name, by id (both sides alike)
+    catalogues = [load_catalogue(str(data)) if data is not None else None, load_catalogue(run_data(run_a)),
+                  load_catalogue(run_data(run_b)) if run_b is not None else None]
+    meta["catalogue_titles"] = catalogue_titles([ep for pair in pairs for ep in pair], catalogues)
     pair_ids = [secrets.token_urlsafe(12) for _ in pairs]
     tokens = [secrets.token_urlsafe(16) for _ in names]
     plan = plan_judges(len(pairs), len(names), seed)
@@ -428,11 +448,13 @@ class Study:
                    LEFT JOIN judgements j ON j.token = a.token AND j.pair_id = a.pair_id
                    WHERE a.token = ? ORDER BY a.position""", (token,)).fetchall()
         out = []
+        titles = self.meta.get("catalogue_titles") or {}
         for pair_id, pos, record_id, ep_a, ep_b, left_side, choices, comment in rows:
-            a, b = EpisodeLog.model_validate_json(ep_a), EpisodeLog.model_validate_json(ep_b)
+            a, b = (in_catalogue_spelling(EpisodeLog.model_validate_json(e), titles) for e in (ep_a, ep_b))
             left, right = (a, b) if left_side == "A" else (b, a)
             mine = {k: _to_judge(v, left_side) for k, v in json.loads(choices).items()} if choices else {}
-            out.append(PairForJudge(pair_id, pos, record_id, left, right, choices is not None, mine, comment or ""))
+            out.append(PairForJudge(pair_id, pos, record_id, left, right, choices is not None, mine, comment or "",
+                                    profile=a))
         return out
 
     def next_unjudged(self, token: str) -> str | None:
@@ -444,6 +466,27 @@ class Study:
                    LEFT JOIN judgements j ON j.token = a.token AND j.pair_id = a.pair_id
                    WHERE a.token = ? AND j.pair_id IS NULL ORDER BY a.position LIMIT 1""", (token,)).fetchone()
         return row[0] if row else None
+
+    def closed(self) -> str | None:
+        """When the operator closed the study (ISO time), or None while it is open. Read from the
+        file each time: ``interplay study close`` in another process counts at once."""
+        with self._conn() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'closed'").fetchone()
+        return json.loads(row[0]) if row else None
+
+    def close(self) -> str:
+        """Close the study: no judgement is taken any more, and judges may see the results.
+        Closing a closed study keeps its first closing time; returns it."""
+        with self._conn() as conn:
+            conn.execute("INSERT OR IGNORE INTO meta VALUES ('closed', ?)", (json.dumps(_now()),))
+        return self.closed() or ""
+
+    def state_key(self) -> tuple:
+        """A value that changes whenever the results may change (a judgement stored or revised,
+        the study closed): what cached exports are keyed by."""
+        with self._conn() as conn:
+            row = conn.execute("SELECT COUNT(*), MAX(updated), SUM(revisions) FROM judgements").fetchone()
+        return (*row, self.closed())
 
     def progress(self) -> list[dict]:
         """Per judge: name, judged (pairs), total (pairs)."""
@@ -485,8 +528,9 @@ class Study:
 
     def submit(self, token: str, pair_id: str, choices: dict[str, str], comment: str = "") -> SubmitResult:
         """Store a judge's choices (left/right/tie per criterion) for a pair, replacing their earlier
-        judgement of it. Raises :class:`UnknownJudge`, :class:`TooLarge` (comment) or
-        :class:`BadSubmission` (unknown pair, criterion missing or unknown, choice not allowed)."""
+        judgement of it. Raises :class:`UnknownJudge`, :class:`TooLarge` (comment),
+        :class:`BadSubmission` (unknown pair, criterion missing or unknown, choice not allowed) or
+        :class:`StudyClosed`."""
         with self._conn() as conn:
             self._require_judge(conn, token)
             if not isinstance(comment, str):
@@ -501,6 +545,8 @@ class Study:
             now = _now()
             conn.execute("BEGIN IMMEDIATE")
             try:
+                if conn.execute("SELECT 1 FROM meta WHERE key = 'closed'").fetchone() is not None:
+                    raise StudyClosed("the study is closed: no judgement is taken any more")
                 replaced = conn.execute("SELECT 1 FROM judgements WHERE token = ? AND pair_id = ?",
                                         (token, pair_id)).fetchone() is not None
                 conn.execute(

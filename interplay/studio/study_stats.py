@@ -301,8 +301,22 @@ def plot_results(results: StudyResults, path: str | Path) -> None:
     plt.close(fig)
 
 
+#: what makes a spreadsheet read a cell as a formula (CSV injection)
+FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: object) -> object:
+    """A CSV cell a spreadsheet reads as text: a string starting with ``= + - @``, a tab or a
+    carriage return gets a leading ``'`` (OWASP's advice); numbers and other text are unchanged."""
+    if isinstance(value, (list, dict)):
+        value = json.dumps(value)
+    if isinstance(value, str) and value.startswith(FORMULA_LEADS):
+        return "'" + value
+    return value
+
+
 def _write_csv(path: Path, rows: list[dict], fieldnames: list[str]) -> None:
     with path.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=fieldnames, extrasaction="ignore")
         writer.writeheader()
-        writer.writerows({k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in r.items()} for r in rows)
+        writer.writerows({k: spreadsheet_safe(v) for k, v in r.items()} for r in rows)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -28,7 +29,10 @@ class TrainConfig:
     grad_accum: int = field(default=4, metadata={"help": "micro-batches per optimizer step (effective batch 16, as "
                                                          "in the paper)", "min": 1})
     max_length: int = field(default=1024, metadata={"help": "tokens per example; longer dialogues are windowed", "min": 16})
-    bf16: bool = field(default=False, metadata={"help": "bfloat16 weights and autocast"})
+    dtype: str = field(default="auto", metadata={
+        "help": "auto: bf16 where the hardware has native bfloat16 (a GPU that supports it, a CPU with "
+                "avx512_bf16 / amx_bf16), else fp32 (said at start); bf16: bf16 autocast over fp32 master weights "
+                "(with --lora, bf16 weights); fp32"})
     lora: bool = field(default=False, metadata={"help": "LoRA (peft) instead of full fine-tuning; merged into the checkpoint"})
     lora_rank: int = field(default=16, metadata={"help": "LoRA rank", "min": 1})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha", "min": 1})
@@ -136,7 +140,13 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         from interplay.candidates import CandidateRetriever
 
         candidates = (CandidateRetriever.for_data(cfg.data, catalogue), cfg.recommender_candidates)
-    lm, tok = load_model_and_tokenizer(cfg.model, bf16_weights=cfg.bf16 and cfg.lora)
+    from interplay.training.dtype import choose_dtype
+
+    dtype, why = choose_dtype(cfg.dtype)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"training dtype: {dtype} ({why})", flush=True)
+    bf16 = dtype == "bf16"
+    lm, tok = load_model_and_tokenizer(cfg.model, bf16_weights=bf16 and cfg.lora)
     train_records = read_records(cfg.data, "train")
     if cfg.max_train_records:
         train_records = train_records[: cfg.max_train_records]
@@ -171,7 +181,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
         output_dir=cfg.out, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps, learning_rate=cfg.lr,
         per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum,
-        bf16=cfg.bf16, fp16=False, gradient_checkpointing=False, max_length=None, seed=cfg.seed,
+        bf16=bf16, fp16=False, gradient_checkpointing=False, max_length=None, seed=cfg.seed,
         dataset_kwargs={"skip_prepare_dataset": True}, remove_unused_columns=False,
         eval_strategy="no" if valid_ds is None else ("steps" if cfg.eval_steps else "epoch"),
         eval_steps=cfg.eval_steps or None, save_strategy="steps" if cfg.save_steps else "epoch", save_steps=cfg.save_steps or None,
@@ -205,7 +215,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     metrics = {"train": result.metrics, "valid_loss": [h["eval_loss"] for h in history if "eval_loss" in h],
                "train_records": len(train_records), "train_examples": len(train_ds), "counterfactual_negatives": len(negatives),
                "decision_examples": len(decisions), "valid_examples": len(valid_ds) if valid_ds is not None else 0,
-               "world_size": trainer.args.world_size}
+               "world_size": trainer.args.world_size, "dtype": dtype, "dtype_reason": why}
     if metrics["valid_loss"]:
         metrics["valid_ppl"] = [math.exp(x) for x in metrics["valid_loss"]]
     if main:
