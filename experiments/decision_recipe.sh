@@ -7,7 +7,7 @@
 #
 #   bash experiments/decision_recipe.sh cf05 aw3 plus ep2 simrule
 #
-# variants (each on top of the documented recipe: 1 epoch, bf16, grad-accum 2, grounded):
+# variants (each on top of the documented recipe: 1 epoch, dtype by hardware (bf16 where native), grad-accum 2, grounded):
 #   cf05     counterfactual negatives for half the train records
 #   aw3      action-tag loss weight 3
 #   cf05aw3  both
@@ -60,7 +60,7 @@ for v in "$@"; do
     echo "== train $v ($(date +%H:%M:%S))"
     # shellcheck disable=SC2086
     epochs=1; [ "$v" = ep2 ] && epochs=2
-    $IP train --role user $a --out "$ckpt" --epochs "$epochs" --bf16 --grad-accum 2 --save-steps 8 \
+    $IP train --role user $a --out "$ckpt" --epochs "$epochs" --grad-accum 2 --save-steps 8 \
       --resume --report-to none
   fi
   OUT=$OUT IP=$IP bash experiments/decision_eval.sh "usersim-$v=usersim:$ckpt"
