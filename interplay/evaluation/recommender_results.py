@@ -29,15 +29,21 @@ def _figure(rows: list[dict], key: str) -> dict | None:
     return {"value": sum(values) / len(values), "ci95": list(ci) if ci else None, "n": len(values)}
 
 
-def evaluation_row(folder: Path) -> dict:
-    """One table row from an evaluation folder (its ``metrics.json`` and scored rows)."""
-    folder = Path(folder)
-    metrics_path = folder / "metrics.json"
-    if not metrics_path.is_file():
-        raise ResultsError(f"{metrics_path}: missing (run 'interplay evaluate recommender' to the end first)")
-    metrics = json.loads(metrics_path.read_text())
+def _metrics(folder: Path) -> dict:
+    """A finished recommender evaluation's ``metrics.json`` (ResultsError naming the file otherwise)."""
+    path = Path(folder) / "metrics.json"
+    if not path.is_file():
+        raise ResultsError(f"{path}: missing (run 'interplay evaluate recommender' to the end first)")
+    metrics = json.loads(path.read_text())
     if metrics.get("kind") != "recommender":
-        raise ResultsError(f"{metrics_path}: kind {metrics.get('kind')!r}, expected a recommender evaluation")
+        raise ResultsError(f"{path}: kind {metrics.get('kind')!r}, expected a recommender evaluation")
+    return metrics
+
+
+def evaluation_row(folder: Path, metrics: dict | None = None) -> dict:
+    """One table row from an evaluation folder (its ``metrics.json``, read unless given, and scored rows)."""
+    folder = Path(folder)
+    metrics = metrics if metrics is not None else _metrics(folder)
     rows = scored_rows(folder)
     ranked = bool(metrics.get("recall@10") is not None)
     depth = metrics.get("rank_depth") or 0
@@ -84,9 +90,8 @@ def recommender_results(folders: list[Path], command: str, measured: dt.date | N
     """One table over evaluation folders of the same data and split (refused otherwise)."""
     if not folders:
         raise ResultsError("no evaluation folders given")
-    metas = [json.loads((Path(f) / "metrics.json").read_text()) if (Path(f) / "metrics.json").is_file() else {}
-             for f in folders]
-    rows = [evaluation_row(Path(f)) for f in folders]
+    metas = [_metrics(Path(f)) for f in folders]
+    rows = [evaluation_row(Path(f), m) for f, m in zip(folders, metas)]
     sets = {(m["data"], m["split"]) for m in metas}
     if len(sets) != 1:
         raise ResultsError(f"the folders evaluate different data or splits: {sorted(sets)}")
