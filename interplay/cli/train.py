@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from interplay.cli.app import app, bad_input, console, option
+from interplay.cli.app import app, bad_input, console, fail, option
 from interplay.data.errors import DataFormatError
 from interplay.protocol import Role
 from interplay.training.train import TrainConfig as T
@@ -29,6 +29,7 @@ def train_cmd(
     dtype: str = option(T, "dtype"),
     bf16: bool = typer.Option(False, "--bf16", hidden=True, help="the same as --dtype bf16 (kept for old scripts)"),
     lora: bool = option(T, "lora"),
+    lora_merge: bool = option(T, "lora_merge"),
     lora_rank: int = option(T, "lora_rank"),
     lora_alpha: int = option(T, "lora_alpha"),
     lora_targets: str = option(T, "lora_targets", default="q_proj,k_proj,v_proj,o_proj"),
@@ -55,7 +56,7 @@ def train_cmd(
 
     cfg = T(role=role, data=str(data), out=str(out), model=model, epochs=epochs, learning_rate=lr,
             batch_size=batch_size, grad_accum=grad_accum, max_length=max_length, dtype="bf16" if bf16 else dtype, lora=lora,
-            lora_rank=lora_rank, lora_alpha=lora_alpha, lora_targets=lora_targets.split(","),
+            lora_merge=lora_merge, lora_rank=lora_rank, lora_alpha=lora_alpha, lora_targets=lora_targets.split(","),
             padding_free=padding_free, recommender_sees_persona=recommender_sees_persona,
             grounded=grounded, grounding_match=grounding_match, action_loss_weight=action_loss_weight,
             counterfactual_negatives=counterfactual_negatives, decision_examples=decision_examples,
@@ -69,6 +70,22 @@ def train_cmd(
     console.print(f"valid loss per epoch: {metrics['valid_loss']}")
     spec = "usersim" if role is Role.USER else "recsim"
     console.print(f"checkpoint: {out}  (use it as --{role.value} {spec}:{out})")
+
+
+@app.command("merge-adapter")
+def merge_adapter_cmd(
+    adapter: Path = typer.Argument(..., help="a LoRA adapter folder from 'interplay train --lora'"),
+    out: Path = typer.Option(..., help="folder for the full checkpoint"),
+) -> None:
+    """Merge a LoRA adapter into its base model as a full checkpoint (for backends that load
+    plain checkpoints only, e.g. vLLM)."""
+    from interplay.training.adapters import is_adapter, merge_adapter
+
+    if not is_adapter(adapter):
+        fail(f"{adapter}: no adapter_config.json there (not an adapter folder)")
+    with bad_input(ValueError, OSError):
+        merge_adapter(adapter, out)
+    console.print(f"checkpoint: {out}")
 
 
 @app.command("train-unicrs")

@@ -31,21 +31,39 @@ def add_special_tokens(tokenizer, model=None) -> int:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if model is not None:
-        model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=64)
+        old_rows = model.get_input_embeddings().weight.shape[0]
+        model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=64, mean_resizing=False)
+        init_new_rows(model, old_rows)  # deterministic: an adapter's base is resized again at every load
         init_from_spelling(model, {tokenizer.convert_tokens_to_ids(t): ids for t, ids in spelling.items()})
     return added
+
+
+def _embedding_layers(model) -> list:
+    layers = [model.get_input_embeddings()]
+    out = model.get_output_embeddings()
+    if out is not None and out.weight.data_ptr() != layers[0].weight.data_ptr():
+        layers.append(out)
+    return layers
+
+
+def init_new_rows(model, old_rows: int) -> None:
+    """Set the embedding rows from ``old_rows`` on (added tokens, padding to a multiple of 64) to the
+    mean of the old rows: the same values at every resize, where transformers' default draws them
+    at random."""
+    import torch
+
+    with torch.no_grad():
+        for layer in _embedding_layers(model):
+            if layer.weight.shape[0] > old_rows:
+                layer.weight[old_rows:] = layer.weight[:old_rows].mean(dim=0)
 
 
 def init_from_spelling(model, spelling: dict[int, list[int]]) -> None:
     """Set each new token's embedding row(s) to the mean of the rows of its spelling's pieces."""
     import torch
 
-    layers = [model.get_input_embeddings()]
-    out = model.get_output_embeddings()
-    if out is not None and out.weight.data_ptr() != layers[0].weight.data_ptr():
-        layers.append(out)
     with torch.no_grad():
-        for layer in layers:
+        for layer in _embedding_layers(model):
             for new_id, pieces in spelling.items():
                 if pieces:
                     layer.weight[new_id] = layer.weight[pieces].mean(dim=0)
