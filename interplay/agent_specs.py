@@ -169,7 +169,7 @@ def _fine_tuned(role: Role, match_counts: bool = True):
         return cls(ctx.backend, ctx.tokenizer, ctx.params, catalogue=ctx.catalogue, seed=ctx.seed,
                    grounded=grounded, with_candidates=trained_candidates(ctx.arg),
                    grounding_match=match_counts and grounded and bool(training_config(ctx.arg).get("grounding_match")),
-                   accept_threshold=threshold)
+                   prompt_layout=trained_prompt_layout(ctx.arg), accept_threshold=threshold)
 
     return build
 
@@ -185,7 +185,8 @@ def training_config(checkpoint: str | None) -> dict:
 
 #: the recipe settings an evaluation records about the checkpoint it evaluated
 RECIPE_KEYS = ("role", "data", "epochs", "grounded", "grounding_match", "action_loss_weight", "counterfactual_negatives",
-               "decision_examples", "whole_dialogues", "recommender_candidates", "model", "max_train_records")
+               "decision_examples", "whole_dialogues", "recommender_candidates", "model", "max_train_records",
+               "prompt_layout")
 
 
 def agent_training(spec: str) -> dict | None:
@@ -224,6 +225,12 @@ def trained_grounded(checkpoint: str | None) -> bool:
     grounding existed were not)."""
     config = training_config(checkpoint)
     return bool(config.get("grounded", False)) and config.get("role") == Role.USER.value
+
+
+def trained_prompt_layout(checkpoint: str | None) -> int:
+    """The header layout a checkpoint was trained on (1 for checkpoints from before layouts were
+    recorded; see :data:`interplay.training.serialize.PROMPT_LAYOUTS`)."""
+    return int(training_config(checkpoint).get("prompt_layout", 1))
 
 
 def trained_candidates(checkpoint: str | None) -> bool:

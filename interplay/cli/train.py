@@ -42,6 +42,7 @@ def train_cmd(
     decision_examples: int = option(T, "decision_examples"),
     whole_dialogues: bool = option(T, "whole_dialogues"),
     recommender_candidates: int = option(T, "recommender_candidates"),
+    prompt_layout: int = option(T, "prompt_layout"),
     max_train_records: int = option(T, "max_train_records"),
     max_steps: int = option(T, "max_steps"),
     eval_steps: int = option(T, "eval_steps"),
@@ -61,7 +62,7 @@ def train_cmd(
             grounded=grounded, grounding_match=grounding_match, action_loss_weight=action_loss_weight,
             counterfactual_negatives=counterfactual_negatives, decision_examples=decision_examples,
             whole_dialogues=whole_dialogues, recommender_candidates=recommender_candidates,
-            max_train_records=max_train_records, max_steps=max_steps, eval_steps=eval_steps, logging_steps=logging_steps, save_steps=save_steps,
+            prompt_layout=prompt_layout, max_train_records=max_train_records, max_steps=max_steps, eval_steps=eval_steps, logging_steps=logging_steps, save_steps=save_steps,
             report_to=report_to, seed=seed)
     with bad_input(ValueError, OSError):
         metrics = train(cfg, resume=resume)

@@ -8,7 +8,8 @@ from interplay.protocol import Role
 from interplay.candidates import CandidateRetriever, with_candidates
 from interplay.catalogue import Catalogue
 from interplay.grounding import ground_history
-from interplay.training.serialize import ADDED_TOKENS, CONTEXT, END, Segment, header, match_wishes, turn_segments
+from interplay.training.serialize import (ADDED_TOKENS, CONTEXT, END, PROMPT_LAYOUT, Segment, header, match_wishes,
+                                         turn_segments)
 
 #: token_roles values
 NONE, USER, RECOMMENDER = 0, 1, 2
@@ -90,7 +91,7 @@ def _encode(tokenizer, segs: list[Segment]) -> tuple[list[int], list[int]]:
 def tokenize_record(record: DialogueRecord, tokenizer, role: Role, max_length: int = 1024,
                     recommender_sees_persona: bool = False, grounding: Catalogue | None = None,
                     candidates: tuple[CandidateRetriever, int] | None = None,
-                    grounding_match: bool = False) -> list[dict]:
+                    grounding_match: bool = False, layout: int = PROMPT_LAYOUT) -> list[dict]:
     """Training examples of one record for ``role``: ``input_ids`` and ``token_roles``.
 
     ``grounding``: the catalogue whose facts a grounded user sees after each recommendation
@@ -98,6 +99,7 @@ def tokenize_record(record: DialogueRecord, tokenizer, role: Role, max_length: i
     ``candidates``: (retriever, k) for a recommender run with candidates: each recorded
     recommender turn is preceded by the candidates retrieved from the turns before it.
     ``grounding_match``: each grounded item's facts also say how many target attributes it shows.
+    ``layout``: the header's prompt layout (:data:`interplay.training.serialize.PROMPT_LAYOUTS`).
 
     The header is the role's own view. A dialogue longer than ``max_length`` becomes several
     windows, each the header plus consecutive whole turns, the next window starting one turn
@@ -113,7 +115,7 @@ def tokenize_record(record: DialogueRecord, tokenizer, role: Role, max_length: i
         history = ground_history(history, grounding, record.target)
     if candidates is not None and role is Role.RECOMMENDER:
         history = with_candidates(history, *candidates)
-    head = Segment(f"{CONTEXT}{header(role, view)}{END}")
+    head = Segment(f"{CONTEXT}{header(role, view, layout)}{END}")
     wanted = match_wishes(role, view, grounding_match and grounding is not None)
     turns = [turn_segments(role, t, wanted) for t in history]
     head_ids, head_roles = _encode(tokenizer, [head])

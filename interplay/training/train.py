@@ -68,6 +68,10 @@ class TrainConfig:
     recommender_candidates: int = field(default=0, metadata={
         "help": "RecSim: show K catalogue candidates retrieved from the conversation before each of its turns "
                 "(needs the MatchScore encoder); 0: the paper's setup", "min": 0})
+    prompt_layout: int = field(default=2, metadata={
+        "help": "header layout (interplay.training.serialize.PROMPT_LAYOUTS): 2 the role's brief (task, actions) "
+                "first, shared by every episode, then persona and target; 1 the layout of checkpoints from before "
+                "(persona first)", "min": 1, "max": 2})
     max_train_records: int = field(default=0, metadata={
         "help": "train on the first N train records only (0: all), e.g. to compare corpora at the same size",
         "min": 0})
@@ -93,7 +97,7 @@ def build_dataset(records, tokenizer, cfg: TrainConfig, grounding=None, candidat
 
     rows = [ex for r in records for ex in tokenize_record(r, tokenizer, cfg.role, cfg.max_length,
                                                           cfg.recommender_sees_persona, grounding, candidates,
-                                                          cfg.grounding_match)]
+                                                          cfg.grounding_match, cfg.prompt_layout)]
     if not rows:
         raise ValueError(f"no training example for the {cfg.role.value} in {cfg.data}")
     return Dataset.from_list(rows)
