@@ -134,3 +134,33 @@ def test_vllm_backend_refuses_an_adapter_with_the_merge_command(adapter):
 
     with pytest.raises(ValueError, match="merge-adapter"):
         VLLMBackend(str(adapter))
+
+
+def test_bare_usersim_and_recsim_specs_use_the_shipped_adapters(adapter, tmp_path, monkeypatch):
+    """'recsim' without a checkpoint is the adapter shipped in interplay/simulators/recsim; an install
+    without one gets an error that says how to make it."""
+    import interplay.simulators as shipped
+    from interplay.agent_specs import AgentSpec, check_agent_spec, model_of
+
+    monkeypatch.setattr(shipped, "shipped_dir", lambda role: tmp_path / "none" / role.value)
+    with pytest.raises(ValueError, match="make simulators"):
+        model_of(AgentSpec.parse("recsim"))
+    monkeypatch.setattr(shipped, "shipped_dir", lambda role: adapter)
+    assert model_of(AgentSpec.parse("recsim")) == str(adapter)
+    assert check_agent_spec("recsim", Role.RECOMMENDER) == AgentSpec("recsim")
+    assert check_agent_spec(f"recsim:{adapter}", Role.RECOMMENDER).arg == str(adapter)  # an adapter folder passes
+
+
+def test_ship_copies_the_adapter_with_its_model_card_and_refuses_the_wrong_role(adapter, tmp_path):
+    from interplay.results_docs import checkpoint_hash
+    from interplay.simulators.ship import ship
+
+    dest = ship(adapter, Role.RECOMMENDER, "interplay train --lora ...", ["MatchScore 0.5 [0.4, 0.6] (259)"],
+                dest=tmp_path / "recsim")
+    assert is_adapter(dest) and not any(p.is_dir() for p in dest.iterdir())  # no resumable checkpoint-N folders
+    card = (dest / "README.md").read_text()
+    assert checkpoint_hash(dest) in card and "MatchScore 0.5 [0.4, 0.6] (259)" in card
+    assert "| 1 |" in card and "interplay train --lora ..." in card
+    merged, _ = load_adapter_model(dest, torch.float32)  # the shipped copy loads on its own
+    with pytest.raises(ValueError, match="config.role is 'recommender', not 'user'"):
+        ship(adapter, Role.USER, "x", dest=tmp_path / "usersim")

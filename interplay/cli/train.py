@@ -89,6 +89,26 @@ def merge_adapter_cmd(
     console.print(f"checkpoint: {out}")
 
 
+simulators_app = typer.Typer(no_args_is_help=True, help="The trained simulators shipped with the package.")
+app.add_typer(simulators_app, name="simulators")
+
+
+@simulators_app.command("ship")
+def simulators_ship_cmd(
+    adapter: Path = typer.Argument(..., help="a LoRA adapter folder from 'interplay train --lora'"),
+    role: Role = typer.Option(..., help="which simulator it is"),
+    command: str = typer.Option(..., help="the command that trained it (for the model card)"),
+    figure: list[str] = typer.Option([], help="a figure line for the model card (repeatable)"),
+    dest: Optional[Path] = typer.Option(None, help="where to ship it (default: the package's own folder)"),
+) -> None:
+    """Copy an adapter into interplay/simulators/ (the default usersim / recsim) with its model card."""
+    from interplay.simulators.ship import ship
+
+    with bad_input(ValueError, OSError):
+        out = ship(adapter, role, command, figure, dest)
+    console.print(f"shipped: {out}")
+
+
 @app.command("train-unicrs")
 def train_unicrs_cmd(
     data: Path = typer.Option(..., help="a folder from 'interplay data build' (train.jsonl, valid.jsonl, catalogue.jsonl)"),
