@@ -8,7 +8,7 @@ WHEELS := $(wildcard /opt/wheels)
 FIND_LINKS := $(if $(WHEELS),--find-links $(WHEELS),)
 DEMO_OUT ?= runs/demo
 
-.PHONY: install browser demo test test-fast clean
+.PHONY: install browser demo simulators test test-fast clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ demo: install
 	rm -rf $(DEMO_OUT)
 	$(VENV)/bin/interplay simulate --user llm --recommender llm --episodes 4 --max-turns 6 --out $(DEMO_OUT)
 	$(VENV)/bin/interplay show $(DEMO_OUT) --episodes 1
+
+# retrain the shipped simulators (interplay/simulators/) from the data: resumable, see the script
+simulators: install
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH bash experiments/train_simulators.sh
 
 test: install
 	$(PY) -m pytest -q -ra

@@ -257,15 +257,19 @@ class FineTunedAgent(LLMAgent):
     inference exactly the token layout it was trained on, and it writes ``<action>`` itself.
     ``grounded`` / ``with_candidates``: the checkpoint was trained on grounded observations / with
     recommender candidates; one that was not gets them stripped, so it never sees a layout it was
-    not trained on. ``grounding_match``: it was trained with match counts on the facts."""
+    not trained on. ``grounding_match``: it was trained with match counts on the facts.
+    ``prompt_layout``: the header layout it was trained on (default: the current one)."""
 
     def __init__(self, *args, grounded: bool = False, with_candidates: bool = False, grounding_match: bool = False,
-                 **kwargs):
+                 prompt_layout: int | None = None, **kwargs):
+        from interplay.training.serialize import PROMPT_LAYOUT
+
         kwargs.setdefault("prefill", "")
         super().__init__(*args, **kwargs)
         self.grounded = grounded
         self.with_candidates = with_candidates
         self.grounding_match = grounding_match
+        self.prompt_layout = prompt_layout or PROMPT_LAYOUT
         from interplay.training.serialize import END
 
         self.params = self.params.model_copy(update={"stop": (*self.params.stop, END)})
@@ -275,8 +279,10 @@ class FineTunedAgent(LLMAgent):
 
         history = observation.history if self.grounded else strip_grounding(observation.history)
         if not self.with_candidates:
-            return inference_prompt(self.role, self.view, strip_candidates(history), match=self.grounding_match)
-        return inference_prompt(self.role, self.view, history, observation.candidates, match=self.grounding_match)
+            return inference_prompt(self.role, self.view, strip_candidates(history), match=self.grounding_match,
+                                    layout=self.prompt_layout)
+        return inference_prompt(self.role, self.view, history, observation.candidates, match=self.grounding_match,
+                                layout=self.prompt_layout)
 
 
 class FineTunedUserSimulator(FineTunedAgent):

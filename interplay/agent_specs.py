@@ -161,15 +161,16 @@ def _fine_tuned(role: Role, match_counts: bool = True):
         if ctx.role is not role:
             raise ValueError(f"a {role.value} simulator checkpoint cannot play the {ctx.role.value}")
         cls = FineTunedUserSimulator if role is Role.USER else FineTunedRecommenderSimulator
-        grounded = trained_grounded(ctx.arg)
+        ckpt = _checkpoint(role)(ctx.arg)
+        grounded = trained_grounded(ckpt)
         # a calibrated UserSim decides by its threshold under constrained decoding; free decoding
         # asks for the model's own unconstrained output, so the decision is generated there
-        threshold = (calibrated_threshold(ctx.arg) if role is Role.USER and ctx.params.decoding == "constrained"
+        threshold = (calibrated_threshold(ckpt) if role is Role.USER and ctx.params.decoding == "constrained"
                      else None)
         return cls(ctx.backend, ctx.tokenizer, ctx.params, catalogue=ctx.catalogue, seed=ctx.seed,
-                   grounded=grounded, with_candidates=trained_candidates(ctx.arg),
-                   grounding_match=match_counts and grounded and bool(training_config(ctx.arg).get("grounding_match")),
-                   accept_threshold=threshold)
+                   grounded=grounded, with_candidates=trained_candidates(ckpt),
+                   grounding_match=match_counts and grounded and bool(training_config(ckpt).get("grounding_match")),
+                   prompt_layout=trained_prompt_layout(ckpt), accept_threshold=threshold)
 
     return build
 
@@ -185,7 +186,8 @@ def training_config(checkpoint: str | None) -> dict:
 
 #: the recipe settings an evaluation records about the checkpoint it evaluated
 RECIPE_KEYS = ("role", "data", "epochs", "grounded", "grounding_match", "action_loss_weight", "counterfactual_negatives",
-               "decision_examples", "whole_dialogues", "recommender_candidates", "model", "max_train_records")
+               "decision_examples", "whole_dialogues", "recommender_candidates", "model", "max_train_records",
+               "prompt_layout")
 
 
 def agent_training(spec: str) -> dict | None:
@@ -226,25 +228,40 @@ def trained_grounded(checkpoint: str | None) -> bool:
     return bool(config.get("grounded", False)) and config.get("role") == Role.USER.value
 
 
+def trained_prompt_layout(checkpoint: str | None) -> int:
+    """The header layout a checkpoint was trained on (1 for checkpoints from before layouts were
+    recorded; see :data:`interplay.training.serialize.PROMPT_LAYOUTS`)."""
+    return int(training_config(checkpoint).get("prompt_layout", 1))
+
+
 def trained_candidates(checkpoint: str | None) -> bool:
     """Whether a RecSim checkpoint was trained with candidates in its prompt."""
     config = training_config(checkpoint)
     return config.get("recommender_candidates", 0) > 0 and config.get("role") == Role.RECOMMENDER.value
 
 
-def _checkpoint(arg: str | None) -> str:
-    if not arg:
-        raise ValueError("usersim / recsim specs need a checkpoint: usersim:CKPT_DIR")
-    return arg
+def _checkpoint(role: Role):
+    """The checkpoint of a fine-tuned spec: its argument, else the simulator shipped for ``role``."""
+    def model(arg: str | None) -> str:
+        if arg:
+            return arg
+        from interplay.simulators import shipped_simulator
+
+        return str(shipped_simulator(role))
+
+    return model
 
 
-register_agent_kind("usersim", AgentKind(_fine_tuned(Role.USER), model=_checkpoint,
-                                         description="UserSim checkpoint from 'interplay train --role user'"))
-register_agent_kind("usersim-nomatch", AgentKind(_fine_tuned(Role.USER, match_counts=False), model=_checkpoint,
+register_agent_kind("usersim", AgentKind(_fine_tuned(Role.USER), model=_checkpoint(Role.USER),
+                                         description="UserSim checkpoint (or LoRA adapter) from 'interplay train "
+                                                     "--role user'; bare 'usersim': the one shipped with the package"))
+register_agent_kind("usersim-nomatch", AgentKind(_fine_tuned(Role.USER, match_counts=False),
+                                                 model=_checkpoint(Role.USER),
                                                  description="a UserSim checkpoint with the match counts ('Matches 2 "
                                                              "of your 6 wishes') left out of its prompt"))
-register_agent_kind("recsim", AgentKind(_fine_tuned(Role.RECOMMENDER), model=_checkpoint,
-                                        description="RecSim checkpoint from 'interplay train --role recommender'"))
+register_agent_kind("recsim", AgentKind(_fine_tuned(Role.RECOMMENDER), model=_checkpoint(Role.RECOMMENDER),
+                                        description="RecSim checkpoint (or LoRA adapter) from 'interplay train --role "
+                                                    "recommender'; bare 'recsim': the one shipped with the package"))
 
 
 def _split_http(arg: str | None) -> tuple[str | None, str | None]:
@@ -355,10 +372,10 @@ def check_agent_spec(text: str | AgentSpec, role: Role) -> AgentSpec:
     if model and backend_of(spec) == "transformers" and (_looks_like_path(model) or spec.kind in (
             "usersim", "usersim-nomatch", "recsim")):
         folder = Path(model).expanduser()
-        if not (folder / "config.json").is_file():
+        if not (folder / "config.json").is_file() and not (folder / "adapter_config.json").is_file():
             what = "no such folder" if not folder.exists() else "no config.json in it"
-            raise ValueError(f"agent spec {text!r}: model {model}: {what} (expected a checkpoint of "
-                             "'interplay train' or a Hugging Face model folder)")
+            raise ValueError(f"agent spec {text!r}: model {model}: {what} (expected a checkpoint or "
+                             "adapter of 'interplay train' or a Hugging Face model folder)")
     return spec
 
 

@@ -30,26 +30,30 @@ def _persona_text(persona: Persona) -> str:
     return "\n".join(lines)
 
 
-def system_text(role: Role, view: UserView | RecommenderView) -> str:
-    """The header of a role's prompt: who it is, what it knows, how to answer."""
+def system_text(role: Role, view: UserView | RecommenderView, layout: int = 2) -> str:
+    """The header of a role's prompt: who it is and how to answer (the same in every episode of
+    the role, so episodes share this prefix), then what this episode's agent knows. ``layout=1``:
+    the order before issue 35 (what it knows in the middle of the instructions), kept to measure
+    the shared prefix against and to reproduce figures measured with it."""
     actions = ", ".join(sorted(a.value for a in ROLE_ACTIONS[role]))
     if role is Role.USER:
         assert isinstance(view, UserView)
-        who = (
-            "You are a user looking for a movie to watch, talking with a recommender.\n"
-            f"{_persona_text(view.persona)}\n"
-            f"The movie you want: {view.target_attribute_text or ', '.join(view.target_attributes)}\n"
-            "Reveal your wishes gradually. Accept a recommended movie only if it fits what you want."
-        )
+        who = ("You are a user looking for a movie to watch, talking with a recommender. "
+               "Reveal your wishes gradually. Accept a recommended movie only if it fits what you want.")
+        knows = (f"{_persona_text(view.persona)}\n"
+                 f"The movie you want: {view.target_attribute_text or ', '.join(view.target_attributes)}")
     else:
         assert isinstance(view, RecommenderView)
         who = "You are a movie recommender. Find out what the user wants, then recommend a movie."
-        if view.persona is not None:
-            who += "\nAbout the user:\n" + _persona_text(view.persona)
-    return (
-        f"{who}\nAnswer with one turn in this format, choosing the action from: {actions}.\n"
-        f"Example: {format_turn(_EXAMPLES[role])}"
-    )
+        knows = "About the user:\n" + _persona_text(view.persona) if view.persona is not None else ""
+    answer = (f"Answer with one turn in this format, choosing the action from: {actions}.\n"
+              f"Example: {format_turn(_EXAMPLES[role])}")
+    if layout == 1:
+        if role is Role.USER:
+            lead, _, tail = who.partition(". ")
+            return f"{lead}.\n{knows}\n{tail}\n{answer}"
+        return f"{who}\n{knows}\n{answer}" if knows else f"{who}\n{answer}"
+    return f"{who}\n{answer}\n{knows}" if knows else f"{who}\n{answer}"
 
 
 def build_messages(role: Role, view: UserView | RecommenderView, history: list[HistoryTurn],

@@ -207,8 +207,9 @@ def test_checkpoint_round_trip_as_agent(overfit_checkpoint):
             assert (turn.action, turn.text) == (gold.action, gold.text)
 
 
-def test_lora_training_merges_into_a_plain_checkpoint(overfit_checkpoint, tmp_path):
-    """LoRA (peft) with the embeddings and LM head trained in full, merged at save time."""
+def test_lora_merge_training_writes_a_plain_checkpoint(overfit_checkpoint, tmp_path):
+    """LoRA (peft) with --lora-merge: merged at save time into a plain checkpoint (tests/test_adapters.py
+    covers the adapter folders --lora writes by default)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer as AT
 
     from interplay.training.train import TrainConfig, train
@@ -220,7 +221,7 @@ def test_lora_training_merges_into_a_plain_checkpoint(overfit_checkpoint, tmp_pa
     out = tmp_path / "lora"
     train(TrainConfig(dtype="fp32", role=Role.USER, data=str(data), out=str(out), model=str(base_ckpt), max_steps=12,
                       learning_rate=3e-3, batch_size=1, grad_accum=1, logging_steps=4, report_to="none",
-                      lora=True, lora_rank=8, grounded=False))
+                      lora=True, lora_merge=True, lora_rank=8, grounded=False))
     saved = json.loads((out / "interplay_training.json").read_text())
     losses = [h["loss"] for h in saved["log_history"] if "loss" in h]
     assert losses[-1] < losses[0] and saved["config"]["lora"] is True

@@ -84,11 +84,16 @@ class TransformersBackend:
             torch.set_num_threads(num_threads)
         self.model_path = resolve_model_path(model)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+        from interplay.training.adapters import is_adapter, load_adapter_model
+
+        if is_adapter(self.model_path):  # a LoRA adapter folder: merged into its base once, here
+            self.model, self.tokenizer = load_adapter_model(self.model_path, pick_dtype(dtype))
+        else:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+            self.model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=pick_dtype(dtype))
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=pick_dtype(dtype))
         self.model.to(self.device).eval()
         self._strip = [t for t in self.tokenizer.all_special_tokens if t and t not in STRUCTURAL_TOKENS]
         self._lock = threading.Lock()

@@ -34,6 +34,11 @@ class VLLMBackend:
 
     def __init__(self, model: str | None, dtype: str = "auto", num_threads: int | None = None,
                  gpu_memory_utilization: float = 0.85, max_model_len: int | None = 8192):
+        from interplay.training.adapters import is_adapter
+
+        if is_adapter(model):
+            raise ValueError(f"{model} is a LoRA adapter folder; the vLLM backend loads full checkpoints: "
+                             f"interplay merge-adapter {model} --out MERGED, then use MERGED")
         try:
             from vllm import LLM
         except ImportError as exc:

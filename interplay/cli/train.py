@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from interplay.cli.app import app, bad_input, console, option
+from interplay.cli.app import app, bad_input, console, fail, option
 from interplay.data.errors import DataFormatError
 from interplay.protocol import Role
 from interplay.training.train import TrainConfig as T
@@ -29,6 +29,7 @@ def train_cmd(
     dtype: str = option(T, "dtype"),
     bf16: bool = typer.Option(False, "--bf16", hidden=True, help="the same as --dtype bf16 (kept for old scripts)"),
     lora: bool = option(T, "lora"),
+    lora_merge: bool = option(T, "lora_merge"),
     lora_rank: int = option(T, "lora_rank"),
     lora_alpha: int = option(T, "lora_alpha"),
     lora_targets: str = option(T, "lora_targets", default="q_proj,k_proj,v_proj,o_proj"),
@@ -41,6 +42,7 @@ def train_cmd(
     decision_examples: int = option(T, "decision_examples"),
     whole_dialogues: bool = option(T, "whole_dialogues"),
     recommender_candidates: int = option(T, "recommender_candidates"),
+    prompt_layout: int = option(T, "prompt_layout"),
     max_train_records: int = option(T, "max_train_records"),
     max_steps: int = option(T, "max_steps"),
     eval_steps: int = option(T, "eval_steps"),
@@ -55,12 +57,12 @@ def train_cmd(
 
     cfg = T(role=role, data=str(data), out=str(out), model=model, epochs=epochs, learning_rate=lr,
             batch_size=batch_size, grad_accum=grad_accum, max_length=max_length, dtype="bf16" if bf16 else dtype, lora=lora,
-            lora_rank=lora_rank, lora_alpha=lora_alpha, lora_targets=lora_targets.split(","),
+            lora_merge=lora_merge, lora_rank=lora_rank, lora_alpha=lora_alpha, lora_targets=lora_targets.split(","),
             padding_free=padding_free, recommender_sees_persona=recommender_sees_persona,
             grounded=grounded, grounding_match=grounding_match, action_loss_weight=action_loss_weight,
             counterfactual_negatives=counterfactual_negatives, decision_examples=decision_examples,
             whole_dialogues=whole_dialogues, recommender_candidates=recommender_candidates,
-            max_train_records=max_train_records, max_steps=max_steps, eval_steps=eval_steps, logging_steps=logging_steps, save_steps=save_steps,
+            prompt_layout=prompt_layout, max_train_records=max_train_records, max_steps=max_steps, eval_steps=eval_steps, logging_steps=logging_steps, save_steps=save_steps,
             report_to=report_to, seed=seed)
     with bad_input(ValueError, OSError):
         metrics = train(cfg, resume=resume)
@@ -69,6 +71,42 @@ def train_cmd(
     console.print(f"valid loss per epoch: {metrics['valid_loss']}")
     spec = "usersim" if role is Role.USER else "recsim"
     console.print(f"checkpoint: {out}  (use it as --{role.value} {spec}:{out})")
+
+
+@app.command("merge-adapter")
+def merge_adapter_cmd(
+    adapter: Path = typer.Argument(..., help="a LoRA adapter folder from 'interplay train --lora'"),
+    out: Path = typer.Option(..., help="folder for the full checkpoint"),
+) -> None:
+    """Merge a LoRA adapter into its base model as a full checkpoint (for backends that load
+    plain checkpoints only, e.g. vLLM)."""
+    from interplay.training.adapters import is_adapter, merge_adapter
+
+    if not is_adapter(adapter):
+        fail(f"{adapter}: no adapter_config.json there (not an adapter folder)")
+    with bad_input(ValueError, OSError):
+        merge_adapter(adapter, out)
+    console.print(f"checkpoint: {out}")
+
+
+simulators_app = typer.Typer(no_args_is_help=True, help="The trained simulators shipped with the package.")
+app.add_typer(simulators_app, name="simulators")
+
+
+@simulators_app.command("ship")
+def simulators_ship_cmd(
+    adapter: Path = typer.Argument(..., help="a LoRA adapter folder from 'interplay train --lora'"),
+    role: Role = typer.Option(..., help="which simulator it is"),
+    command: str = typer.Option(..., help="the command that trained it (for the model card)"),
+    figure: list[str] = typer.Option([], help="a figure line for the model card (repeatable)"),
+    dest: Optional[Path] = typer.Option(None, help="where to ship it (default: the package's own folder)"),
+) -> None:
+    """Copy an adapter into interplay/simulators/ (the default usersim / recsim) with its model card."""
+    from interplay.simulators.ship import ship
+
+    with bad_input(ValueError, OSError):
+        out = ship(adapter, role, command, figure, dest)
+    console.print(f"shipped: {out}")
 
 
 @app.command("train-unicrs")

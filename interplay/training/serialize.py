@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from interplay.episode import HistoryTurn, Persona, RecommenderView, UserView
 from interplay.candidates import candidates_text
 from interplay.grounding import facts_text
-from interplay.protocol import STRUCTURAL_TOKENS, Action, Role, Turn, format_turn
+from interplay.protocol import ROLE_ACTIONS, STRUCTURAL_TOKENS, Action, Role, Turn, format_turn
 
 CONTEXT, END = "<|context|>", "<|end|>"
 SPEAKER = {Role.USER: "<|user|>", Role.RECOMMENDER: "<|recommender|>"}
@@ -44,15 +44,37 @@ def _persona(persona: Persona) -> str:
     return "\n".join(lines)
 
 
-def header(role: Role, view: UserView | RecommenderView) -> str:
+#: prompt layouts of fine-tuned checkpoints: 1 (before issue 35) "Role: R" then the persona; 2 the
+#: role's brief (what every episode of the role has in common: its task and its actions) first,
+#: then the persona and the target, so episodes share one prefix. A checkpoint records its layout
+#: (``prompt_layout`` in interplay_training.json; none recorded: 1) and is prompted in it.
+PROMPT_LAYOUTS = (1, 2)
+PROMPT_LAYOUT = 2
+
+_TASK = {Role.USER: "You are looking for a movie, talking with a recommender. Accept a recommended movie only "
+                    "if it fits what you want.",
+         Role.RECOMMENDER: "You are a movie recommender. Find out what the user wants, then recommend a movie."}
+
+
+def role_brief(role: Role) -> str:
+    """The part of a role's header that every episode shares (layout 2): role, task, actions."""
+    actions = ", ".join(sorted(a.value for a in ROLE_ACTIONS[role]))
+    return f"Role: {role.value}\n{_TASK[role]}\nActions: {actions}"
+
+
+def header(role: Role, view: UserView | RecommenderView, layout: int = PROMPT_LAYOUT) -> str:
     """What the role may know: the user its persona and target attributes; the recommender
-    nothing about the target (and the persona only when its view has one)."""
+    nothing about the target (and the persona only when its view has one). ``layout``: see
+    :data:`PROMPT_LAYOUTS`."""
+    if layout not in PROMPT_LAYOUTS:
+        raise ValueError(f"unknown prompt layout {layout}; known: {PROMPT_LAYOUTS}")
+    head = f"Role: {role.value}" if layout == 1 else role_brief(role)
     if role is Role.USER:
         assert isinstance(view, UserView)
-        return (f"Role: user\n{_persona(view.persona)}\n"
+        return (f"{head}\n{_persona(view.persona)}\n"
                 f"Wants: {view.target_attribute_text or ', '.join(view.target_attributes)}")
     assert isinstance(view, RecommenderView)
-    return "Role: recommender" + (f"\n{_persona(view.persona)}" if view.persona is not None else "")
+    return head + (f"\n{_persona(view.persona)}" if view.persona is not None else "")
 
 
 def turn_segments(role: Role, turn: HistoryTurn, wanted: list[str] | None = None) -> list[Segment]:
@@ -76,17 +98,17 @@ def match_wishes(role: Role, view: UserView | RecommenderView, match: bool) -> l
 
 
 def segments(role: Role, view: UserView | RecommenderView, history: list[HistoryTurn],
-             match: bool = False) -> list[Segment]:
+             match: bool = False, layout: int = PROMPT_LAYOUT) -> list[Segment]:
     """Header and every turn, each turn's body marked as trained for its speaker ``role`` only."""
     wanted = match_wishes(role, view, match)
-    return [Segment(f"{CONTEXT}{header(role, view)}{END}")] + \
+    return [Segment(f"{CONTEXT}{header(role, view, layout)}{END}")] + \
         [s for t in history for s in turn_segments(role, t, wanted)]
 
 
 def inference_prompt(role: Role, view: UserView | RecommenderView, history: list[HistoryTurn],
-                     candidates: list[str] | None = None, match: bool = False) -> str:
+                     candidates: list[str] | None = None, match: bool = False, layout: int = PROMPT_LAYOUT) -> str:
     """The prompt for ``role``'s next turn: the same serialisation, ending with its speaker cue
     (after the turn's ``candidates``, for a recommender run with them)."""
     upcoming = HistoryTurn(role=role, action=Action.INQUIRE, text="", candidates=candidates or [])
     cue = "".join(s.text for s in turn_segments(role, upcoming)[:-1])  # the turn's context and speaker cue
-    return "".join(s.text for s in segments(role, view, history, match)) + cue
+    return "".join(s.text for s in segments(role, view, history, match, layout)) + cue

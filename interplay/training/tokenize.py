@@ -8,7 +8,8 @@ from interplay.protocol import Role
 from interplay.candidates import CandidateRetriever, with_candidates
 from interplay.catalogue import Catalogue
 from interplay.grounding import ground_history
-from interplay.training.serialize import ADDED_TOKENS, CONTEXT, END, Segment, header, match_wishes, turn_segments
+from interplay.training.serialize import (ADDED_TOKENS, CONTEXT, END, PROMPT_LAYOUT, Segment, header, match_wishes,
+                                         turn_segments)
 
 #: token_roles values
 NONE, USER, RECOMMENDER = 0, 1, 2
@@ -31,21 +32,39 @@ def add_special_tokens(tokenizer, model=None) -> int:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if model is not None:
-        model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=64)
+        old_rows = model.get_input_embeddings().weight.shape[0]
+        model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=64, mean_resizing=False)
+        init_new_rows(model, old_rows)  # deterministic: an adapter's base is resized again at every load
         init_from_spelling(model, {tokenizer.convert_tokens_to_ids(t): ids for t, ids in spelling.items()})
     return added
+
+
+def _embedding_layers(model) -> list:
+    layers = [model.get_input_embeddings()]
+    out = model.get_output_embeddings()
+    if out is not None and out.weight.data_ptr() != layers[0].weight.data_ptr():
+        layers.append(out)
+    return layers
+
+
+def init_new_rows(model, old_rows: int) -> None:
+    """Set the embedding rows from ``old_rows`` on (added tokens, padding to a multiple of 64) to the
+    mean of the old rows: the same values at every resize, where transformers' default draws them
+    at random."""
+    import torch
+
+    with torch.no_grad():
+        for layer in _embedding_layers(model):
+            if layer.weight.shape[0] > old_rows:
+                layer.weight[old_rows:] = layer.weight[:old_rows].mean(dim=0)
 
 
 def init_from_spelling(model, spelling: dict[int, list[int]]) -> None:
     """Set each new token's embedding row(s) to the mean of the rows of its spelling's pieces."""
     import torch
 
-    layers = [model.get_input_embeddings()]
-    out = model.get_output_embeddings()
-    if out is not None and out.weight.data_ptr() != layers[0].weight.data_ptr():
-        layers.append(out)
     with torch.no_grad():
-        for layer in layers:
+        for layer in _embedding_layers(model):
             for new_id, pieces in spelling.items():
                 if pieces:
                     layer.weight[new_id] = layer.weight[pieces].mean(dim=0)
@@ -72,7 +91,7 @@ def _encode(tokenizer, segs: list[Segment]) -> tuple[list[int], list[int]]:
 def tokenize_record(record: DialogueRecord, tokenizer, role: Role, max_length: int = 1024,
                     recommender_sees_persona: bool = False, grounding: Catalogue | None = None,
                     candidates: tuple[CandidateRetriever, int] | None = None,
-                    grounding_match: bool = False) -> list[dict]:
+                    grounding_match: bool = False, layout: int = PROMPT_LAYOUT) -> list[dict]:
     """Training examples of one record for ``role``: ``input_ids`` and ``token_roles``.
 
     ``grounding``: the catalogue whose facts a grounded user sees after each recommendation
@@ -80,6 +99,7 @@ def tokenize_record(record: DialogueRecord, tokenizer, role: Role, max_length: i
     ``candidates``: (retriever, k) for a recommender run with candidates: each recorded
     recommender turn is preceded by the candidates retrieved from the turns before it.
     ``grounding_match``: each grounded item's facts also say how many target attributes it shows.
+    ``layout``: the header's prompt layout (:data:`interplay.training.serialize.PROMPT_LAYOUTS`).
 
     The header is the role's own view. A dialogue longer than ``max_length`` becomes several
     windows, each the header plus consecutive whole turns, the next window starting one turn
@@ -95,7 +115,7 @@ def tokenize_record(record: DialogueRecord, tokenizer, role: Role, max_length: i
         history = ground_history(history, grounding, record.target)
     if candidates is not None and role is Role.RECOMMENDER:
         history = with_candidates(history, *candidates)
-    head = Segment(f"{CONTEXT}{header(role, view)}{END}")
+    head = Segment(f"{CONTEXT}{header(role, view, layout)}{END}")
     wanted = match_wishes(role, view, grounding_match and grounding is not None)
     turns = [turn_segments(role, t, wanted) for t in history]
     head_ids, head_roles = _encode(tokenizer, [head])

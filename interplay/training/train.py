@@ -33,7 +33,13 @@ class TrainConfig:
         "help": "auto: bf16 where the hardware has native bfloat16 (a GPU that supports it, a CPU with "
                 "avx512_bf16 / amx_bf16), else fp32 (said at start); bf16: bf16 autocast over fp32 master weights "
                 "(with --lora, bf16 weights); fp32"})
-    lora: bool = field(default=False, metadata={"help": "LoRA (peft) instead of full fine-tuning; merged into the checkpoint"})
+    lora: bool = field(default=False, metadata={
+        "help": "LoRA (peft) instead of full fine-tuning: OUT is a small adapter folder (the added tokens' rows trained "
+                "as PEFT trainable token rows) that loads onto its base model; a --model that is an adapter folder "
+                "continues that adapter (a second stage)"})
+    lora_merge: bool = field(default=False, metadata={
+        "help": "with --lora: merge the adapter into a full checkpoint instead (for backends that cannot load "
+                "adapters, e.g. vLLM)"})
     lora_rank: int = field(default=16, metadata={"help": "LoRA rank", "min": 1})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha", "min": 1})
     lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
@@ -62,6 +68,10 @@ class TrainConfig:
     recommender_candidates: int = field(default=0, metadata={
         "help": "RecSim: show K catalogue candidates retrieved from the conversation before each of its turns "
                 "(needs the MatchScore encoder); 0: the paper's setup", "min": 0})
+    prompt_layout: int = field(default=2, metadata={
+        "help": "header layout (interplay.training.serialize.PROMPT_LAYOUTS): 2 the role's brief (task, actions) "
+                "first, shared by every episode, then persona and target; 1 the layout of checkpoints from before "
+                "(persona first)", "min": 1, "max": 2})
     max_train_records: int = field(default=0, metadata={
         "help": "train on the first N train records only (0: all), e.g. to compare corpora at the same size",
         "min": 0})
@@ -87,7 +97,7 @@ def build_dataset(records, tokenizer, cfg: TrainConfig, grounding=None, candidat
 
     rows = [ex for r in records for ex in tokenize_record(r, tokenizer, cfg.role, cfg.max_length,
                                                           cfg.recommender_sees_persona, grounding, candidates,
-                                                          cfg.grounding_match)]
+                                                          cfg.grounding_match, cfg.prompt_layout)]
     if not rows:
         raise ValueError(f"no training example for the {cfg.role.value} in {cfg.data}")
     return Dataset.from_list(rows)
@@ -95,16 +105,22 @@ def build_dataset(records, tokenizer, cfg: TrainConfig, grounding=None, candidat
 
 def load_model_and_tokenizer(model: str | None, bf16_weights: bool):
     """The model (bf16 weights only when asked: LoRA on a GPU; full fine-tuning keeps fp32 master
-    weights and trains under bf16 autocast) and its tokenizer, both with the added tokens."""
+    weights and trains under bf16 autocast) and its tokenizer, both with the added tokens. An
+    adapter folder is merged into its base first (full fine-tuning from an adapter)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from interplay.backends.default_model import resolve_model_path
+    from interplay.training.adapters import is_adapter, load_adapter_model
     from interplay.training.tokenize import add_special_tokens
 
-    path = resolve_model_path(model)
-    tok = AutoTokenizer.from_pretrained(path)
-    lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16 if bf16_weights else torch.float32)
+    dtype = torch.bfloat16 if bf16_weights else torch.float32
+    if is_adapter(model):
+        lm, tok = load_adapter_model(model, dtype)
+    else:
+        path = resolve_model_path(model)
+        tok = AutoTokenizer.from_pretrained(path)
+        lm = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     add_special_tokens(tok, lm)
     # transformers keeps packed (padding-free) sequences apart only when no KV cache exists; with
     # use_cache on, the forward pass makes one and attention silently crosses records
@@ -146,7 +162,16 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"training dtype: {dtype} ({why})", flush=True)
     bf16 = dtype == "bf16"
-    lm, tok = load_model_and_tokenizer(cfg.model, bf16_weights=bf16 and cfg.lora)
+    from interplay.training.adapters import added_token_ids, is_adapter, load_adapter_for_training, lora_config
+
+    lora_base = cfg.model  # what an adapter is recorded to load onto
+    if cfg.lora and is_adapter(cfg.model):  # a later stage of the same adapter
+        import torch
+
+        lm, tok, lora_base = load_adapter_for_training(cfg.model, torch.bfloat16 if bf16 else torch.float32)
+        lm.config.use_cache = False
+    else:
+        lm, tok = load_model_and_tokenizer(cfg.model, bf16_weights=bf16 and cfg.lora)
     train_records = read_records(cfg.data, "train")
     if cfg.max_train_records:
         train_records = train_records[: cfg.max_train_records]
@@ -168,12 +193,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     valid_ds = build_dataset(read_records(cfg.data, "valid"), tok, cfg, grounding, candidates) \
         if valid_path.exists() else None
     peft_config = None
-    if cfg.lora:
-        from peft import LoraConfig
-
-        # new tokens need trained embeddings: the embedding and output layers are saved in full
-        peft_config = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, target_modules=cfg.lora_targets,
-                                 modules_to_save=["embed_tokens", "lm_head"], task_type="CAUSAL_LM")
+    if cfg.lora and not is_adapter(cfg.model):
+        # the new tokens need trained rows: PEFT trainable token rows (tied to the output layer), not a
+        # full copy of the embedding
+        peft_config = lora_config(cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets, added_token_ids(tok))
     report_to = cfg.report_to
     if report_to == "auto":
         report_to = "tensorboard" if importlib.util.find_spec("tensorboard") else "none"
@@ -203,12 +226,17 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     last = get_last_checkpoint(cfg.out) if resume and Path(cfg.out).is_dir() else None
     result = trainer.train(resume_from_checkpoint=last)
     model = trainer.model
-    if cfg.lora:
+    adapter = cfg.lora and not cfg.lora_merge
+    if cfg.lora and cfg.lora_merge:
         model = model.merge_and_unload()
     model.config.use_cache = True  # for generation
     main = trainer.is_world_process_zero()  # under accelerate/torchrun: rank 0 writes the checkpoint
     if trainer.is_fsdp_enabled:
         trainer.save_model(cfg.out)  # every rank takes part in gathering the sharded weights
+    elif main and adapter:
+        from interplay.training.adapters import save_adapter
+
+        save_adapter(model, tok, cfg.out, lora_base)
     elif main:
         model.save_pretrained(cfg.out)
     history = [h for h in trainer.state.log_history]
@@ -219,7 +247,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     if metrics["valid_loss"]:
         metrics["valid_ppl"] = [math.exp(x) for x in metrics["valid_loss"]]
     if main:
-        tok.save_pretrained(cfg.out)
+        if not adapter:
+            tok.save_pretrained(cfg.out)
         (Path(cfg.out) / TRAINING_CONFIG).write_text(
             json.dumps({"config": {**asdict(cfg), "role": cfg.role.value, "lr": cfg.lr}, "metrics": metrics,
                         "log_history": history}, indent=2, default=str) + "\n")
@@ -242,18 +271,30 @@ def weighted_lm_loss(logits, labels, weights, num_items=None):
 def _weighted_trainer(base):
     """``base`` (SFTTrainer) computing the loss with the collator's ``loss_weights`` when present."""
 
+    import torch
+
     class WeightedLossTrainer(base):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             weights = inputs.pop("loss_weights", None)
-            if weights is None:
+            if weights is None and not _has_token_rows(model):
                 return super().compute_loss(model, inputs, return_outputs=return_outputs,
                                             num_items_in_batch=num_items_in_batch)
             labels = inputs.pop("labels")
+            if weights is None:  # PEFT token rows: TRL's fused head reads the base weight and misses them
+                weights = torch.ones_like(labels, dtype=torch.float32)
             outputs = model(**inputs)
             loss = weighted_lm_loss(outputs.logits, labels, weights, num_items_in_batch)
             return (loss, outputs) if return_outputs else loss
 
     return WeightedLossTrainer
+
+
+def _has_token_rows(model) -> bool:
+    """Whether ``model`` (a PEFT model) trains token rows: its output layer is then a PEFT wrapper
+    that TRL's fused LM-head loss would bypass (it reads ``lm_head.weight``)."""
+    from peft import PeftModel
+
+    return isinstance(model, PeftModel) and any("trainable_tokens" in n for n, _ in model.named_parameters())
 
 
 def _cuda() -> bool:
