@@ -20,8 +20,11 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 CONFIGS = [("full fine-tuning, lr 2e-4", dict(lora=False, learning_rate=2e-4)),
-           ("LoRA r16 q,k,v,o + token rows, lr 1e-3", dict(lora=True, learning_rate=1e-3))]
+           ("LoRA r16 q,k,v,o + token rows, lr 1e-3", dict(lora=True, learning_rate=1e-3)),
+           ("LoRA r16 all linear + token rows, lr 1e-3 (shipped)", dict(lora=True, learning_rate=1e-3,
+                                                                     lora_targets=ALL_LINEAR))]
 
 
 def folder_mb(path: Path) -> float:
@@ -40,10 +43,10 @@ def measure(data: str, role: str, steps: int) -> list[dict]:
                                   max_train_records=8 * steps, **kw))
             record = json.loads((Path(tmp) / "interplay_training.json").read_text())
             losses = [round(h["loss"], 3) for h in record["log_history"] if "loss" in h]
-            rows.append({"config": label, "s_per_step": m["train"]["train_runtime"] / steps, "losses": losses,
+            rows.append({"config": label, "s_per_step": m["train"]["train_runtime"] / steps,
                          "first_loss": losses[0], "last_loss": losses[-1], "weights_mb": folder_mb(Path(tmp)),
                          "dtype": m["dtype"], "checkpoint": "-", "threshold": None})
-        print(rows[-1])
+        print(rows[-1], "losses", losses)
     return rows
 
 
