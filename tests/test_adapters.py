@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from interplay.protocol import Role
-from interplay.training.adapters import (ADAPTER_CONFIG, adapter_base, added_token_ids, is_adapter,
+from interplay.backends.adapters import (ADAPTER_CONFIG, adapter_base, added_token_ids, is_adapter,
                                          load_adapter_model, merge_adapter)
 from test_training import RECORDS
 

@@ -125,12 +125,15 @@ def _start_set(specs: dict[Role, AgentSpec], catalogue, cfg: HostSettings, cpus:
     restarts = cfg.actor_restarts
     server_cls = ray.remote(num_cpus=per_server, num_gpus=server_gpus, runtime_env={"env_vars": malloc},
                             max_restarts=restarts)(ModelServer)
-    # vLLM schedules its own continuous batch: hand it everything that waits, never small slices
-    batch_of = {m: max(max_batch, 2 * concurrency) if backend[m] == "vllm" else max_batch for m in distinct}
+    from interplay.backends.registry import backend_capabilities
+
+    caps = {m: backend_capabilities(backend[m]) for m in distinct}
+    # a backend that schedules its own continuous batch (vLLM) gets everything that waits, never small slices
+    batch_of = {m: max(max_batch, 2 * concurrency) if caps[m].continuous_batching else max_batch for m in distinct}
     servers = {
         m: server_cls.options(**scheduling).remote(
             m, dtype=dtype, max_batch=batch_of[m], batch_wait_ms=batch_wait_ms, num_threads=per_server,
-            backend=backend[m], prefix_cache_mb=prefix_cache_mb if backend[m] == "transformers" else 0.0,
+            backend=backend[m], prefix_cache_mb=prefix_cache_mb if caps[m].prefix_cache else 0.0,
             prefix_cache_spill=cfg.prefix_cache_spill,
             catalogues={catalogue.key: catalogue.titles()})
         for m in distinct
