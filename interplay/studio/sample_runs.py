@@ -68,15 +68,13 @@ def play_episode(core: EpisodeCore, agents: dict[Role, Agent], episode_id: str, 
     without the event loop, so it also runs where one is already running)."""
     try:
         views = core.reset(episode_id, spec, seed, user_spec, recommender_spec)
-        for role, agent in agents.items():
-            agent.reset(views[role])
-    except Exception as exc:  # an agent failing at reset ends the episode, as in the environment
+    except Exception as exc:  # the view would leak the target
         core.fail(exc)
         return core.log()
-    while not core.done:
+    for role, agent in agents.items():
         try:
-            out = agents[core.next_role].act(core.observation())
-        except Exception as exc:  # a ProtocolError is retried; anything else ends the episode
-            out = exc
-        core.step(out)
-    return core.log()
+            agent.reset(views[role])
+        except Exception as exc:  # an agent failing at reset ends the episode, as in the environment
+            core.fail(exc, role)
+            return core.log()
+    return core.play(agents)
