@@ -4,24 +4,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Protocol
 
 from interplay.agent_specs import AgentSpec, backend_of, model_of
 from interplay.backends.base import GenerationParams
 from interplay.protocol import Role
-
-
-class HostSettings(Protocol):
-    """What start-up reads from a run's or an evaluation's config (both have these fields)."""
-
-    generation: GenerationParams
-    dtype: str
-    max_batch: int
-    batch_wait_ms: float
-    concurrency: int
-    prefix_cache_mb: float
-    prefix_cache_spill: bool
-    actor_restarts: int
+from interplay.runtime.host_settings import HostSettings
 
 
 def start_agent_hosts(specs: dict[Role, AgentSpec], catalogue, cfg: HostSettings,

@@ -31,13 +31,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from environments.episode_core import EnvConfig, EpisodeCore
+from environments.episode_core import EpisodeCore
+from interplay.runtime.env_settings import env_config
 from interplay.agent import Agent
 from interplay.agent_specs import (
     AgentSpec,
     check_agent_spec,
     model_of,
-    sees_persona,
 )
 from interplay.catalogue import Catalogue, split_year
 from interplay.episode_log import (
@@ -174,9 +174,9 @@ class TalkSession:
                 shown = ", ".join(e.record_id for e in sim.episodes[:5])
                 more = ", ..." if len(sim.episodes) > 5 else ""
                 raise ValueError(f"unknown record id {record_id!r} in {sim.name} (it has {shown}{more})")
-        env = EnvConfig(max_turns=max_turns, first_speaker=Role.USER,
-                        recommender_sees_persona=agent_role is Role.RECOMMENDER and sees_persona(spec),
-                        grounding=sim.catalogue if grounded else None)
+        env = env_config(max_turns=max_turns, first_speaker=Role.USER,
+                         recommender=spec if agent_role is Role.RECOMMENDER else None,
+                         catalogue=sim.catalogue, grounded=grounded)
         config = {"kind": "talk", "human_role": human_role.value, "agent": str(spec),
                   "user": HUMAN_SPEC if human_role is Role.USER else str(spec),
                   "recommender": HUMAN_SPEC if human_role is Role.RECOMMENDER else str(spec),
