@@ -115,6 +115,9 @@ class BackendCapabilities:
     thread_safe: bool = False
     #: loads a local checkpoint folder, which is checked (``config.json`` or an adapter) before a run starts
     local_checkpoints: bool = False
+    #: ``stats() -> dict``: its own counters by section (generation, caches, constraints), reported
+    #: with the model server's
+    stats: bool = False
 
 
 class GenerationBackend(Protocol):

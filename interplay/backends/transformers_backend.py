@@ -211,6 +211,15 @@ class TransformersBackend:
             _return_freed_memory()
         return out
 
+    def stats(self) -> dict:
+        """This backend's counters by section, the sections with something to say only
+        (``BackendCapabilities.stats``; the model server adds them to its own)."""
+        sections = {"generation": self.generation_stats(), "score_cache": self.score_cache_stats(),
+                    "constrained": self.constraint_stats()}
+        if self.prefix_store is not None:
+            sections["prefix_cache"] = self.prefix_cache_stats()
+        return {k: v for k, v in sections.items() if v}
+
     def constraint_stats(self) -> dict:
         """Constrained decoding: seconds spent computing token masks, rows masked, grammars
         compiled and seconds compiling (empty before the first constrained request)."""
