@@ -30,8 +30,8 @@ browser:
 
 demo: install
 	rm -rf $(DEMO_OUT)
-	$(VENV)/bin/interplay simulate --user llm --recommender llm --episodes 4 --max-turns 6 --out $(DEMO_OUT)
-	$(VENV)/bin/interplay show $(DEMO_OUT) --episodes 1
+	$(VENV)/bin/interplay simulate --user usersim --recommender recsim --episodes 8 --max-turns 10 --out $(DEMO_OUT)
+	$(VENV)/bin/interplay show $(DEMO_OUT) --episodes 8
 
 # retrain the shipped simulators (interplay/simulators/) from the data: resumable, see the script
 simulators: install

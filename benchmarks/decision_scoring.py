@@ -86,10 +86,10 @@ def main() -> None:
     ap.add_argument("--generate", type=int, default=10, help="judged items also decided by generation (0: none)")
     args = ap.parse_args()
 
-    from interplay.agent_specs import AGENT_KINDS, check_agent_spec
+    from interplay.agent_specs import check_agent_spec, model_of
 
     spec = check_agent_spec(args.agent, Role.USER)
-    model = AGENT_KINDS[spec.kind].model(spec.arg)
+    model = model_of(spec)
     records = read_records(args.data, args.split)[: args.records]
     catalogue = read_catalogue(args.data)
     human = human_decision_tasks(records, catalogue)[0]

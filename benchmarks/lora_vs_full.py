@@ -74,7 +74,7 @@ def main() -> None:
             columns=[Column(key="config", header="configuration"),
                      Column(key="s_per_step", header="s / step", format=".1f"),
                      Column(key="speedup", header="vs full", format=".2f"),
-                     Column(key="first_loss", header=f"loss step 1", format=".3f"),
+                     Column(key="first_loss", header="loss step 1", format=".3f"),
                      Column(key="last_loss", header=f"loss step {args.steps}", format=".3f"),
                      Column(key="weights_mb", header="saved weights (MB)", format=".1f"),
                      Column(key="dtype", header="dtype")],

@@ -162,7 +162,7 @@ def decision_evaluation(args) -> dict | None:
     sys.path.insert(0, str(Path(__file__).parent))
     from decision_scoring import generation_vs_scoring
 
-    from interplay.agent_specs import AGENT_KINDS, check_agent_spec
+    from interplay.agent_specs import check_agent_spec, model_of
     from interplay.data.build import read_catalogue, read_records
     from interplay.evaluation.tasks import human_decision_tasks
     from interplay.protocol import Role
@@ -171,7 +171,7 @@ def decision_evaluation(args) -> dict | None:
     records = read_records(args.decision_data, "test")[: args.decision_records]
     catalogue = read_catalogue(args.decision_data)
     items = human_decision_tasks(records, catalogue)[0]
-    g = generation_vs_scoring(spec, AGENT_KINDS[spec.kind].model(spec.arg), catalogue, items)
+    g = generation_vs_scoring(spec, model_of(spec), catalogue, items)
     g.update(records=len(records), agent=args.decision_agent,
              generate_records_per_s=len(records) / g["generate_s"], score_records_per_s=len(records) / g["score_s"])
     print(f"\ndecision evaluation, {args.decision_agent}, first {len(records)} records of {args.decision_data} test "

@@ -8,7 +8,7 @@ trainer or a test drives it turn by turn, in the spirit of PettingZoo's AEC API:
     while not core.done:
         obs = core.observation()                     # for core.next_role; carries the allowed actions
         result = core.step(agent_of[core.next_role].act(obs))   # a Turn, or the exception it raised
-    log = core.log()
+    log = core.log()                                 # (core.play(agent_of) is this loop, exceptions caught)
 
 Each step ends in one of three ways, kept apart: *terminated* (the user accepted), *truncated*
 (the turn cap) or *failed* (a :class:`FailureKind`: the agent broke the protocol after its
@@ -158,6 +158,7 @@ class EpisodeCore:
         self.accepted_id: str | None = None
         self.termination: Termination | None = None
         self.failure: FailureKind | None = None
+        self.failed_role: Role | None = None
         self.error: str | None = None
         self._turn: _TurnState | None = None
         self._wall: float | None = None
@@ -170,6 +171,7 @@ class EpisodeCore:
             raise
         views[Role.RECOMMENDER] = build_recommender_view(episode_id, spec,
                                                          with_persona=self.config.recommender_sees_persona)
+        self._begin_turn()
         return views
 
     @property
@@ -178,7 +180,8 @@ class EpisodeCore:
 
     @property
     def next_role(self) -> Role | None:
-        """The role whose output :meth:`step` expects next; ``None`` once the episode is over."""
+        """The role whose output :meth:`step` expects next; ``None`` once the episode is over.
+        Reading it changes nothing."""
         if self.done:
             return None
         return self._current().role
@@ -191,15 +194,23 @@ class EpisodeCore:
         if self._spec is None:
             raise RuntimeError("call reset() before stepping an episode")
         if self._turn is None:
-            index = len(self.turns)
-            role = self.config.first_speaker if index % 2 == 0 else self.config.first_speaker.other
-            self._turn = _TurnState(index=index, role=role, started=time.perf_counter())
+            raise RuntimeError(f"episode {self.episode_id} is over ({self.termination.value})")
         return self._turn
+
+    def _begin_turn(self) -> None:
+        """The next turn's state, created when the previous one ends (not when someone looks)."""
+        if self.done:
+            return
+        index = len(self.turns)
+        role = self.config.first_speaker if index % 2 == 0 else self.config.first_speaker.other
+        self._turn = _TurnState(index=index, role=role, started=time.perf_counter())
 
     def observation(self) -> Observation:
         """What ``next_role`` is shown for its current attempt: the history as that role may see
         it (grounding facts for the user only, candidates for the recommender only), the attempt,
-        the turns left and the allowed actions."""
+        the turns left and the allowed actions. The same on every call within an attempt: the
+        turn's candidates are retrieved at the first call and kept for the turn (what the turn's
+        log says it was shown)."""
         if self.done:
             raise RuntimeError(f"episode {self.episode_id} is over ({self.termination.value})")
         cur, cfg = self._current(), self.config
@@ -207,7 +218,7 @@ class EpisodeCore:
             seen, shown = strip_candidates(self.history), []
         else:
             seen = strip_grounding(self.history)
-            if cur.candidates is None:
+            if cur.candidates is None:  # a memo of a pure function of the history
                 cur.candidates = (cfg.candidates.retrieve(self.history, cfg.candidates_k)
                                   if cfg.candidates is not None and cfg.candidates_k > 0 else [])
             shown = cur.candidates
@@ -215,8 +226,37 @@ class EpisodeCore:
                            turns_left=cfg.max_turns - cur.index - 1, candidates=shown,
                            allowed_actions=self.legal_actions())
 
+    def check(self, turn: Turn) -> ProtocolError | None:
+        """Dry run of :meth:`step` for a turn of ``next_role``: the protocol error it would be
+        retried or failed for, or None when it would be accepted. Changes nothing (the studio
+        checks a person's turn with it before stepping)."""
+        try:
+            self._validate(turn, self._current().role)
+        except ProtocolError as exc:
+            return exc
+        return None
+
+    def play(self, agents: dict) -> EpisodeLog:
+        """Run the episode to its end between in-process agents (``agents[role].act(observation)``),
+        synchronously: an exception from ``act`` is stepped in as that agent's output (a
+        ProtocolError is retried; anything else fails the episode). Returns the log."""
+        while not self.done:
+            role = self.next_role
+            try:
+                out: Turn | BaseException = agents[role].act(self.observation())
+            except Exception as exc:  # noqa: BLE001 - an agent's failure is the episode's, never the caller's
+                out = exc
+            self.step(out)
+        return self.log()
+
     def step(self, output: Turn | BaseException) -> StepResult:
         """Advance with ``next_role``'s output: its turn, or the exception its ``act`` raised."""
+        result = self._step(output)
+        if self._turn is None:
+            self._begin_turn()
+        return result
+
+    def _step(self, output: Turn | BaseException) -> StepResult:
         if self.done:
             raise RuntimeError(f"episode {self.episode_id} is over ({self.termination.value})")
         cur = self._current()
@@ -225,7 +265,7 @@ class EpisodeCore:
                           latency_s=time.perf_counter() - cur.started, failed_attempts=cur.failed)
             self._end_turn(log)
             kind = failure_kind(output)
-            self._finish(Termination.AGENT_ERROR, kind, describe_exception(output))
+            self._finish(Termination.AGENT_ERROR, kind, describe_exception(output), cur.role)
             return StepResult(role=cur.role, turn=log, failed=kind)
         try:
             if isinstance(output, ProtocolError):
@@ -243,14 +283,15 @@ class EpisodeCore:
                           parse_error=last.error, latency_s=time.perf_counter() - cur.started,
                           failed_attempts=cur.failed)
             self._end_turn(log)
-            self._finish(Termination.PROTOCOL_ERROR, FailureKind.PROTOCOL, last.error)
+            self._finish(Termination.PROTOCOL_ERROR, FailureKind.PROTOCOL, last.error, cur.role)
             return StepResult(role=cur.role, turn=log, failed=FailureKind.PROTOCOL)
         return self._accept_turn(cur, turn)
 
-    def fail(self, exc: BaseException) -> None:
-        """End the episode outside a turn (an agent's ``reset`` raised, the view would leak)."""
+    def fail(self, exc: BaseException, role: Role | None = None) -> None:
+        """End the episode outside a turn (``role``'s agent ``reset`` raised; the view would leak:
+        no role)."""
         if not self.done:
-            self._finish(Termination.AGENT_ERROR, failure_kind(exc), describe_exception(exc))
+            self._finish(Termination.AGENT_ERROR, failure_kind(exc), describe_exception(exc), role)
 
     def log(self) -> EpisodeLog:
         """The episode as logged (also while it runs: ``termination`` is then ``max_turns`` so far)."""
@@ -262,7 +303,7 @@ class EpisodeCore:
             episode_id=self.episode_id, record_id=spec.record_id, source=spec.source, seed=self.seed,
             user_spec=self.user_spec, recommender_spec=self.recommender_spec, persona=spec.persona,
             target=spec.target, turns=list(self.turns), termination=self.termination or Termination.MAX_TURNS,
-            failure=self.failure, num_turns=len(self.turns), accepted_item=self.accepted,
+            failure=self.failure, failed_role=self.failed_role, num_turns=len(self.turns), accepted_item=self.accepted,
             accepted_item_id=self.accepted_id,
             recommended_items=list(self.recommended), error=self.error, wall_s=round(wall, 4),
         )
@@ -326,8 +367,11 @@ class EpisodeCore:
         self.turns.append(log)
         self._turn = None
 
-    def _finish(self, termination: Termination, failure: FailureKind | None = None, error: str | None = None) -> None:
+    def _finish(self, termination: Termination, failure: FailureKind | None = None, error: str | None = None,
+                role: Role | None = None) -> None:
         self.termination, self.failure, self.error = termination, failure, error
+        self.failed_role = role if failure is not None else None
+        self._turn = None
         self._wall = time.perf_counter() - self._started
 
 

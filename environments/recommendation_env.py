@@ -68,11 +68,15 @@ class RecommendationEnv:
         core = EpisodeCore(self.config)
         try:
             views = core.reset(episode_id, spec, seed, user_spec, recommender_spec)
-            await self.agents[Role.USER].reset(views[Role.USER])
-            await self.agents[Role.RECOMMENDER].reset(views[Role.RECOMMENDER])
-        except Exception as exc:  # agent failure at reset ends the episode, never the run
+        except Exception as exc:  # the view would leak the target: no agent's failure
             core.fail(exc)
             return core.log()
+        for role in (Role.USER, Role.RECOMMENDER):
+            try:
+                await self.agents[role].reset(views[role])
+            except Exception as exc:  # agent failure at reset ends the episode, never the run
+                core.fail(exc, role)
+                return core.log()
         retrieves = self.config.candidates is not None and self.config.candidates_k > 0
         while not core.done:
             role = core.next_role

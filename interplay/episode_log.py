@@ -91,6 +91,8 @@ class EpisodeLog(BaseModel):
     termination: Termination
     #: for a failed episode, whose fault (None in logs written before the kinds were recorded)
     failure: FailureKind | None = None
+    #: whose failure it was (None: none, or not an agent's: the view would leak the target)
+    failed_role: Role | None = None
     num_turns: int
     accepted_item: str | None = None
     #: the accepted item's id (what SR / ET compare with ``target.item_id``)

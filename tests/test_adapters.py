@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from interplay.protocol import Role
-from interplay.training.adapters import (ADAPTER_CONFIG, adapter_base, added_token_ids, is_adapter,
+from interplay.backends.adapters import (ADAPTER_CONFIG, adapter_base, added_token_ids, is_adapter,
                                          load_adapter_model, merge_adapter)
 from test_training import RECORDS
 
@@ -164,3 +164,38 @@ def test_ship_copies_the_adapter_with_its_model_card_and_refuses_the_wrong_role(
     merged, _ = load_adapter_model(dest, torch.float32)  # the shipped copy loads on its own
     with pytest.raises(ValueError, match="config.role is 'recommender', not 'user'"):
         ship(adapter, Role.USER, "x", dest=tmp_path / "usersim")
+
+
+def test_an_adapter_training_resumes_from_its_last_saved_step(tiny_model_dir, tmp_path):
+    """A LoRA run stopped after its step-4 save continues from checkpoint-4 (adapter, optimizer,
+    scheduler) and ends with the adapter of an uncut run; a tampered checkpoint changes the end, so
+    the resumed run did read it."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from interplay.training.train import TrainConfig, train
+
+    def run(out, steps, resume):
+        return train(TrainConfig(dtype="fp32", role=Role.RECOMMENDER, data=str(_data(tmp_path, RECORDS[0])),
+                                 out=str(out), model=str(tiny_model_dir), max_steps=steps, learning_rate=5e-3,
+                                 batch_size=1, grad_accum=1, logging_steps=1, save_steps=4, report_to="none",
+                                 lora=True, lora_rank=8, grounded=False), resume=resume)
+
+    def same(a, b):
+        a, b = load_file(a / "adapter_model.safetensors"), load_file(b / "adapter_model.safetensors")
+        return a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+    whole = tmp_path / "whole"
+    run(whole, 8, False)  # saves checkpoint-4 and checkpoint-8 on the way
+    cut, tampered = tmp_path / "cut", tmp_path / "tampered"
+    for folder in (cut, tampered):  # as if the run had been stopped after its step-4 save
+        shutil.copytree(whole / "checkpoint-4", folder / "checkpoint-4")
+    weights = tampered / "checkpoint-4" / "adapter_model.safetensors"
+    save_file({k: (v * 0 if "lora_B" in k else v) for k, v in load_file(weights).items()}, weights)
+    run(cut, 8, True)
+    run(tampered, 8, True)
+    steps = [h["step"] for h in json.loads((cut / "interplay_training.json").read_text())["log_history"] if "loss" in h]
+    assert steps == list(range(1, 9))  # one history: steps 1-4 from the checkpoint, 5-8 from the resumed run
+    assert same(cut, whole)
+    assert not same(tampered, whole)

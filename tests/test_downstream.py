@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from interplay.agent_specs import agent_training
+from interplay.checkpoint_info import agent_training
 from interplay.evaluation.agent_report import _write_csv
 from interplay.evaluation.downstream import downstream_row, downstream_rows
 from interplay.evaluation.fidelity import scorecard_markdown

@@ -133,3 +133,74 @@ def test_legacy_agent_error_without_a_kind_is_rerun(tmp_path):
     with EpisodeLogWriter(tmp_path) as w:
         w.write(legacy)
         assert w.existing_ids() == set()
+
+
+@pytest.mark.parametrize("index", range(3))
+def test_play_gives_the_log_of_run(index):
+    spec, seed = DEMO.episodes[index], 200 + index
+    cfg = EnvConfig(max_turns=8, grounding=DEMO.catalogue)
+    user, rec = agents(seed)
+    by_run = asyncio.run(RecommendationEnv(LocalAgentHandle(user), LocalAgentHandle(rec), cfg)
+                         .run(f"p{index}", spec, seed, "rule", "rule"))
+    user, rec = agents(seed)
+    core = EpisodeCore(cfg)
+    views = core.reset(f"p{index}", spec, seed, "rule", "rule")
+    user.reset(views[Role.USER])
+    rec.reset(views[Role.RECOMMENDER])
+    assert comparable(core.play({Role.USER: user, Role.RECOMMENDER: rec})) == comparable(by_run)
+
+
+def test_reading_next_role_and_observation_changes_nothing():
+    core = EpisodeCore(EnvConfig(max_turns=6))
+    core.reset("e", DEMO.episodes[0], 0)
+    started = core._turn.started
+    looks = [(core.next_role, core.observation()) for _ in range(3)]
+    assert all(look == looks[0] for look in looks) and core._turn.started == started
+    assert core.turns == [] and core.log().num_turns == 0
+
+
+def test_check_is_a_dry_run_of_step():
+    user, rec = agents(0)
+    core = EpisodeCore(EnvConfig(max_turns=6))
+    views = core.reset("e", DEMO.episodes[0], 0)
+    early_accept = Turn(Action.ACCEPT, "yes")  # before any recommendation: not allowed
+    error = core.check(early_accept)
+    assert isinstance(error, ProtocolError) and error.kind is ProtocolErrorKind.ROLE_ACTION
+    assert core.observation().attempt == 0 and core._turn.failed == []  # nothing recorded
+    legal = Turn(Action.DISCLOSE_GOAL, "I want a tense heist film.")
+    assert core.check(legal) is None and core.turns == []
+    assert core.step(early_accept).retry  # step agrees with check
+    assert core.check(legal) is None and not core.step(legal).retry
+
+
+class _FailingReset(RuleBasedRecommender):
+    def reset(self, view):
+        raise RuntimeError("no model here")
+
+
+class _FailingAct(RuleBasedUser):
+    def act(self, observation):
+        raise RuntimeError("lost")
+
+
+def test_the_log_says_whose_failure_it_was():
+    from interplay.studio.sample_runs import play_episode
+
+    spec = DEMO.episodes[0]
+    log = play_episode(EpisodeCore(EnvConfig(max_turns=6)),
+                       {Role.USER: RuleBasedUser(catalogue=DEMO.catalogue, seed=0),
+                        Role.RECOMMENDER: _FailingReset(catalogue=DEMO.catalogue, seed=0)}, "r", spec, 0)
+    assert log.termination is Termination.AGENT_ERROR and log.failed_role is Role.RECOMMENDER and log.num_turns == 0
+    core = EpisodeCore(EnvConfig(max_turns=6))
+    views = core.reset("a", spec, 0)
+    user, rec = _FailingAct(catalogue=DEMO.catalogue, seed=0), RuleBasedRecommender(catalogue=DEMO.catalogue, seed=0)
+    user.reset(views[Role.USER])
+    rec.reset(views[Role.RECOMMENDER])
+    log = core.play({Role.USER: user, Role.RECOMMENDER: rec})
+    assert log.failure is FailureKind.AGENT and log.failed_role is Role.USER
+    ok = EpisodeCore(EnvConfig(max_turns=4))
+    views = ok.reset("b", spec, 0)
+    user, rec = agents(0)
+    user.reset(views[Role.USER])
+    rec.reset(views[Role.RECOMMENDER])
+    assert ok.play({Role.USER: user, Role.RECOMMENDER: rec}).failed_role is None

@@ -83,7 +83,7 @@ def _observations():
 
 def test_same_turns_as_the_local_backend(server):
     from agents.zero_shot import ZeroShotRecommender, ZeroShotUser
-    from interplay.agent_specs import http_backend
+    from interplay.backends.http_clients import http_backend
     from interplay.backends.transformers_backend import TransformersBackend
 
     local = TransformersBackend(server.model, dtype="float32")

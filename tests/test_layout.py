@@ -85,3 +85,33 @@ def test_no_long_module_without_a_reason():
         if len(text.splitlines()) > MAX_LINES and "Why this module is long" not in text[:3000]:
             long.append(f"{name}: {len(text.splitlines())} lines")
     assert long == []
+
+
+BACKEND_NAMES = {"transformers", "vllm", "openai"}
+
+
+def backend_name_comparisons(source: str) -> list[int]:
+    """Lines comparing something to a built-in backend's name (``== "vllm"``, ``in {"openai", ...}``):
+    behaviour must come from ``BackendCapabilities``, not from names."""
+    def names(node) -> bool:
+        if isinstance(node, ast.Constant):
+            return node.value in BACKEND_NAMES
+        if isinstance(node, (ast.Set, ast.List, ast.Tuple)):
+            return any(names(e) for e in node.elts)
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") in ("frozenset", "set", "tuple"):
+            return any(names(a) for a in node.args)
+        return False
+
+    return [node.lineno for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.Compare) and any(names(n) for n in [node.left, *node.comparators])]
+
+
+def test_the_name_check_finds_comparisons():
+    src = 'a = b == "vllm"\nc = x in {"transformers", "openai"}\nd = y in frozenset({"openai"})\ne = f(backend="vllm")\n'
+    assert backend_name_comparisons(src) == [1, 2, 3]
+
+
+def test_no_backend_name_comparison_outside_the_backends():
+    found = [f"{name}:{line}" for name, path in modules().items() if not name.startswith("interplay.backends")
+             for line in backend_name_comparisons(path.read_text())]
+    assert found == []

@@ -6,7 +6,7 @@ import json
 import pytest
 from transformers import AutoTokenizer
 
-from interplay.agent_specs import trained_prompt_layout
+from interplay.checkpoint_info import trained_prompt_layout
 from interplay.data.pearl import load_pearl
 from interplay.prompting import system_text
 from interplay.protocol import Role

@@ -233,7 +233,7 @@ def test_lora_merge_training_writes_a_plain_checkpoint(overfit_checkpoint, tmp_p
 def test_max_train_records_trains_on_the_first_records_only(overfit_checkpoint, tmp_path):
     """A same-size comparison of corpora: --max-train-records N keeps the first N train records,
     and the training record says how many were used."""
-    from interplay.agent_specs import agent_training
+    from interplay.checkpoint_info import agent_training
     from interplay.training.train import TrainConfig, train
 
     base_ckpt, _ = overfit_checkpoint

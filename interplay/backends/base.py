@@ -107,6 +107,17 @@ class BackendCapabilities:
     #: ``generate(..., row_params=[GenerationParams, ...])``: each request decoded with its own
     #: settings (sampling, repetition controls, turn cap) in one batch
     row_params: bool = False
+    #: schedules its own continuous batch (vLLM): the model server hands it everything that waits
+    continuous_batching: bool = False
+    #: keeps each conversation's KV between turns when given a prefix-cache budget (``prefix_cache_mb=``)
+    prefix_cache: bool = False
+    #: safe to call from several threads at once (else the studio serialises its calls)
+    thread_safe: bool = False
+    #: loads a local checkpoint folder, which is checked (``config.json`` or an adapter) before a run starts
+    local_checkpoints: bool = False
+    #: ``stats() -> dict``: its own counters by section (generation, caches, constraints), reported
+    #: with the model server's
+    stats: bool = False
 
 
 class GenerationBackend(Protocol):

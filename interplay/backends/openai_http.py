@@ -22,7 +22,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from interplay.backends.base import BackendCapabilities, GenerationParams, TurnConstraint, constraint_titles, cut_at_stop
+from interplay.backends.builtin_capabilities import OPENAI
+from interplay.backends.base import GenerationParams, TurnConstraint, constraint_titles, cut_at_stop
 from interplay.turn_grammar import conforms, turn_grammar
 
 _LIMITS: dict[str, threading.BoundedSemaphore] = {}
@@ -43,7 +44,7 @@ class OpenAIChatBackend:
 
     #: a chat API; requests may carry a TurnConstraint: its grammar is sent to the server (vLLM's
     #: ``structured_outputs.grammar``, llguidance's Lark dialect) until the server shows it ignores it
-    capabilities = BackendCapabilities(constraints=True, chat=True)
+    capabilities = OPENAI
 
     def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY", timeout_s: float = 120.0,
                  max_retries: int = 3, max_concurrency: int = 8):

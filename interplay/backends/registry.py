@@ -12,20 +12,44 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from interplay.backends.base import BackendCapabilities
+from interplay.backends.builtin_capabilities import OPENAI, TRANSFORMERS, VLLM
+
 BackendFactory = Callable[..., object]
 BACKENDS: dict[str, BackendFactory] = {}
+#: what each registered backend declares it can do, known before one is created (the driver decides
+#: batching, prefix caching and up-front checks from these, never from a backend's name)
+CAPABILITIES: dict[str, BackendCapabilities] = {}
 
 
-def register_backend(name: str, factory: BackendFactory) -> None:
-    """Make ``name`` usable as an agent kind's backend."""
+def register_backend(name: str, factory: BackendFactory, capabilities: BackendCapabilities | None = None) -> None:
+    """Make ``name`` usable as an agent kind's backend; ``capabilities`` default to the factory's
+    ``capabilities`` attribute (a backend class declares them), else none."""
+    declared = capabilities if capabilities is not None else getattr(factory, "capabilities", None)
     BACKENDS[name] = factory
+    CAPABILITIES[name] = declared if isinstance(declared, BackendCapabilities) else BackendCapabilities()
+
+
+def _known(name: str) -> None:
+    if name not in BACKENDS:
+        from interplay.plugins import BACKEND_GROUP, load_entry_points
+
+        load_entry_points(BACKEND_GROUP, register_backend, BACKENDS)
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; known: {', '.join(sorted(BACKENDS))}")
 
 
 def create_backend(name: str, model: str | None, **kwargs) -> object:
-    """Instantiate the backend ``name`` for ``model``."""
-    if name not in BACKENDS:
-        raise ValueError(f"unknown backend {name!r}; known: {', '.join(sorted(BACKENDS))}")
+    """Instantiate the backend ``name`` for ``model`` (an installed plug-in's ``interplay.backends``
+    entry point is loaded when the name is not known yet, in whichever process asks)."""
+    _known(name)
     return BACKENDS[name](model, **kwargs)
+
+
+def backend_capabilities(name: str) -> BackendCapabilities:
+    """What the backend ``name`` declared at registration."""
+    _known(name)
+    return CAPABILITIES[name]
 
 
 def _transformers(model: str | None, **kwargs):
@@ -34,7 +58,7 @@ def _transformers(model: str | None, **kwargs):
     return TransformersBackend(model, **kwargs)
 
 
-register_backend("transformers", _transformers)
+register_backend("transformers", _transformers, TRANSFORMERS)
 
 
 def _vllm(model: str | None, **kwargs):
@@ -43,7 +67,7 @@ def _vllm(model: str | None, **kwargs):
     return VLLMBackend(model, **kwargs)
 
 
-register_backend("vllm", _vllm)
+register_backend("vllm", _vllm, VLLM)
 
 
 def _openai(model: str | None, *, base_url: str, **kwargs):
@@ -52,4 +76,4 @@ def _openai(model: str | None, *, base_url: str, **kwargs):
     return OpenAIChatBackend(base_url, model or "", **kwargs)
 
 
-register_backend("openai", _openai)
+register_backend("openai", _openai, OPENAI)

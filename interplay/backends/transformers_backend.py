@@ -18,7 +18,8 @@ import weakref
 
 import torch
 
-from interplay.backends.base import BackendCapabilities, GenerationParams, cut_at_stop
+from interplay.backends.builtin_capabilities import TRANSFORMERS
+from interplay.backends.base import GenerationParams, cut_at_stop
 from interplay.backends.default_model import resolve_model_path
 from interplay.backends.continuation_scoring import ScoringPrefixCache, score_continuations
 from interplay.backends.kv_reuse import generate_reusing_prefix
@@ -84,7 +85,7 @@ class TransformersBackend:
             torch.set_num_threads(num_threads)
         self.model_path = resolve_model_path(model)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        from interplay.training.adapters import is_adapter, load_adapter_model
+        from interplay.backends.adapters import is_adapter, load_adapter_model
 
         if is_adapter(self.model_path):  # a LoRA adapter folder: merged into its base once, here
             self.model, self.tokenizer = load_adapter_model(self.model_path, pick_dtype(dtype))
@@ -121,8 +122,7 @@ class TransformersBackend:
         return bool(getattr(self.tokenizer, "chat_template", None))
 
     #: constrained decoding, title ranking, continuation scoring, per-request KV reuse, seeds and settings
-    capabilities = BackendCapabilities(constraints=True, ranking=True, scoring=True, request_keys=True,
-                                       row_params=True)
+    capabilities = TRANSFORMERS
 
     @property
     def constrainer(self):
@@ -210,6 +210,15 @@ class TransformersBackend:
         if self.device == "cpu":
             _return_freed_memory()
         return out
+
+    def stats(self) -> dict:
+        """This backend's counters by section, the sections with something to say only
+        (``BackendCapabilities.stats``; the model server adds them to its own)."""
+        sections = {"generation": self.generation_stats(), "score_cache": self.score_cache_stats(),
+                    "constrained": self.constraint_stats()}
+        if self.prefix_store is not None:
+            sections["prefix_cache"] = self.prefix_cache_stats()
+        return {k: v for k, v in sections.items() if v}
 
     def constraint_stats(self) -> dict:
         """Constrained decoding: seconds spent computing token masks, rows masked, grammars

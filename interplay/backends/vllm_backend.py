@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 
-from interplay.backends.base import BackendCapabilities, GenerationParams
+from interplay.backends.builtin_capabilities import VLLM
+from interplay.backends.base import GenerationParams
 from interplay.backends.default_model import resolve_model_path
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ class VLLMBackend:
 
     def __init__(self, model: str | None, dtype: str = "auto", num_threads: int | None = None,
                  gpu_memory_utilization: float = 0.85, max_model_len: int | None = 8192):
-        from interplay.training.adapters import is_adapter
+        from interplay.backends.adapters import is_adapter
 
         if is_adapter(model):
             raise ValueError(f"{model} is a LoRA adapter folder; the vLLM backend loads full checkpoints: "
@@ -62,7 +63,7 @@ class VLLMBackend:
         self._warned = False
 
     #: requests may carry a TurnConstraint, applied through vLLM structured outputs, and their own settings
-    capabilities = BackendCapabilities(constraints=True, row_params=True)
+    capabilities = VLLM
 
     def register_catalogue(self, key: str, titles: list[str]) -> None:
         """Titles that constrained turns may name under ``TurnConstraint.catalogue == key``."""

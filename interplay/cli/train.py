@@ -80,7 +80,7 @@ def merge_adapter_cmd(
 ) -> None:
     """Merge a LoRA adapter into its base model as a full checkpoint (for backends that load
     plain checkpoints only, e.g. vLLM)."""
-    from interplay.training.adapters import is_adapter, merge_adapter
+    from interplay.backends.adapters import is_adapter, merge_adapter
 
     if not is_adapter(adapter):
         fail(f"{adapter}: no adapter_config.json there (not an adapter folder)")

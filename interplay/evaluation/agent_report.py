@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from interplay.agent_specs import agent_training
+from interplay.checkpoint_info import agent_training
 from interplay.episode_log import EpisodeLog
 from interplay.run_folder import write_json_atomic
 from interplay.evaluation.config import EvalConfig

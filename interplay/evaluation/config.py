@@ -5,19 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from interplay.agent_specs import AgentSpec
 from interplay.backends.base import GenerationParams, check_candidate_titles
 from interplay.run_folder import prepare_run_folder
+from interplay.runtime.host_settings import HOST_RESUMABLE, HostSettings
 
 UserPart = Literal["replay", "single", "human", "probe", "nll"]
 
 
-class EvalConfig(BaseModel):
-    """What is evaluated, on which records, with which generation and scoring settings."""
-
-    model_config = ConfigDict(extra="forbid")
+class EvalConfig(HostSettings):
+    """What is evaluated, on which records, with which generation and scoring settings; the actor
+    and batching fields come from :class:`~interplay.runtime.host_settings.HostSettings` (smaller
+    batches by default: evaluations send fewer requests at once)."""
 
     kind: Literal["user", "recommender"]
     agent: str = Field(description="agent spec under test: rule, llm[:MODEL], usersim:CKPT, recsim:CKPT, py:module:Class")
@@ -50,15 +51,6 @@ class EvalConfig(BaseModel):
     seed: int = Field(0, description="base seed")
     concurrency: int = Field(16, ge=1, description="tasks in flight")
     max_batch: int = Field(16, ge=1, description="largest generation batch")
-    batch_wait_ms: float = Field(20.0, ge=0, description="a model server keeps collecting a batch while requests "
-                                 "arrive less than this apart")
-    dtype: str = Field("auto", description="model dtype: auto (bf16 where supported) | float32 | bfloat16")
-    #: per-model budget for kept conversation KV caches (MiB; 0 = off: tasks rarely share a prefix)
-    prefix_cache_mb: float = Field(1024.0, ge=0, description="MiB of conversation KV caches kept per model for reuse "
-                                   "across a replay's turns (0: off), as in simulations (docs/performance.md)")
-    prefix_cache_spill: bool = Field(False, description="keep the stored KV caches in files (the kernel's page cache: reclaimable, written to disk under memory pressure) instead of the model server's memory; exact, measured in docs/performance.md")
-    actor_restarts: int = Field(3, ge=0, description="times Ray restarts a model server or agent host whose "
-                                "process died (a task in flight then fails)")
     generation: GenerationParams = GenerationParams()
     bertscore_model: str | None = Field(None, description="local model folder for BERTScore (default: offline MiniLM)")
     bertscore_layers: int | None = Field(None, description="its layer (default: 6 for MiniLM)")
@@ -66,9 +58,7 @@ class EvalConfig(BaseModel):
                                            "matchscore train' writes)")
 
     # ``out``: an evaluation folder may be moved or copied and resumed where it now is
-    RESUMABLE_CHANGES: ClassVar[frozenset[str]] = frozenset({"concurrency", "max_batch", "batch_wait_ms",
-                                                             "actor_restarts", "prefix_cache_mb",
-                                                             "prefix_cache_spill", "out"})
+    RESUMABLE_CHANGES: ClassVar[frozenset[str]] = HOST_RESUMABLE | {"out"}
     # the records are the split's first ``limit``: a resumption may take more of them (or all), and
     # the rows already written stay the same records
     GROWS_ON_RESUME: ClassVar[frozenset[str]] = frozenset({"limit", "parts"})

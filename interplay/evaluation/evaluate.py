@@ -140,10 +140,10 @@ def with_decision_threshold(cfg: EvalConfig) -> EvalConfig:
     calibrated threshold (:mod:`interplay.decision_calibration`), else 0.5."""
     if cfg.decision != "score" or cfg.accept_threshold is not None:
         return cfg
-    from interplay.agent_specs import model_of
+    from interplay.agent_specs import agent_kind, model_of
     from interplay.decision_calibration import calibrated_threshold
 
-    model = model_of(cfg.spec) if cfg.spec.kind in ("usersim", "usersim-nomatch") else None
+    model = model_of(cfg.spec) if agent_kind(cfg.spec.kind).checkpoint else None
     threshold = calibrated_threshold(model) if model else None
     return cfg.model_copy(update={"accept_threshold": 0.5 if threshold is None else threshold})
 

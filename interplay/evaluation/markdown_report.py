@@ -119,7 +119,7 @@ def _training(m: dict) -> dict | None:
     from before that was recorded) read from the checkpoint when it is on this machine."""
     if "agent_training" in m:
         return m["agent_training"]
-    from interplay.agent_specs import agent_training
+    from interplay.checkpoint_info import agent_training
 
     try:
         return agent_training(m["agent"])

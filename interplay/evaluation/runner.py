@@ -12,11 +12,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypedDict
 
-from environments.recommendation_env import EnvConfig, LocalAgentHandle, RecommendationEnv
+from environments.recommendation_env import LocalAgentHandle, RecommendationEnv
 from interplay.evaluation.tasks import ReplayTask, TurnTask
 from interplay.episode_log import EpisodeLog, EpisodeLogWriter
 from interplay.protocol import ProtocolError
 from interplay.run_folder import JsonlLog
+from interplay.runtime.env_settings import env_config
 
 _TAG = re.compile(r"</?[a-z_-]+>")
 
@@ -201,9 +202,9 @@ async def run_replays(host, tasks: list[ReplayTask], writer: EpisodeLogWriter, d
             user = RayAgentHandle(host, task.episode_id, seed + i)
             rec = LocalAgentHandle(ReplayRecommender(task.script))
             env = RecommendationEnv(user, rec,
-                                    EnvConfig(max_turns=task.max_turns, first_speaker=task.first_speaker,
-                                              max_retries=max_retries, grounding=grounding,
-                                              catalogue=catalogue))
+                                    env_config(max_turns=task.max_turns, first_speaker=task.first_speaker,
+                                               max_retries=max_retries, catalogue=catalogue,
+                                               grounded=grounding is not None))
             episode = await env.run(task.episode_id, task.spec, seed + i, agent_spec, "replay")
             writer.write(episode)
             on_done(episode)

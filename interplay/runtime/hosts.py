@@ -4,24 +4,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Protocol
 
 from interplay.agent_specs import AgentSpec, backend_of, model_of
 from interplay.backends.base import GenerationParams
 from interplay.protocol import Role
-
-
-class HostSettings(Protocol):
-    """What start-up reads from a run's or an evaluation's config (both have these fields)."""
-
-    generation: GenerationParams
-    dtype: str
-    max_batch: int
-    batch_wait_ms: float
-    concurrency: int
-    prefix_cache_mb: float
-    prefix_cache_spill: bool
-    actor_restarts: int
+from interplay.runtime.host_settings import HostSettings
 
 
 def start_agent_hosts(specs: dict[Role, AgentSpec], catalogue, cfg: HostSettings,
@@ -125,12 +112,15 @@ def _start_set(specs: dict[Role, AgentSpec], catalogue, cfg: HostSettings, cpus:
     restarts = cfg.actor_restarts
     server_cls = ray.remote(num_cpus=per_server, num_gpus=server_gpus, runtime_env={"env_vars": malloc},
                             max_restarts=restarts)(ModelServer)
-    # vLLM schedules its own continuous batch: hand it everything that waits, never small slices
-    batch_of = {m: max(max_batch, 2 * concurrency) if backend[m] == "vllm" else max_batch for m in distinct}
+    from interplay.backends.registry import backend_capabilities
+
+    caps = {m: backend_capabilities(backend[m]) for m in distinct}
+    # a backend that schedules its own continuous batch (vLLM) gets everything that waits, never small slices
+    batch_of = {m: max(max_batch, 2 * concurrency) if caps[m].continuous_batching else max_batch for m in distinct}
     servers = {
         m: server_cls.options(**scheduling).remote(
             m, dtype=dtype, max_batch=batch_of[m], batch_wait_ms=batch_wait_ms, num_threads=per_server,
-            backend=backend[m], prefix_cache_mb=prefix_cache_mb if backend[m] == "transformers" else 0.0,
+            backend=backend[m], prefix_cache_mb=prefix_cache_mb if caps[m].prefix_cache else 0.0,
             prefix_cache_spill=cfg.prefix_cache_spill,
             catalogues={catalogue.key: catalogue.titles()})
         for m in distinct

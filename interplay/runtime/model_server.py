@@ -200,14 +200,8 @@ class ModelServer:
         counters, and this process's peak RSS."""
         s = dict(self._stats)
         s["mean_batch"] = s["requests"] / s["batches"] if s["batches"] else 0.0
-        if self.reuses_prefixes:
-            s["prefix_cache"] = self.backend.prefix_cache_stats()
-        if getattr(self.backend, "generation_stats", None) is not None and self.backend.generation_stats():
-            s["generation"] = self.backend.generation_stats()
-        if getattr(self.backend, "score_cache_stats", None) is not None and self.backend.score_cache_stats():
-            s["score_cache"] = self.backend.score_cache_stats()
-        if getattr(self.backend, "constraint_stats", None) is not None and self.backend.constraint_stats():
-            s["constrained"] = self.backend.constraint_stats()
+        if capabilities_of(self.backend).stats:
+            s.update(self.backend.stats())
         s["peak_rss_mb"] = peak_rss_mb()
         return s
 

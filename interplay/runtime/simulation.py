@@ -16,10 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from environments.recommendation_env import EnvConfig, RecommendationEnv
-from interplay.agent_specs import AgentSpec, check_agent_spec, sees_persona
+from environments.recommendation_env import RecommendationEnv
+from interplay.agent_specs import AgentSpec, check_agent_spec
 from interplay.backends.base import GenerationParams, check_candidate_titles
 from interplay.episode_log import (
     EPISODES_FILE,
@@ -32,6 +32,8 @@ from interplay.episode_log import (
 )
 from interplay.protocol import Role
 from interplay.run_folder import prepare_run_folder, write_json_atomic
+from interplay.runtime.env_settings import env_config
+from interplay.runtime.host_settings import HOST_RESUMABLE, HostSettings
 from interplay.runtime.model_server import peak_rss_mb
 from interplay.runtime.role_decoding import (
     CONTROLS_OFF,
@@ -43,10 +45,9 @@ from interplay.runtime.role_decoding import (
 from interplay.simulation_data import SimulationData, load_simulation_data
 
 
-class SimulationConfig(BaseModel):
-    """Everything that determines a run (saved as ``RUN_DIR/config.json``)."""
-
-    model_config = ConfigDict(extra="forbid")
+class SimulationConfig(HostSettings):
+    """Everything that determines a run (saved as ``RUN_DIR/config.json``); the actor and batching
+    fields come from :class:`~interplay.runtime.host_settings.HostSettings`."""
 
     user: str = Field("llm", description="user agent spec: rule | llm | llm:PATH_OR_ID | usersim:CKPT | py:module:Class")
     recommender: str = Field("llm", description="recommender agent spec: rule | llm[:MODEL] | recsim:CKPT | "
@@ -67,20 +68,9 @@ class SimulationConfig(BaseModel):
                                         "MatchScore encoder); 0: none, the paper's setup")
     candidates_encoder: str | None = Field(None, description="the MatchScore encoder folder candidates are retrieved "
                                            "with (default: the one 'interplay matchscore train' writes)")
-    concurrency: int = Field(32, ge=1, description="episodes in flight at once (measured: docs/performance.md)")
-    max_batch: int = Field(32, ge=1, description="largest generation batch of a model server (docs/performance.md)")
-    batch_wait_ms: float = Field(20.0, ge=0, description="a model server keeps collecting a batch while requests "
-                                 "arrive less than this apart")
-    dtype: str = Field("auto", description="auto (bf16 where the CPU/GPU supports it) | float32 | bfloat16 | float16")
-    prefix_cache_mb: float = Field(1024.0, ge=0, description="MiB of episode KV caches kept per model for reuse "
-                                   "across turns (0: off, plain batched generate)")
-    prefix_cache_spill: bool = Field(False, description="keep the stored KV caches in files (the kernel's page cache: reclaimable, written to disk under memory pressure) instead of the model server's memory; exact, measured in docs/performance.md")
     replicas: int = Field(1, ge=1, description="copies of the run's model servers and agent host, spread over the "
                           "cluster's nodes (a Ray placement group, SPREAD); episodes are dealt out to them in turn. "
                           "On a cluster: one per GPU node")
-    actor_restarts: int = Field(3, ge=0, description="times Ray restarts a model server or agent host whose "
-                                "process died; the episodes in flight end as infrastructure failures, the run "
-                                "goes on; past this the run stops (resume it)")
     generation: GenerationParams = Field(default_factory=SimulationGeneration, description="generation settings of "
                                          "both roles (simulation defaults: interplay.runtime.role_decoding)")
     user_decoding: RoleDecoding = Field(default_factory=RoleDecoding, description="the user's own temperature, "
@@ -92,9 +82,7 @@ class SimulationConfig(BaseModel):
                                        "(interplay.turn_caps; 0: no cap from the data, max_new_tokens only)")
 
     #: fields that may differ between a run and its resumption
-    RESUMABLE_CHANGES: ClassVar[frozenset[str]] = frozenset(
-        {"episodes", "concurrency", "max_batch", "batch_wait_ms", "prefix_cache_mb", "prefix_cache_spill",
-         "actor_restarts", "replicas"})
+    RESUMABLE_CHANGES: ClassVar[frozenset[str]] = HOST_RESUMABLE | {"episodes", "replicas"}
 
     @model_validator(mode="before")
     @classmethod
@@ -203,10 +191,10 @@ async def _drive(cfg: SimulationConfig, data: SimulationData, todo, sets: list, 
     stopped early (None: it did not)."""
     from interplay.runtime.agent_host import RayAgentHandle
 
-    env_cfg = EnvConfig(max_turns=cfg.max_turns, first_speaker=cfg.first_speaker, max_retries=cfg.max_retries,
-                        recommender_sees_persona=sees_persona(cfg.specs[Role.RECOMMENDER], cfg.recommender_sees_persona),
-                        grounding=data.catalogue if cfg.grounded else None, catalogue=data.catalogue,
-                        candidates=retriever, candidates_k=cfg.recommender_candidates)
+    env_cfg = env_config(max_turns=cfg.max_turns, first_speaker=cfg.first_speaker, max_retries=cfg.max_retries,
+                         recommender=cfg.specs[Role.RECOMMENDER], recommender_sees_persona=cfg.recommender_sees_persona,
+                         catalogue=data.catalogue, grounded=cfg.grounded, candidates=retriever,
+                         candidates_k=cfg.recommender_candidates)
     sem = asyncio.Semaphore(cfg.concurrency)
     actors = [a for s in sets for a in {id(h.actor): h.actor for h in s.hosts.values()}.values()] + \
         [a for s in sets for a in s.servers.values()]

@@ -24,7 +24,7 @@ def shipped_dir(role: Role) -> Path:
 
 def shipped_simulator(role: Role) -> Path:
     """The shipped adapter folder of ``role``; a clear error when this install has none."""
-    from interplay.training.adapters import is_adapter
+    from interplay.backends.adapters import is_adapter
 
     folder = shipped_dir(role)
     if not is_adapter(folder):

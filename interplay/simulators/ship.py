@@ -41,7 +41,7 @@ def model_card(folder: Path, role: Role, command: str, figures: list[str], shipp
     """Markdown model card of the adapter trained in ``folder`` (shipped as ``shipped``): data,
     recipe, command, commit, training time and loss per stage, figures."""
     from interplay.results_docs import checkpoint_hash
-    from interplay.training.adapters import adapter_base, adapter_size_mb
+    from interplay.backends.adapters import adapter_base, adapter_size_mb
 
     stages = _stages(folder)
     shipped = shipped or folder
@@ -81,7 +81,7 @@ def ship(folder: Path, role: Role, command: str, figures: list[str] | None = Non
     """Copy the adapter at ``folder`` into the package (or ``dest``) with its model card; refuse a
     folder that is not an adapter of ``role`` or is over :data:`MAX_MB`."""
     from interplay.simulators import shipped_dir
-    from interplay.training.adapters import adapter_size_mb, is_adapter
+    from interplay.backends.adapters import adapter_size_mb, is_adapter
 
     folder = Path(folder)
     if not is_adapter(folder):

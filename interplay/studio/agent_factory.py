@@ -13,19 +13,14 @@ from interplay.agent_specs import (
     backend_of,
     build_agent,
     model_of,
+    role_refusal,
 )
 from interplay.backends.base import GenerationParams
 from interplay.catalogue import Catalogue
 from interplay.protocol import Role
 from interplay.simulation_data import SimulationData, load_simulation_data
 
-__all__ = ["THREAD_SAFE_BACKENDS", "AgentFactory"]
-
-#: backends safe to call from several threads at once (transformers holds its own lock; the
-#: OpenAI-compatible client bounds its own concurrency); any other backend's calls are serialised
-THREAD_SAFE_BACKENDS = frozenset({"transformers", "openai"})
-#: checkpoint kinds that play one role only, checked before their model is loaded
-_ONE_ROLE_KINDS = {"usersim": Role.USER, "usersim-nomatch": Role.USER, "recsim": Role.RECOMMENDER}
+__all__ = ["AgentFactory"]
 
 class _SerialBackend:
     """A backend whose every method call holds one lock (for backends that are not thread-safe);
@@ -52,7 +47,7 @@ class AgentFactory:
     and split) and model backends (one per (backend, model), with its prompt tokenizer).
     Thread-safe: each resource loads once under its own lock (a model loading does not hold up
     sessions of other agents); generation on one backend is serialised unless the backend
-    is thread-safe (:data:`THREAD_SAFE_BACKENDS`). ``params`` are the generation settings of every
+    is declared thread-safe (``BackendCapabilities.thread_safe``). ``params`` are the generation settings of every
     model agent it builds; ``dtype`` and ``num_threads`` go to the backend."""
 
     _shared: "AgentFactory | None" = None
@@ -98,7 +93,7 @@ class AgentFactory:
         key = (name, model)
         with self._key_lock(("backend", *key)):
             if key not in self._backends:
-                from interplay.backends.registry import create_backend
+                from interplay.backends.registry import backend_capabilities, create_backend
                 from interplay.prompting import load_prompt_tokenizer
 
                 try:
@@ -109,7 +104,8 @@ class AgentFactory:
                     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
                     raise ValueError(f"agent spec {str(spec)!r}: cannot load model {model} on {name}: "
                                      f"{type(exc).__name__}: {first}") from None
-                if name not in THREAD_SAFE_BACKENDS:
+                # a backend not declared thread-safe (BackendCapabilities.thread_safe) gets its calls serialised
+                if not backend_capabilities(name).thread_safe:
                     backend = _SerialBackend(backend)
                 self._backends[key] = (backend, tokenizer)
             return self._backends[key]
@@ -118,9 +114,8 @@ class AgentFactory:
         """A fresh agent of ``spec`` for ``role`` (the :class:`AgentContext` the Ray agent host
         passes, with this process's backend); ValueError of one line when it cannot play it."""
         text = str(spec)
-        only = _ONE_ROLE_KINDS.get(spec.kind)
-        if only is not None and only is not role:
-            raise ValueError(f"agent spec {text!r}: a {only.value} simulator checkpoint cannot play the {role.value}")
+        if (refusal := role_refusal(spec, role)) is not None:  # before its model is loaded
+            raise ValueError(refusal)
         backend, tokenizer = self.backend(spec)
         ctx = AgentContext(role=role, arg=spec.arg, catalogue=catalogue, seed=seed, params=self.params,
                            backend=backend, tokenizer=tokenizer)

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from environments.episode_core import EnvConfig, EpisodeCore
+from environments.episode_core import EpisodeCore
+from interplay.runtime.env_settings import env_config
 from interplay.agent import Agent
 from interplay.agent_specs import (
     AgentContext,
     build_agent,
     check_agent_spec,
     model_of,
-    sees_persona,
 )
 from interplay.backends.base import GenerationParams
 from interplay.episode import EpisodeSpec
@@ -41,7 +41,7 @@ def play_local_run(out: str | Path, user: str = "rule", recommender: str = "rule
     config = {"kind": "simulation", "user": user, "recommender": recommender, "data": data, "split": split,
               "episodes": episodes, "max_turns": max_turns, "seed": seed, "played": "in-process"}
     write_json_atomic(out / "config.json", config)
-    env_cfg = EnvConfig(max_turns=max_turns, recommender_sees_persona=sees_persona(specs[Role.RECOMMENDER]))
+    env_cfg = env_config(max_turns=max_turns, recommender=specs[Role.RECOMMENDER])
     logs: list[EpisodeLog] = []
     with JsonlLog(out / EPISODES_FILE) as log:
         for i in range(episodes):
@@ -68,15 +68,13 @@ def play_episode(core: EpisodeCore, agents: dict[Role, Agent], episode_id: str, 
     without the event loop, so it also runs where one is already running)."""
     try:
         views = core.reset(episode_id, spec, seed, user_spec, recommender_spec)
-        for role, agent in agents.items():
-            agent.reset(views[role])
-    except Exception as exc:  # an agent failing at reset ends the episode, as in the environment
+    except Exception as exc:  # the view would leak the target
         core.fail(exc)
         return core.log()
-    while not core.done:
+    for role, agent in agents.items():
         try:
-            out = agents[core.next_role].act(core.observation())
-        except Exception as exc:  # a ProtocolError is retried; anything else ends the episode
-            out = exc
-        core.step(out)
-    return core.log()
+            agent.reset(views[role])
+        except Exception as exc:  # an agent failing at reset ends the episode, as in the environment
+            core.fail(exc, role)
+            return core.log()
+    return core.play(agents)

@@ -31,13 +31,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from environments.episode_core import EnvConfig, EpisodeCore
+from environments.episode_core import EpisodeCore
+from interplay.runtime.env_settings import env_config
 from interplay.agent import Agent
 from interplay.agent_specs import (
     AgentSpec,
     check_agent_spec,
     model_of,
-    sees_persona,
 )
 from interplay.catalogue import Catalogue, split_year
 from interplay.episode_log import (
@@ -46,13 +46,10 @@ from interplay.episode_log import (
 from interplay.protocol import (
     TITLE_CLOSE,
     TITLE_OPEN,
-    TITLE_REQUIRED,
     Action,
-    ProtocolError,
     ProtocolErrorKind,
     Role,
     Turn,
-    check_turn,
     mark_title,
 )
 from interplay.simulation_data import SimulationData
@@ -177,9 +174,9 @@ class TalkSession:
                 shown = ", ".join(e.record_id for e in sim.episodes[:5])
                 more = ", ..." if len(sim.episodes) > 5 else ""
                 raise ValueError(f"unknown record id {record_id!r} in {sim.name} (it has {shown}{more})")
-        env = EnvConfig(max_turns=max_turns, first_speaker=Role.USER,
-                        recommender_sees_persona=agent_role is Role.RECOMMENDER and sees_persona(spec),
-                        grounding=sim.catalogue if grounded else None)
+        env = env_config(max_turns=max_turns, first_speaker=Role.USER,
+                         recommender=spec if agent_role is Role.RECOMMENDER else None,
+                         catalogue=sim.catalogue, grounded=grounded)
         config = {"kind": "talk", "human_role": human_role.value, "agent": str(spec),
                   "user": HUMAN_SPEC if human_role is Role.USER else str(spec),
                   "recommender": HUMAN_SPEC if human_role is Role.RECOMMENDER else str(spec),
@@ -321,19 +318,18 @@ class TalkSession:
         return ", ".join(a.value for a in _ACTION_ORDER if a in allowed)
 
     def _check(self, turn: Turn) -> None:
-        """The core's checks of a turn (EpisodeCore._validate), raised as TurnRejected."""
-        try:
-            checked = check_turn(turn, self.human_role)
-        except ProtocolError as exc:
-            if exc.kind is ProtocolErrorKind.ROLE_ACTION:
-                raise TurnRejected(f"the {self.human_role.value} may not {turn.action.value}; "
-                                   f"allowed now: {self._allowed_text()}") from None
-            raise TurnRejected(str(exc)) from None
-        if checked.action in TITLE_REQUIRED and not checked.titles:
-            raise TurnRejected(f"{checked.action.value} without a <movie_title>: choose a title to recommend")
-        if checked.action not in self.core.legal_actions():
-            raise TurnRejected(f"{checked.action.value} before any recommendation; "
+        """The core's own check of a turn (:meth:`EpisodeCore.check`), refused as TurnRejected in
+        words for a person."""
+        error = self.core.check(turn)
+        if error is None:
+            return
+        if error.kind is ProtocolErrorKind.ROLE_ACTION:
+            why = "before any recommendation" if "before any recommendation" in str(error) else "now"
+            raise TurnRejected(f"the {self.human_role.value} may not {turn.action.value} {why}; "
                                f"allowed now: {self._allowed_text()}")
+        if error.kind is ProtocolErrorKind.MISSING_RESPONSE and "<movie_title>" in str(error):
+            raise TurnRejected(f"{turn.action.value} without a <movie_title>: choose a title to recommend")
+        raise TurnRejected(str(error))
 
     def _resolve_title(self, title: str) -> str:
         """The catalogue's spelling of a chosen title; a title already in the conversation or (for

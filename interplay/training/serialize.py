@@ -22,12 +22,9 @@ from dataclasses import dataclass
 from interplay.episode import HistoryTurn, Persona, RecommenderView, UserView
 from interplay.candidates import candidates_text
 from interplay.grounding import facts_text
-from interplay.protocol import ROLE_ACTIONS, STRUCTURAL_TOKENS, Action, Role, Turn, format_turn
+from interplay.added_tokens import ADDED_TOKENS, CONTEXT, END, SPEAKER, SPECIAL_TOKENS  # noqa: F401 (re-exported)
+from interplay.protocol import ROLE_ACTIONS, Action, Role, Turn, format_turn
 
-CONTEXT, END = "<|context|>", "<|end|>"
-SPEAKER = {Role.USER: "<|user|>", Role.RECOMMENDER: "<|recommender|>"}
-SPECIAL_TOKENS: tuple[str, ...] = (CONTEXT, END, SPEAKER[Role.USER], SPEAKER[Role.RECOMMENDER])
-ADDED_TOKENS: tuple[str, ...] = (*STRUCTURAL_TOKENS, *SPECIAL_TOKENS)
 
 
 @dataclass(frozen=True)

@@ -111,7 +111,7 @@ def load_model_and_tokenizer(model: str | None, bf16_weights: bool):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from interplay.backends.default_model import resolve_model_path
-    from interplay.training.adapters import is_adapter, load_adapter_model
+    from interplay.backends.adapters import is_adapter, load_adapter_model
     from interplay.training.tokenize import add_special_tokens
 
     dtype = torch.bfloat16 if bf16_weights else torch.float32
@@ -162,7 +162,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"training dtype: {dtype} ({why})", flush=True)
     bf16 = dtype == "bf16"
-    from interplay.training.adapters import added_token_ids, is_adapter, load_adapter_for_training, lora_config
+    from interplay.backends.adapters import added_token_ids, is_adapter, load_adapter_for_training, lora_config
 
     lora_base = cfg.model  # what an adapter is recorded to load onto
     if cfg.lora and is_adapter(cfg.model):  # a later stage of the same adapter
@@ -234,7 +234,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     if trainer.is_fsdp_enabled:
         trainer.save_model(cfg.out)  # every rank takes part in gathering the sharded weights
     elif main and adapter:
-        from interplay.training.adapters import save_adapter
+        from interplay.backends.adapters import save_adapter
 
         save_adapter(model, tok, cfg.out, lora_base)
     elif main:

@@ -28,7 +28,7 @@ def adapter_base(path: str | Path) -> str | None:
 
 def added_token_ids(tokenizer) -> list[int]:
     """Ids of the project's added tokens (actions, turn tags) in ``tokenizer``."""
-    from interplay.training.tokenize import ADDED_TOKENS
+    from interplay.added_tokens import ADDED_TOKENS
 
     return sorted(tokenizer.convert_tokens_to_ids(list(ADDED_TOKENS)))
 
@@ -47,7 +47,7 @@ def _base_with_tokens(base: str | None, dtype):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from interplay.backends.default_model import resolve_model_path
-    from interplay.training.tokenize import add_special_tokens
+    from interplay.added_tokens import add_special_tokens
 
     path = resolve_model_path(base)
     tok = AutoTokenizer.from_pretrained(path)

@@ -1,0 +1,90 @@
+"""The simulators shipped with the package (interplay/simulators/): small adapters with their model
+cards, on the real default model; legal turns in their own words; the UserSim accepts its target
+and refuses an item contradicting every wish (the 12 embedded demo episodes); the RecSim names
+catalogue titles."""
+
+import pytest
+
+from interplay.backends.adapters import adapter_base, adapter_size_mb, is_adapter
+from interplay.backends.base import GenerationParams
+from interplay.backends.default_model import DEFAULT_MODEL
+from interplay.episode import HistoryTurn, Observation, build_recommender_view, build_user_view
+from interplay.grounding import ground_history
+from interplay.protocol import Action, Role, legal_actions, mark_title
+from interplay.simulation_data import load_demo
+from interplay.simulators import SHIPPED_NAMES, shipped_dir
+from interplay.training.counterfactual import contradicts
+
+pytestmark = pytest.mark.slow
+DEMO = load_demo()
+GREEDY = dict(max_new_tokens=64, temperature=0.0)
+
+
+@pytest.fixture(scope="module")
+def backends():
+    from interplay.backends.transformers_backend import TransformersBackend
+
+    return {role: TransformersBackend(str(shipped_dir(role)), dtype="float32") for role in Role}
+
+
+def agent(backends, role, spec, index, decoding="constrained"):
+    from interplay.agent_specs import AgentContext, AgentSpec, build_agent
+
+    b = backends[role]
+    ctx = AgentContext(role=role, arg=None, catalogue=DEMO.catalogue, seed=index, backend=b, tokenizer=b.tokenizer,
+                       params=GenerationParams(**GREEDY, decoding=decoding))
+    a = build_agent(AgentSpec(SHIPPED_NAMES[role]), ctx)
+    view = build_user_view(f"e{index}", spec) if role is Role.USER else build_recommender_view(f"e{index}", spec)
+    a.reset(view)
+    return a
+
+
+@pytest.mark.parametrize("role", list(Role))
+def test_each_shipped_adapter_is_small_on_the_default_model_and_has_its_card(role):
+    from interplay.results_docs import checkpoint_hash
+
+    folder = shipped_dir(role)
+    assert is_adapter(folder) and adapter_base(folder) == DEFAULT_MODEL
+    assert adapter_size_mb(folder) <= 25
+    card = (folder / "README.md").read_text()
+    assert checkpoint_hash(folder) in card and "experiments/train_simulators.sh" in card
+
+
+@pytest.mark.parametrize("role", list(Role))
+def test_free_decoding_writes_legal_opening_turns(backends, role):
+    """Without the grammar, the model itself writes the protocol's turns (the parser would raise)."""
+    for index, spec in enumerate(DEMO.episodes[:4]):
+        turn = agent(backends, role, spec, index, decoding="free").act(Observation(history=[], turn_index=0))
+        assert turn.action in legal_actions(role, False) and turn.text
+
+
+def test_the_usersim_accepts_its_target_and_refuses_an_item_contradicting_every_wish(backends):
+    accepted_target = refused_contrary = 0
+    for index, spec in enumerate(DEMO.episodes):
+        user = agent(backends, Role.USER, spec, index)
+        opening = user.act(Observation(history=[], turn_index=0))
+        contrary = next(item for item in DEMO.catalogue if contradicts(item, spec.target))
+        answers = []
+        for title in (spec.target.title, contrary.title):
+            history = ground_history([
+                HistoryTurn(role=Role.USER, action=opening.action, text=opening.text),
+                HistoryTurn(role=Role.RECOMMENDER, action=Action.RECOMMEND, text=f"You might like {mark_title(title)}.")],
+                DEMO.catalogue, spec.target)
+            answers.append(agent(backends, Role.USER, spec, index).act(
+                Observation(history=history, turn_index=2, allowed_actions=legal_actions(Role.USER, True))).action)
+        accepted_target += answers[0] is Action.ACCEPT
+        refused_contrary += answers[1] is not Action.ACCEPT
+    assert (accepted_target, refused_contrary) == (len(DEMO.episodes), len(DEMO.episodes))
+
+
+def test_the_recsim_recommends_catalogue_titles(backends):
+    """After the user says what it wants, the RecSim (free decoding) recommends, and every title it
+    names resolves to a catalogue item."""
+    named = []
+    for index, spec in enumerate(DEMO.episodes[:6]):
+        wish = HistoryTurn(role=Role.USER, action=Action.DISCLOSE_GOAL, text=spec.target.attribute_text)
+        turn = agent(backends, Role.RECOMMENDER, spec, index, decoding="free").act(
+            Observation(history=[wish], turn_index=1))
+        if turn.action is Action.RECOMMEND:
+            named += turn.titles
+    assert named and all(DEMO.catalogue.resolve(t) is not None for t in named)
