@@ -48,6 +48,18 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def tokenizer(tiny_model_dir):
+    """The tiny model's tokenizer (the default model's) with the project's added tokens."""
+    from transformers import AutoTokenizer
+
+    from interplay.training.tokenize import add_special_tokens
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    add_special_tokens(tok)
+    return tok
+
+
+@pytest.fixture(scope="module")
 def ray_session():
     """A private local Ray instance for in-process runtime tests."""
     import ray

@@ -35,12 +35,17 @@ def test_stepping_by_hand_gives_the_log_of_run(index):
     by_run = asyncio.run(RecommendationEnv(LocalAgentHandle(user), LocalAgentHandle(rec), cfg)
                          .run(f"e{index}", spec, seed, "rule", "rule"))
 
-    user, rec = agents(seed)
-    core = EpisodeCore(cfg)
-    views = core.reset(f"e{index}", spec, seed, "rule", "rule")
-    user.reset(views[Role.USER])
-    rec.reset(views[Role.RECOMMENDER])
-    by_agent = {Role.USER: user, Role.RECOMMENDER: rec}
+    def started() -> tuple[EpisodeCore, dict]:
+        user, rec = agents(seed)
+        core = EpisodeCore(cfg)
+        views = core.reset(f"e{index}", spec, seed, "rule", "rule")
+        user.reset(views[Role.USER])
+        rec.reset(views[Role.RECOMMENDER])
+        return core, {Role.USER: user, Role.RECOMMENDER: rec}
+
+    played, by_agent = started()
+    assert comparable(played.play(by_agent)) == comparable(by_run)  # the loop helper gives the same
+    core, by_agent = started()
     steps = []
     while not core.done:
         obs = core.observation()
@@ -135,21 +140,6 @@ def test_legacy_agent_error_without_a_kind_is_rerun(tmp_path):
         assert w.existing_ids() == set()
 
 
-@pytest.mark.parametrize("index", range(3))
-def test_play_gives_the_log_of_run(index):
-    spec, seed = DEMO.episodes[index], 200 + index
-    cfg = EnvConfig(max_turns=8, grounding=DEMO.catalogue)
-    user, rec = agents(seed)
-    by_run = asyncio.run(RecommendationEnv(LocalAgentHandle(user), LocalAgentHandle(rec), cfg)
-                         .run(f"p{index}", spec, seed, "rule", "rule"))
-    user, rec = agents(seed)
-    core = EpisodeCore(cfg)
-    views = core.reset(f"p{index}", spec, seed, "rule", "rule")
-    user.reset(views[Role.USER])
-    rec.reset(views[Role.RECOMMENDER])
-    assert comparable(core.play({Role.USER: user, Role.RECOMMENDER: rec})) == comparable(by_run)
-
-
 def test_reading_next_role_and_observation_changes_nothing():
     core = EpisodeCore(EnvConfig(max_turns=6))
     core.reset("e", DEMO.episodes[0], 0)
@@ -160,9 +150,8 @@ def test_reading_next_role_and_observation_changes_nothing():
 
 
 def test_check_is_a_dry_run_of_step():
-    user, rec = agents(0)
     core = EpisodeCore(EnvConfig(max_turns=6))
-    views = core.reset("e", DEMO.episodes[0], 0)
+    core.reset("e", DEMO.episodes[0], 0)
     early_accept = Turn(Action.ACCEPT, "yes")  # before any recommendation: not allowed
     error = core.check(early_accept)
     assert isinstance(error, ProtocolError) and error.kind is ProtocolErrorKind.ROLE_ACTION

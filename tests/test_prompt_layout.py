@@ -4,30 +4,19 @@ prompted in the layout they were trained on, and the old layout stays reproducib
 import json
 
 import pytest
-from transformers import AutoTokenizer
 
 from interplay.checkpoint_info import trained_prompt_layout
-from interplay.data.pearl import load_pearl
 from interplay.prompting import system_text
 from interplay.protocol import Role
-from interplay.simulation_data import load_demo
 from interplay.training.serialize import CONTEXT, header, inference_prompt, role_brief
-from interplay.training.tokenize import add_special_tokens, record_view, tokenize_record
+from interplay.training.tokenize import record_view, tokenize_record
 from conftest import ROOT
 import sys
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from shared_prefix import common_prefix, first_prompts  # noqa: E402
 
-RECORDS = list(load_pearl(ROOT / "tests" / "fixtures" / "pearl_sample.jsonl", load_demo().catalogue,
-                          on_error=lambda e: None))
-
-
-@pytest.fixture(scope="module")
-def tok(tiny_model_dir):
-    t = AutoTokenizer.from_pretrained(tiny_model_dir)
-    add_special_tokens(t)
-    return t
+from test_training import RECORDS  # noqa: E402
 
 
 def test_layout_2_puts_the_role_brief_first_and_the_episode_after():
@@ -42,18 +31,18 @@ def test_layout_2_puts_the_role_brief_first_and_the_episode_after():
 
 
 @pytest.mark.parametrize("fine_tuned", [True, False])
-def test_episodes_share_more_first_prompt_tokens_in_layout_2(tok, fine_tuned):
+def test_episodes_share_more_first_prompt_tokens_in_layout_2(tokenizer, fine_tuned):
     """Two records with different personas: the common token prefix of their first user prompts
     grows to cover the whole brief (fine-tuned) or instructions (prompted) in layout 2."""
     base = RECORDS[0]
     other = base.model_copy(update={"persona": base.persona.model_copy(
         update={"summary": "Zodiac is obsessive and meticulous; long films are fine."})})
     records = [base, other]
-    before = common_prefix(first_prompts(records, Role.USER, 1, fine_tuned, tok, False))
-    after = common_prefix(first_prompts(records, Role.USER, 2, fine_tuned, tok, False))
+    before = common_prefix(first_prompts(records, Role.USER, 1, fine_tuned, tokenizer, False))
+    after = common_prefix(first_prompts(records, Role.USER, 2, fine_tuned, tokenizer, False))
     brief = role_brief(Role.USER) if fine_tuned else "Reveal your wishes gradually"
     assert after > before + 20
-    shared_text = tok.decode(first_prompts(records, Role.USER, 2, fine_tuned, tok, False)[0][:after])
+    shared_text = tokenizer.decode(first_prompts(records, Role.USER, 2, fine_tuned, tokenizer, False)[0][:after])
     assert brief in shared_text
 
 
@@ -69,14 +58,14 @@ def test_prompted_layout_1_is_the_text_before_issue_35():
     assert new[1] == old[-2] and new[2] == old[-1] and new[3] == old[1]
 
 
-def test_training_examples_and_the_agent_prompt_use_the_same_layout(tok):
+def test_training_examples_and_the_agent_prompt_use_the_same_layout(tokenizer):
     record = RECORDS[0]
     for layout in (1, 2):
-        ex = tokenize_record(record, tok, Role.USER, max_length=4096, layout=layout)[0]
+        ex = tokenize_record(record, tokenizer, Role.USER, max_length=4096, layout=layout)[0]
         prompt = inference_prompt(Role.USER, record_view(record, Role.USER), [], layout=layout)
-        ids = tok(prompt, add_special_tokens=False)["input_ids"]
+        ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         assert ex["input_ids"][: len(ids) - 1] == ids[:-1]  # up to the speaker cue
-        assert tok.decode(ex["input_ids"]).startswith(CONTEXT + header(Role.USER, record_view(record, Role.USER),
+        assert tokenizer.decode(ex["input_ids"]).startswith(CONTEXT + header(Role.USER, record_view(record, Role.USER),
                                                                        layout))
 
 
