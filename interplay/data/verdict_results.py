@@ -20,7 +20,7 @@ def verdict_table(folder: str | Path, stats: dict, command: str, splits: list[st
         raise ValueError(f"{folder}: no split {', '.join(unknown)} (has {', '.join(stats)})")
     rows = []
     for split in chosen:
-        d, items = stats[split]["decisions"], stats[split]["items"]
+        d = stats[split]["decisions"]
         for slice_ in DECISION_SLICES:
             v = d.get(slice_) or {"accept": 0, "reject": 0, "did_not_say": 0}
             rows.append({"split": split, "slice": slice_, "accept": v["accept"], "reject": v["reject"],
