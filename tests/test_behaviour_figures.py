@@ -107,7 +107,7 @@ def test_the_scorecard_puts_the_figures_beside_peoples():
     assert prof["figures"]["human"]["turns_per_episode"] == 4
     assert prof["figures"]["human"]["recommender"]["copied_share"] == pytest.approx(0.5)  # (0 + 2/2) / 2
     assert prof["figures"]["simulated"]["user"]["copied_share"] == 1.0
-    from interplay.evaluation.fidelity import _beside
+    from interplay.evaluation.scorecard import beside as _beside
 
     assert _beside(prof["figures"], "copied_share", "user") == "1.000 / 0.000"
     assert _beside(prof["figures"], "turns_per_episode") == "4.000 / 4.000"
@@ -115,7 +115,7 @@ def test_the_scorecard_puts_the_figures_beside_peoples():
 
 def test_the_scorecard_table_of_behaviour_figures():
     from interplay.evaluation.behaviour_profile import behaviour_profile
-    from interplay.evaluation.fidelity import scorecard_markdown
+    from interplay.evaluation.scorecard import scorecard_markdown
     from interplay.metrics.fidelity import SLICES
 
     agent = {"agent": "usersim:x", "decisions": {s: {} for s in ("all", *SLICES)}, "discrimination": None,

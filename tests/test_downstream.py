@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from interplay.checkpoint_info import agent_training
-from interplay.evaluation.agent_report import _write_csv
+from interplay.evaluation.parts import write_csv as _write_csv
 from interplay.evaluation.downstream import downstream_row, downstream_rows
-from interplay.evaluation.fidelity import scorecard_markdown
+from interplay.evaluation.scorecard import scorecard_markdown
 
 
 def _chain(tmp_path, name: str, source: str, train: int, max_train: int = 0, user: str | None = None) -> str:

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from interplay.evaluation.agent_report import _write_csv
+from interplay.evaluation.parts import write_csv as _write_csv
 from interplay.evaluation.fidelity_results import scorecard_results
 from interplay.evaluation.recommender_results import recommender_results, write_recommender_results
 from interplay.metrics.fidelity import paired_bootstrap

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 from pathlib import Path
 
@@ -23,19 +21,9 @@ from interplay.metrics.core import (
     turns_to_accept,
     words,
 )
-from interplay.evaluation.run_report import episode_row
+from interplay.evaluation.parts import write_csv
 
 METRICS_FILE = "metrics.json"
-
-
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    if not rows:
-        path.write_text("")
-        return
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]), extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows({k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in r.items()} for r in rows)
 
 
 def replay_metrics(episodes: list[EpisodeLog]) -> dict:
@@ -112,32 +100,22 @@ def user_turn_nll(rows: list[dict]) -> dict:
             "nll_per_turn": -sum(r["logprob"] for r in scored) / len(scored) if scored else None}
 
 
-def user_report(cfg: EvalConfig, out: Path, episodes: list[EpisodeLog], single: list[dict], human: list[dict],
-                records: int, skipped: dict, model_servers: dict, plots: bool = True,
-                probes: list[dict] | None = None, nll: list[dict] | None = None) -> dict:
-    from interplay.evaluation.probes import discrimination
+def user_report(ctx, results: dict[str, list], skipped: dict, model_servers: dict, plots: bool = True) -> dict:
+    """``metrics.json`` of a user evaluation: each registered part's summary under its key (its
+    ``empty`` value when it did not run), and each part's files (CSVs, plots)."""
+    from interplay.evaluation.parts import user_parts
 
-    settings = BERTScoreSettings(cfg.bertscore_model, cfg.bertscore_layers)
-    single_m, single_rows = single_turn_metrics(single, settings) if single else ({"n": 0}, [])
-    metrics = {
-        "kind": "user", "agent": cfg.agent, "data": cfg.data, "split": cfg.split, "records": records,
-        "settings": cfg.model_dump(mode="json"), "agent_training": agent_training(cfg.agent), "skipped": skipped,
-        "replay": replay_metrics(episodes) if episodes else {"episodes": 0},
-        "single_turn": single_m,
-        "human_view": human_view_metrics(human) if human else {"n": 0},
-        "discrimination": discrimination([{**r, "accept": r["action"] == "accept"} for r in probes]) if probes else None,
-        "user_turn_nll": user_turn_nll(nll) if nll else None,
-        "model_servers": model_servers,
-    }
+    cfg, out = ctx.cfg, ctx.out
+    metrics = {"kind": "user", "agent": cfg.agent, "data": cfg.data, "split": cfg.split, "records": len(ctx.records),
+               "settings": cfg.model_dump(mode="json"), "agent_training": agent_training(cfg.agent),
+               "skipped": skipped}
+    parts = user_parts()
+    for name, part in parts.items():
+        metrics[part.metrics_key] = part.summarize(ctx, results[name]) if name in results else part.empty
+    metrics["model_servers"] = model_servers
     write_json_atomic(out / METRICS_FILE, metrics)
-    _write_csv(out / "episodes.csv", [episode_row(e) for e in episodes])
-    _write_csv(out / "single_turn.csv", single_rows)
-    _write_csv(out / "human_view.csv", human)
-    if probes:
-        _write_csv(out / "probe.csv", probes)
-    if plots and episodes:
-        plot_outcomes({cfg.agent: metrics}, out / "outcomes.png")
-        _turns_and_actions(episodes, metrics, out)
+    for name, rows in results.items():
+        parts[name].write(ctx, rows, plots)
     return metrics
 
 
@@ -184,7 +162,7 @@ def recommender_report(cfg: EvalConfig, out: Path, rows: list[dict], scorer, rec
         "model_servers": model_servers,
     }
     write_json_atomic(out / METRICS_FILE, metrics)
-    _write_csv(out / "recommendations.csv", rows)
+    write_csv(out / "recommendations.csv", rows)
     if plots and rows:
         plot_matchscores({cfg.agent: rows}, out / "matchscore.png")
     return metrics
@@ -248,6 +226,6 @@ def plot_matchscores(by_agent: dict[str, list[dict]], path: Path) -> None:
 
 
 def _turns_and_actions(episodes: list[EpisodeLog], metrics: dict, out: Path) -> None:
-    from interplay.evaluation.run_report import _plots
+    from interplay.evaluation.run_report import _plots, episode_row
 
     _plots({"actions": action_distribution(episodes)}, [episode_row(e) for e in episodes], out)

@@ -12,9 +12,6 @@ from interplay.backends.base import GenerationParams, check_candidate_titles
 from interplay.run_folder import prepare_run_folder
 from interplay.runtime.host_settings import HOST_RESUMABLE, HostSettings
 
-UserPart = Literal["replay", "single", "human", "probe", "nll"]
-
-
 class EvalConfig(HostSettings):
     """What is evaluated, on which records, with which generation and scoring settings; the actor
     and batching fields come from :class:`~interplay.runtime.host_settings.HostSettings` (smaller
@@ -26,9 +23,9 @@ class EvalConfig(HostSettings):
     split: str = Field("test", description="split to evaluate on")
     out: str = Field(description="evaluation folder (metrics.json, CSVs, plots)")
     limit: int | None = Field(None, ge=1, description="only the first N records of the split (None: all)")
-    parts: list[UserPart] = Field(default_factory=lambda: ["replay", "single", "human"],
-                                  description="user evaluation: replay (SR/ET/FR), single (BERTScore...), human "
-                                  "(real-human view)")
+    parts: list[str] = Field(default_factory=lambda: ["replay", "single", "human"],
+                             description="user evaluation: the registered parts to run (interplay.evaluation.parts: "
+                             "replay (SR/ET/FR), single (BERTScore...), human (real-human view), probe, nll, ...)")
     max_retries: int = Field(2, ge=0, description="retries of a malformed turn in replays")
     recommender_sees_persona: bool = Field(False, description="give the recommender the persona (prompted baselines)")
     grounded: bool = Field(True, description="user evaluation: the user sees the catalogue facts of each "
@@ -67,6 +64,13 @@ class EvalConfig(HostSettings):
     def _titles_need_candidates(self) -> "EvalConfig":
         check_candidate_titles(self.generation, self.recommender_candidates)
         return self
+
+    @field_validator("parts")
+    @classmethod
+    def _known_parts(cls, value: list[str]) -> list[str]:
+        from interplay.evaluation.parts import check_parts
+
+        return check_parts(value)
 
     @field_validator("agent")
     @classmethod
