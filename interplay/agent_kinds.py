@@ -85,10 +85,18 @@ def _build_py(ctx: AgentContext) -> Agent:
 register_agent_kind("rule", AgentKind(_build_rule, check=_check_rule, description="rule-based user / recommender; rule:T for the user "
                                      "accepts an item covering at least T of its target attributes (default 0.6; "
                                      "rule:0 accepts every recommendation, the yes-sayer floor)"))
+def _shipped_for_role(arg: str | None, role: Role) -> str | None:
+    """Bare ``llm``: the simulator shipped for the role (``usersim`` / ``recsim``, trained LoRA
+    adapters on the default model); ``llm:MODEL`` prompts MODEL."""
+    return None if arg else ("usersim" if role is Role.USER else "recsim")
+
+
 register_agent_kind(
     "llm",
-    AgentKind(build_llm, model=lambda arg: arg or DEFAULT_MODEL,
-              description="LLM simulator on a HF model id or path (default: SmolLM2-135M-Instruct)"),
+    AgentKind(build_llm, model=lambda arg: arg or DEFAULT_MODEL, stands_for=_shipped_for_role,
+              description=f"bare 'llm': the trained simulator shipped for the role (usersim / recsim); "
+                          f"llm:MODEL: MODEL prompted, a HF model id or path (the default model prompted: "
+                          f"llm:{DEFAULT_MODEL})"),
 )
 register_agent_kind("py", AgentKind(_build_py, check=_check_py, description="your own Agent subclass: py:module:ClassName"))
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import PlainSerializer
 
 from interplay.agent import Agent
 from interplay.backends.base import GenerationBackend, GenerationParams
@@ -41,6 +43,27 @@ class AgentSpec:
     def __str__(self) -> str:
         return self.kind if self.arg is None else f"{self.kind}:{self.arg}"
 
+    def for_role(self, role: Role) -> "AgentSpec":
+        """The spec this one stands for when it plays ``role`` (its kind's ``stands_for``: bare
+        ``llm`` is the simulator shipped for that role); itself otherwise."""
+        kind = agent_kind(self.kind)
+        other = kind.stands_for(self.arg, role) if kind.stands_for is not None else None
+        return AgentSpec.parse(other) if other else self
+
+
+#: a config field holding a parsed spec (resolved for its role), saved as its text
+SpecField = Annotated[AgentSpec, PlainSerializer(str, return_type=str)]
+#: what bare ``llm`` meant in configs saved before it meant the shipped simulators (see
+#: :meth:`interplay.runtime.host_settings.HostSettings.read_saved`)
+LLM_BEFORE_SHIPPED = "llm:smollm2-135m-instruct"
+
+
+def parse_spec(value: "str | AgentSpec", role: Role | None = None) -> AgentSpec:
+    """``value`` parsed (unless given parsed) and, with ``role``, resolved for that role
+    (:meth:`AgentSpec.for_role`): what the configs keep, so a spec is parsed once per run."""
+    spec = value if isinstance(value, AgentSpec) else AgentSpec.parse(str(value))
+    return spec.for_role(role) if role is not None else spec
+
 
 @dataclass
 class AgentContext:
@@ -70,6 +93,8 @@ class AgentKind:
     roles: frozenset[Role] | None = None
     #: its model is a local checkpoint folder of ``interplay train`` (checked to exist up front)
     checkpoint: bool = False
+    #: ``stands_for(arg, role)``: the spec this kind's spec means in ``role`` (None: itself)
+    stands_for: Callable[[str | None, Role], str | None] | None = None
 
 
 AGENT_KINDS: dict[str, AgentKind] = {}
@@ -133,14 +158,15 @@ def role_refusal(spec: AgentSpec, role: Role) -> str | None:
 
 
 def check_agent_spec(text: str | AgentSpec, role: Role) -> AgentSpec:
-    """Parse ``text`` (unless given parsed) and check, before any run starts, what can be checked
+    """Parse ``text`` (unless given parsed), resolve it for ``role`` (:func:`parse_spec`) and
+    check, before any run starts, what can be checked
     without loading a model: the kind's own check of its argument and role (a ``py:`` class
     imports, is an Agent and plays ``role``; a ``rule:`` threshold is a number), the roles it can
     play, and that a model given as a local folder exists and holds a ``config.json`` (or an
-    adapter). Raises ValueError with one clear line."""
+    adapter). Returns the resolved spec; raises ValueError with one clear line."""
     from interplay.backends.registry import backend_capabilities
 
-    spec = text if isinstance(text, AgentSpec) else AgentSpec.parse(text)
+    spec = parse_spec(text, role)
     text = str(spec)
     kind = agent_kind(spec.kind)
     if (refusal := role_refusal(spec, role)) is not None:

@@ -46,7 +46,8 @@ def prepare_run_folder(folder: str | Path, cfg: C, resume: bool, what: str = "ru
     if held and not resume:
         raise RunFolderTaken(f"{folder} already holds a {what}; pass --resume to continue it or choose another --out")
     if config_path.exists():
-        old = type(cfg).model_validate_json(config_path.read_text())
+        read = getattr(type(cfg), "read_saved", type(cfg).model_validate_json)
+        old = read(config_path.read_text())
         growable = getattr(type(cfg), "GROWS_ON_RESUME", frozenset())
         before = old.identity()
         diff = sorted(k for k, v in cfg.identity().items()

@@ -88,3 +88,35 @@ def test_the_recsim_recommends_catalogue_titles(backends):
             recommends += 1
             named += turn.titles
     assert recommends >= 3 and named and all(DEMO.catalogue.resolve(t) is not None for t in named)
+
+
+def test_bare_llm_is_the_shipped_simulator_of_its_role(tmp_path):
+    """Parsed once, in the config, for the role: bare ``llm`` is the shipped UserSim / RecSim,
+    ``llm:MODEL`` prompts MODEL; a run saved when bare ``llm`` meant the default model prompted is
+    not resumed with the shipped simulators."""
+    import json
+
+    from interplay.agent_specs import AgentSpec, check_agent_spec
+    from interplay.evaluation.config import EvalConfig
+    from interplay.run_folder import RunDirError, prepare_run_folder
+    from interplay.runtime.simulation import SimulationConfig
+
+    cfg = SimulationConfig(user="llm", recommender="llm", out=str(tmp_path / "run"))
+    assert cfg.specs == {Role.USER: AgentSpec("usersim"), Role.RECOMMENDER: AgentSpec("recsim")}
+    assert cfg.model_dump(mode="json")["user"] == "usersim"  # saved resolved, as text
+    assert SimulationConfig(user=f"llm:{DEFAULT_MODEL}").user == AgentSpec("llm", DEFAULT_MODEL)
+    assert EvalConfig(kind="recommender", agent="llm", data="d", out="o").spec == AgentSpec("recsim")
+    assert EvalConfig(kind="user", agent="llm", data="d", out="o").spec == AgentSpec("usersim")
+    assert check_agent_spec("llm", Role.USER) == AgentSpec("usersim")
+    with pytest.raises(ValueError, match="user simulator checkpoint cannot play the recommender"):
+        check_agent_spec("usersim", Role.RECOMMENDER)
+    # a config.json written before: bare llm was the prompted default model
+    old = tmp_path / "old"
+    old.mkdir()
+    saved = {**cfg.model_dump(mode="json"), "user": "llm", "recommender": "llm", "out": str(old)}
+    (old / "config.json").write_text(json.dumps(saved))
+    assert SimulationConfig.read_saved(json.dumps(saved)).user == AgentSpec("llm", DEFAULT_MODEL)
+    with pytest.raises(RunDirError, match="recommender, user"):
+        prepare_run_folder(old, cfg.model_copy(update={"out": str(old)}), resume=True)
+    prepare_run_folder(old, SimulationConfig(user=f"llm:{DEFAULT_MODEL}", recommender=f"llm:{DEFAULT_MODEL}",
+                                             out=str(old)), resume=True)  # the same agents: resumes

@@ -106,8 +106,8 @@ def user_report(ctx, results: dict[str, list], skipped: dict, model_servers: dic
     from interplay.evaluation.parts import user_parts
 
     cfg, out = ctx.cfg, ctx.out
-    metrics = {"kind": "user", "agent": cfg.agent, "data": cfg.data, "split": cfg.split, "records": len(ctx.records),
-               "settings": cfg.model_dump(mode="json"), "agent_training": agent_training(cfg.agent),
+    metrics = {"kind": "user", "agent": str(cfg.agent), "data": cfg.data, "split": cfg.split, "records": len(ctx.records),
+               "settings": cfg.model_dump(mode="json"), "agent_training": agent_training(str(cfg.agent)),
                "skipped": skipped}
     parts = user_parts()
     for name, part in parts.items():
@@ -137,8 +137,8 @@ def recommender_report(cfg: EvalConfig, out: Path, rows: list[dict], scorer, rec
     texts = [r["text"] or "" for r in rows]
     recommended = [r for r in rows if r["recommended"]]
     metrics = {
-        "kind": "recommender", "agent": cfg.agent, "data": cfg.data, "split": cfg.split, "records": records,
-        "settings": cfg.model_dump(mode="json"), "agent_training": agent_training(cfg.agent), "skipped": skipped,
+        "kind": "recommender", "agent": str(cfg.agent), "data": cfg.data, "split": cfg.split, "records": records,
+        "settings": cfg.model_dump(mode="json"), "agent_training": agent_training(str(cfg.agent)), "skipped": skipped,
         "n": len(rows),
         "recall@1": summarize_values(r["recall_at_1"] for r in rows).mean,
         "recall@10": summarize_values(r["recall_at_10"] for r in rows).mean if has_rank else None,
@@ -164,7 +164,7 @@ def recommender_report(cfg: EvalConfig, out: Path, rows: list[dict], scorer, rec
     write_json_atomic(out / METRICS_FILE, metrics)
     write_csv(out / "recommendations.csv", rows)
     if plots and rows:
-        plot_matchscores({cfg.agent: rows}, out / "matchscore.png")
+        plot_matchscores({str(cfg.agent): rows}, out / "matchscore.png")
     return metrics
 
 

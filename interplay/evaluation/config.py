@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from interplay.agent_specs import AgentSpec
+from interplay.agent_specs import AgentSpec, SpecField, parse_spec
 from interplay.backends.base import GenerationParams, check_candidate_titles
+from interplay.protocol import Role
 from interplay.run_folder import prepare_run_folder
 from interplay.runtime.host_settings import HOST_RESUMABLE, HostSettings
 
@@ -18,7 +19,8 @@ class EvalConfig(HostSettings):
     batches by default: evaluations send fewer requests at once)."""
 
     kind: Literal["user", "recommender"]
-    agent: str = Field(description="agent spec under test: rule, llm[:MODEL], usersim:CKPT, recsim:CKPT, py:module:Class")
+    agent: SpecField = Field(description="agent spec under test: rule, llm (the shipped simulator of the role), "
+                             "llm:MODEL (prompted), usersim:CKPT, recsim:CKPT, py:module:Class")
     data: str = Field(description="a folder from 'interplay data build'")
     split: str = Field("test", description="split to evaluate on")
     out: str = Field(description="evaluation folder (metrics.json, CSVs, plots)")
@@ -72,16 +74,19 @@ class EvalConfig(HostSettings):
 
         return check_parts(value)
 
-    @field_validator("agent")
+    SPEC_FIELDS: ClassVar[tuple[str, ...]] = ("agent",)
+
+    @field_validator("agent", mode="before")
     @classmethod
-    def _spec_parses(cls, value: str) -> str:
-        AgentSpec.parse(value)  # a ValueError naming the spec
-        return value
+    def _parse_spec(cls, value: object, info: ValidationInfo) -> AgentSpec:
+        # parsed once, here, and resolved for the role under test (bare llm: the shipped simulator)
+        role = Role.USER if info.data.get("kind") == "user" else Role.RECOMMENDER
+        return parse_spec(value if isinstance(value, AgentSpec) else str(value), role)
 
     @property
     def spec(self) -> AgentSpec:
-        """The agent under test, parsed (once: here)."""
-        return AgentSpec.parse(self.agent)
+        """The agent under test, as parsed by the config."""
+        return self.agent
 
     def identity(self) -> dict:
         return {k: v for k, v in self.model_dump(mode="json").items() if k not in self.RESUMABLE_CHANGES}

@@ -183,7 +183,7 @@ class ReplayPart(EvalPart):
         from interplay.evaluation.runner import run_replays
 
         cfg = ctx.cfg
-        await run_replays(host, tasks, log, log.existing_ids(), cfg.agent, cfg.max_retries, cfg.concurrency,
+        await run_replays(host, tasks, log, log.existing_ids(), str(cfg.agent), cfg.max_retries, cfg.concurrency,
                           cfg.seed, advance, ctx.grounding, ctx.catalogue)
 
     def results(self, ctx: PartContext, log, tasks: list) -> list:
@@ -204,7 +204,7 @@ class ReplayPart(EvalPart):
 
         write_csv(ctx.out / "episodes.csv", [episode_row(e) for e in results])
         if plots and results:
-            plot_outcomes({ctx.cfg.agent: {"replay": self.summarize(ctx, results)}}, ctx.out / "outcomes.png")
+            plot_outcomes({str(ctx.cfg.agent): {"replay": self.summarize(ctx, results)}}, ctx.out / "outcomes.png")
             _turns_and_actions(results, {}, ctx.out)
 
     def card(self, folder: Path, metrics: dict, records: list) -> dict:

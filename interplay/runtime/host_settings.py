@@ -5,6 +5,9 @@ they differ)."""
 
 from __future__ import annotations
 
+import json
+from typing import ClassVar
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from interplay.backends.base import GenerationParams
@@ -18,6 +21,21 @@ class HostSettings(BaseModel):
     """Actors, batching and generation settings of a run."""
 
     model_config = ConfigDict(extra="forbid")
+
+    #: the fields holding agent specs (saved resolved for their role: never a bare ``llm``)
+    SPEC_FIELDS: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def read_saved(cls, text: str) -> "HostSettings":
+        """A saved ``config.json``. A bare ``llm`` in it was written before bare ``llm`` meant the
+        shipped simulator of the role, when it meant the default model prompted: read as that, so
+        resuming such a run with today's ``llm`` is refused instead of mixing two agents."""
+        from interplay.agent_specs import LLM_BEFORE_SHIPPED
+
+        data = json.loads(text)
+        if isinstance(data, dict):
+            data.update({k: LLM_BEFORE_SHIPPED for k in cls.SPEC_FIELDS if data.get(k) == "llm"})
+        return cls.model_validate(data)
 
     generation: GenerationParams = Field(default_factory=GenerationParams, description="generation settings")
 

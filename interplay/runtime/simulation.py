@@ -16,10 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from environments.recommendation_env import RecommendationEnv
-from interplay.agent_specs import AgentSpec, check_agent_spec
+from interplay.agent_specs import AgentSpec, SpecField, check_agent_spec, parse_spec
 from interplay.backends.base import GenerationParams, check_candidate_titles
 from interplay.episode_log import (
     EPISODES_FILE,
@@ -49,9 +49,10 @@ class SimulationConfig(HostSettings):
     """Everything that determines a run (saved as ``RUN_DIR/config.json``); the actor and batching
     fields come from :class:`~interplay.runtime.host_settings.HostSettings`."""
 
-    user: str = Field("llm", description="user agent spec: rule | llm | llm:PATH_OR_ID | usersim:CKPT | py:module:Class")
-    recommender: str = Field("llm", description="recommender agent spec: rule | llm[:MODEL] | recsim:CKPT | "
-                             "py:module:Class")
+    user: SpecField = Field("llm", validate_default=True, description="user agent spec: rule | llm (the shipped "
+                            "UserSim) | llm:PATH_OR_ID (prompted) | usersim:CKPT | py:module:Class")
+    recommender: SpecField = Field("llm", validate_default=True, description="recommender agent spec: rule | llm (the "
+                                   "shipped RecSim) | llm:MODEL | recsim:CKPT | py:module:Class")
     data: str = Field("demo", description="'demo' (embedded set), a folder from 'interplay data build', or a JSON file")
     split: str = Field("test", description="which split of a built data folder to simulate")
     episodes: int = Field(12, ge=1, description="number of episodes (records are cycled)")
@@ -104,16 +105,19 @@ class SimulationConfig(HostSettings):
         check_candidate_titles(self.generation, self.recommender_candidates)
         return self
 
-    @field_validator("user", "recommender")
+    SPEC_FIELDS: ClassVar[tuple[str, ...]] = ("user", "recommender")
+
+    @field_validator("user", "recommender", mode="before")
     @classmethod
-    def _spec_parses(cls, value: str) -> str:
-        AgentSpec.parse(value)  # a ValueError naming the spec
-        return value
+    def _parse_spec(cls, value: object, info: ValidationInfo) -> AgentSpec:
+        # parsed once, here, and resolved for the role (bare llm: the shipped simulator); a
+        # ValueError naming the spec
+        return parse_spec(value if isinstance(value, AgentSpec) else str(value), Role(info.field_name))
 
     @property
     def specs(self) -> dict[Role, AgentSpec]:
-        """The two agent specs, parsed (once: here)."""
-        return {Role.USER: AgentSpec.parse(self.user), Role.RECOMMENDER: AgentSpec.parse(self.recommender)}
+        """The two agent specs, as parsed by the config."""
+        return {Role.USER: self.user, Role.RECOMMENDER: self.recommender}
 
     def role_generation(self, caps: dict[Role, int] | None = None) -> dict[Role, GenerationParams]:
         """Each role's generation settings: ``generation``, that role's decoding settings and its
@@ -208,7 +212,7 @@ async def _drive(cfg: SimulationConfig, data: SimulationData, todo, sets: list, 
             user = RayAgentHandle(hosts[Role.USER], episode_id, seed)
             rec = RayAgentHandle(hosts[Role.RECOMMENDER], episode_id, seed)
             env = RecommendationEnv(user, rec, env_cfg)
-            episode = await env.run(episode_id, data.episodes[idx], seed, cfg.user, cfg.recommender)
+            episode = await env.run(episode_id, data.episodes[idx], seed, str(cfg.user), str(cfg.recommender))
             writer.write(episode)
             on_done(episode)
             await asyncio.gather(user.close(), rec.close(), return_exceptions=True)
