@@ -77,3 +77,22 @@ def docs_from_recommenders(
     with bad_input(ResultsError, OSError, ValueError):
         path = write_recommender_results(folders, name, command, results, notes=note, title=title or None)
     console.print(f"wrote {path}", markup=False)
+
+
+@docs_app.command("from-runs")
+def docs_from_runs(
+    runs: list[Path] = typer.Argument(..., help="finished 'interplay simulate' run folders on one data split, one row each"),
+    name: str = typer.Option(..., help="result file stem: writes NAME.json (outcomes) and NAME-behaviour.json"),
+    command: str = typer.Option(..., help="the exact command(s) that produced the runs"),
+    results: Path = typer.Option(Path("docs/results"), help="the folder of result files"),
+    note: list[str] = typer.Option([], help="a sentence added to the tables' notes (repeat)"),
+) -> None:
+    """Result files from free simulations on a data split: SR / ET / FR, turns and behaviour
+    figures per role beside the human dialogues of the same records, with intervals over dialogues."""
+    from interplay.evaluation.simulation_results import write_simulation_results
+    from interplay.results_docs import ResultsError
+
+    with bad_input(ResultsError, OSError, ValueError):
+        paths = write_simulation_results(runs, name, command, results, notes=note)
+    for p in paths:
+        console.print(f"wrote {p}", markup=False)

@@ -63,25 +63,36 @@ def _mean(values: Iterable[float | None]) -> float | None:
     return sum(vals) / len(vals) if vals else None
 
 
+#: the per-role figures, each a mean over turns (module docstring)
+ROLE_FIGURES = ("repeated_ngram_share", "copied_share", "self_repeat_rate", "words_per_turn")
+
+
+def turn_values(dialogue: Dialogue, role: Role) -> dict[str, list[float | None]]:
+    """Per figure of :data:`ROLE_FIGURES`, the value of each of ``role``'s turns in one dialogue
+    that the figure reads (None: a turn without n-grams); a figure is their mean over turns."""
+    repeated, copied, self_repeats, lengths = [], [], [], []
+    own: list[tuple[str, ...]] = []
+    for i, (speaker, text) in enumerate(dialogue):
+        if speaker is not role:
+            continue
+        words = tuple(tokens(text or ""))
+        lengths.append(float(len(words)))
+        repeated.append(repeated_share(text or ""))
+        if i > 0 and dialogue[i - 1][0] is not role:
+            copied.append(copied_share(text or "", dialogue[i - 1][1] or ""))
+        if own:
+            self_repeats.append(float(bool(words) and words in own))
+        own.append(words)
+    return {"repeated_ngram_share": repeated, "copied_share": copied, "self_repeat_rate": self_repeats,
+            "words_per_turn": lengths}
+
+
 def role_figures(dialogues: Iterable[Dialogue], role: Role) -> dict:
     """The per-role figures (module docstring) of ``role``'s turns in ``dialogues``, with the
     number of turns they were read from."""
-    repeated, copied, self_repeats, lengths = [], [], [], []
-    for dialogue in dialogues:
-        own: list[tuple[str, ...]] = []
-        for i, (speaker, text) in enumerate(dialogue):
-            if speaker is not role:
-                continue
-            words = tuple(tokens(text or ""))
-            lengths.append(len(words))
-            repeated.append(repeated_share(text or ""))
-            if i > 0 and dialogue[i - 1][0] is not role:
-                copied.append(copied_share(text or "", dialogue[i - 1][1] or ""))
-            if own:
-                self_repeats.append(float(bool(words) and words in own))
-            own.append(words)
-    return {"turns": len(lengths), "repeated_ngram_share": _mean(repeated), "copied_share": _mean(copied),
-            "self_repeat_rate": _mean(self_repeats), "words_per_turn": _mean(lengths)}
+    values = [turn_values(d, role) for d in dialogues]
+    return {"turns": sum(len(v["words_per_turn"]) for v in values),
+            **{k: _mean(x for v in values for x in v[k]) for k in ROLE_FIGURES}}
 
 
 def behaviour_figures(dialogues: Iterable[Dialogue]) -> dict:
