@@ -127,13 +127,13 @@ def show(
     episodes: int = typer.Option(1, min=1, help="how many episodes to print"),
     raw: bool = typer.Option(False, help="print raw model output and parse errors too"),
 ) -> None:
-    """Print episode transcripts of a run."""
-    from interplay.episode_log import EPISODES_FILE, EpisodeLogError, read_episodes
+    """Print episode transcripts of a run: the first ``episodes`` by episode id (each episode's
+    latest attempt), whatever order they finished in."""
+    from interplay.episode_log import EPISODES_FILE, EpisodeLogError, latest_episodes
 
     with bad_input(FileNotFoundError, EpisodeLogError):
-        for n, ep in enumerate(read_episodes(Path(run_dir) / EPISODES_FILE)):
-            if n >= episodes:
-                break
+        logged = sorted(latest_episodes(Path(run_dir) / EPISODES_FILE), key=lambda e: e.episode_id)
+        for ep in logged[:episodes]:
             failure = f" ({ep.failure.value})" if ep.failure else ""
             console.rule(f"{ep.episode_id}  target: {ep.target.title}  ->  {ep.termination.value}{failure}")
             for t in ep.turns:
