@@ -6,6 +6,7 @@
 #
 #   bash experiments/train_simulators.sh                 # both, on data/redial (500 train dialogues)
 #   DATA=data/redial-all RECORDS=1500 bash experiments/train_simulators.sh recsim
+#   REJECTIONS=people OUT=runs/sim-people SHIP=0 bash experiments/train_simulators.sh usersim
 #
 # UserSim: the two-stage recipe of docs/decisions.md as one adapter: stage 1 whole dialogues with
 # grounded facts and match counts, stage 2 the decision stage (short windows around each answered
@@ -17,6 +18,7 @@ DATA=${DATA:-data/redial}
 RECORDS=${RECORDS:-0}          # train on the first N train records (0: all of DATA)
 OUT=${OUT:-runs/simulators}
 SHIP=${SHIP:-1}                # 0: train only
+REJECTIONS=${REJECTIONS:-templates}  # the UserSim's counterfactual rejections: templates | people (ReDial seekers' words)
 # rank 16 on every linear layer of the attention and the MLP: 4.9M parameters, 19.6 MB in fp32
 LORA=(--lora --lora-rank 16 --lora-alpha 32 --lora-targets q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj
       --lr ${LR:-1e-3})
@@ -40,7 +42,7 @@ for role in "${roles[@]}"; do
     usersim)
       stage usersim-dialogues --role user --grounding-match
       stage usersim --role user --model "$OUT/usersim-dialogues" --grounding-match --counterfactual-negatives 0.5 \
-        --decision-examples 1 --no-whole-dialogues
+        --rejections "$REJECTIONS" --decision-examples 1 --no-whole-dialogues
       r=user ;;
     recsim)
       stage recsim --role recommender
@@ -49,6 +51,12 @@ for role in "${roles[@]}"; do
   esac
   if [ "$SHIP" = 1 ]; then
     $IP simulators ship "$OUT/$role" --role "$r" \
-      --command "DATA=$DATA RECORDS=$RECORDS LR=${LR:-1e-3} bash experiments/train_simulators.sh $role"
+      --command "DATA=$DATA RECORDS=$RECORDS LR=${LR:-1e-3} REJECTIONS=$REJECTIONS bash experiments/train_simulators.sh $role"
+    if [ "$role" = usersim ]; then  # its accept threshold, chosen on the valid split (docs/simulators.md)
+      rm -rf "$OUT/usersim-valid-decisions"
+      $IP evaluate user --agent usersim:interplay/simulators/usersim --data "$DATA" --split valid --parts human \
+        --decision score --out "$OUT/usersim-valid-decisions" --no-progress
+      $IP evaluate calibrate "$OUT/usersim-valid-decisions"
+    fi
   fi
 done

@@ -13,7 +13,7 @@ from interplay.data.schema import DialogueRecord, Outcome, RecordTurn
 from interplay.episode import Persona, Target, find_target_leak
 from interplay.protocol import Action, Role, Turn, mark_title
 from interplay.training.collator import RoleMaskCollator
-from interplay.training.counterfactual import contradicts, counterfactual_negatives
+from interplay.training.counterfactual import contradicts, counterfactual_negatives, people_rejections
 from interplay.training.tokenize import ROLE_ID, add_special_tokens, tokenize_record
 from interplay.training.train import weighted_lm_loss
 
@@ -37,6 +37,35 @@ def record(i: int, with_recommendation: bool = True) -> DialogueRecord:
     return DialogueRecord(id=f"r{i}", source="test", split="train", persona=Persona(summary="Likes crime."),
                           target=TARGET, turns=turns,
                           outcome=Outcome(accepted_item="Heat (1995)") if with_recommendation else Outcome())
+
+
+def judged(i: int, answer: RecordTurn, accept: int) -> DialogueRecord:
+    """A record whose seeker judged Ronin (recommended at turn 1) and answered with ``answer``."""
+    from interplay.data.schema import HumanDecision
+
+    r = record(i)
+    return r.model_copy(update={"turns": [*r.turns[:2], answer], "decisions": [HumanDecision(
+        item_id="ml:3", title="Ronin (1998)", turn=1, accept=accept, slice="other-unseen", origin="form")]})
+
+
+def test_rejections_in_peoples_words():
+    fb = lambda text: RecordTurn(role=Role.USER, action=Action.FEEDBACK, text=text)  # noqa: E731
+    records = [judged(0, fb("No,  I didn't like that one at all."), 0),
+               judged(1, fb("Seen it, not for me."), 1),  # accepted: not a rejection
+               judged(2, fb(f"I prefer {mark_title('Solo (2018)')} instead."), 0),  # names a title
+               judged(3, fb("Nope."), 0),  # too short
+               judged(4, RecordTurn(role=Role.USER, action=Action.INQUIRE, text="Is it a comedy though?"), 0),
+               judged(5, fb("No, I didn't like that one at all."), 0),  # the same words again
+               judged(6, fb("I only watch Heat, sorry."), 0)]
+    pool = people_rejections(records)
+    assert pool == ["No, I didn't like that one at all.", "I only watch Heat, sorry."]
+    negatives = counterfactual_negatives([record(i) for i in range(6)], CATALOGUE, rate=1.0, seed=3, rejections=pool)
+    # "I only watch Heat" names the target: never the rejection of a record whose target it leaks
+    assert negatives and {n.turns[-1].text for n in negatives} == {"No, I didn't like that one at all."}
+    assert all(n.turns[-1].action is Action.FEEDBACK for n in negatives)
+    # the same records swapped for the same items as with the templates (one draw per record either way)
+    templated = counterfactual_negatives([record(i) for i in range(6)], CATALOGUE, rate=1.0, seed=3)
+    assert {n.id: n.turns[-2].titles for n in negatives}.items() <= {n.id: n.turns[-2].titles for n in templated}.items()
 
 
 def test_counterfactual_negatives_known_answer():

@@ -39,6 +39,7 @@ def train_cmd(
     grounding_match: bool = option(T, "grounding_match"),
     action_loss_weight: float = option(T, "action_loss_weight"),
     counterfactual_negatives: float = option(T, "counterfactual_negatives"),
+    rejections: str = option(T, "rejections"),
     decision_examples: int = option(T, "decision_examples"),
     whole_dialogues: bool = option(T, "whole_dialogues"),
     recommender_candidates: int = option(T, "recommender_candidates"),
@@ -60,7 +61,8 @@ def train_cmd(
             lora_merge=lora_merge, lora_rank=lora_rank, lora_alpha=lora_alpha, lora_targets=lora_targets.split(","),
             padding_free=padding_free, recommender_sees_persona=recommender_sees_persona,
             grounded=grounded, grounding_match=grounding_match, action_loss_weight=action_loss_weight,
-            counterfactual_negatives=counterfactual_negatives, decision_examples=decision_examples,
+            counterfactual_negatives=counterfactual_negatives, rejections=rejections,
+            decision_examples=decision_examples,
             whole_dialogues=whole_dialogues, recommender_candidates=recommender_candidates,
             prompt_layout=prompt_layout, max_train_records=max_train_records, max_steps=max_steps, eval_steps=eval_steps, logging_steps=logging_steps, save_steps=save_steps,
             report_to=report_to, seed=seed)

@@ -52,11 +52,30 @@ def _swap_titles(text: str, title: str) -> str:
     return _MARKED.sub(sub, text)
 
 
+def people_rejections(records: list[DialogueRecord], min_words: int = 3) -> list[str]:
+    """What people wrote when they turned a recommendation down: each user ``feedback`` turn right
+    after a recommendation of an item its seeker rejected (``record.decisions``), naming no title,
+    of at least ``min_words`` words; distinct, in order of appearance."""
+    out: dict[str, None] = {}
+    for r in records:
+        for d in r.decisions:
+            if d.accept != 0 or d.turn + 1 >= len(r.turns):
+                continue
+            answer = r.turns[d.turn + 1]
+            if (answer.role is Role.USER and answer.action is Action.FEEDBACK and not answer.marked_titles
+                    and len(answer.text.split()) >= min_words):
+                out.setdefault(" ".join(answer.text.split()), None)
+    return list(out)
+
+
 def counterfactual_negatives(records: list[DialogueRecord], catalogue: Catalogue, rate: float,
-                             seed: int = 0, tries: int = 200) -> list[DialogueRecord]:
+                             seed: int = 0, tries: int = 200, rejections: list[str] | None = None
+                             ) -> list[DialogueRecord]:
     """For each record with a target and a recorded recommendation followed by a user turn, with
     probability ``rate``, one negative copy (id ``RECORD#neg-K``): the turns before recommendation
-    turn K, that turn naming a contradicting item instead, and the user's rejection (feedback)."""
+    turn K, that turn naming a contradicting item instead, and the user's rejection (feedback): one
+    of :data:`REJECTIONS` naming the user's wishes, or, given ``rejections`` (e.g.
+    :func:`people_rejections`), one of those texts that does not leak the record's target."""
     if not 0.0 <= rate <= 1.0:
         raise ValueError(f"counterfactual rate {rate} is not in [0, 1]")
     rng = random.Random(seed)
@@ -73,8 +92,13 @@ def counterfactual_negatives(records: list[DialogueRecord], catalogue: Catalogue
         item = next((it for it in (rng.choice(pool) for _ in range(tries)) if contradicts(it, r.target)), None)
         if item is None:
             continue
-        wants = [a for a in r.target.attributes[:3] if find_target_leak(a, r.target) is None] or ["else"]
-        rejection = rng.choice(REJECTIONS).format(wants=", ".join(wants))
+        if rejections:
+            rejection = rng.choice(rejections)
+            if find_target_leak(rejection, r.target) is not None:
+                continue
+        else:
+            wants = [a for a in r.target.attributes[:3] if find_target_leak(a, r.target) is None] or ["else"]
+            rejection = rng.choice(REJECTIONS).format(wants=", ".join(wants))
         turns = [*r.turns[:k],
                  RecordTurn(role=Role.RECOMMENDER, action=Action.RECOMMEND,
                             text=_swap_titles(r.turns[k].text, item.title), titles=[item.title],

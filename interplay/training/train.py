@@ -58,6 +58,10 @@ class TrainConfig:
     counterfactual_negatives: float = field(default=0.0, metadata={
         "help": "decision-aware recipe (UserSim): share of train records that also give a counterfactual negative "
                 "(a recommendation swapped for a contradicting item, rejected)", "min": 0.0, "max": 1.0})
+    rejections: str = field(default="templates", metadata={
+        "help": "the counterfactual negatives' rejection texts: 'templates' (three sentences naming the user's "
+                "wishes) or 'people' (what ReDial's seekers wrote after a recommendation they rejected, from the "
+                "data's whole train split)"})
     decision_examples: int = field(default=0, metadata={
         "help": "decision-aware recipe (UserSim): N short copies per recommendation the user answers (the turn "
                 "before it, the recommendation, the answer), so training spends its tokens on the decision",
@@ -179,7 +183,16 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     if cfg.role is Role.USER and cfg.counterfactual_negatives > 0:
         from interplay.training.counterfactual import counterfactual_negatives
 
-        negatives = counterfactual_negatives(train_records, catalogue, cfg.counterfactual_negatives, cfg.seed)
+        from interplay.training.counterfactual import people_rejections
+
+        if cfg.rejections not in ("templates", "people"):
+            raise ValueError(f"rejections {cfg.rejections!r}: choose templates or people")
+        pool = people_rejections(read_records(cfg.data, "train")) if cfg.rejections == "people" else None
+        if pool is not None and not pool:
+            raise ValueError(f"{cfg.data}/train.jsonl: no rejection in people's words (no user feedback turn after a "
+                             "recommendation its seeker rejected); use --rejections templates")
+        negatives = counterfactual_negatives(train_records, catalogue, cfg.counterfactual_negatives, cfg.seed,
+                                             rejections=pool)
     decisions = []
     if cfg.role is Role.USER and cfg.decision_examples > 0:
         from interplay.training.decision_examples import decision_examples
