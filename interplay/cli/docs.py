@@ -47,6 +47,7 @@ def docs_from_scorecard(
     results: Path = typer.Option(Path("docs/results"), help="the folder of result files"),
     note: list[str] = typer.Option([], help="a sentence added to every table's notes (repeat), e.g. what a "
                                    "figure was given or trained on, or a part not run yet"),
+    agent: list[str] = typer.Option([], help="only this agent's rows (repeat; in this order): a comparison of a few"),
 ) -> None:
     """Result files from a fidelity scorecard, each row with its agent's checkpoint hash and threshold."""
     from interplay.evaluation.fidelity_results import write_scorecard_results
@@ -55,7 +56,7 @@ def docs_from_scorecard(
     with bad_input(ResultsError, OSError, ValueError):
         if not (folder / "scorecard.json").is_file():
             raise ResultsError(f"{folder / 'scorecard.json'}: missing (run 'interplay evaluate fidelity' first)")
-        paths = write_scorecard_results(folder, name, command, results, notes=note)
+        paths = write_scorecard_results(folder, name, command, results, notes=note, agents=agent or None)
     for p in paths:
         console.print(f"wrote {p}", markup=False)
 

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from interplay.metrics.fidelity import SLICES
-from interplay.results_docs import Column, ResultTable, checkpoint_hash
+from interplay.results_docs import Column, ResultsError, ResultTable, checkpoint_hash
 
 
 def agent_checkpoint(spec: str) -> str:
@@ -101,6 +101,11 @@ def scorecard_results(card: dict, command: str, measured: dt.date, source: str) 
                "A figure named under 'by construction' is defined by a rule the agent's training or prompt used "
                "(the hint column): it is reported, and never counted as the agent beating another."])
 
+    def beside(a: dict, key: str) -> str:
+        f = (a.get("behaviour") or {}).get("figures") or {}
+        sim, hum = ((f.get(side) or {}).get("user", {}).get(key) for side in ("simulated", "human"))
+        return "-" if sim is None else f"{sim:.3f} / {'-' if hum is None else f'{hum:.3f}'}"
+
     replay_rows = [{**base(a), "episodes": a["replay"].get("episodes"), "SR": a["replay"].get("SR"),
                     "ET": a["replay"].get("ET"), "FR": a["replay"].get("FR")} for a in card["agents"]]
     replay = ResultTable(
@@ -114,9 +119,43 @@ def scorecard_results(card: dict, command: str, measured: dt.date, source: str) 
         notes=["SR: the user accepted the target (the accepted item's id is the target's); ET: it accepted another "
                "item; FR: it accepted nothing."])
     tables = {"decisions": decisions, "probes": probes, "replay": replay}
+    if any(a.get("simulator_faults") for a in card["agents"]):
+        tables["faults"] = _faults_table(card["agents"], base, common)
     if card.get("downstream"):
         tables["downstream"] = _downstream_table(card["downstream"], common)
     return tables
+
+
+def _faults_table(agents: list[dict], base, common: dict) -> ResultTable:
+    """Simulator faults in the replays and the user's behaviour beside the people of the same dialogues."""
+    def beside(a: dict, key: str) -> str:
+        f = (a.get("behaviour") or {}).get("figures") or {}
+        sim, hum = ((f.get(side) or {}).get("user", {}).get(key) for side in ("simulated", "human"))
+        return "-" if sim is None else f"{sim:.3f} / {'-' if hum is None else f'{hum:.3f}'}"
+
+    rows = []
+    for a in agents:
+        f = a.get("simulator_faults") or {}
+        kinds = "; ".join(f"{k} {v['episodes']}" for k, v in (f.get("kinds") or {}).items() if v.get("episodes"))
+        rows.append({**base(a), "episodes": f.get("episodes"),
+                     "faults": f.get("any_fault") if f.get("episodes") else None, "kinds": kinds or "-",
+                     "repeated": beside(a, "repeated_ngram_share"), "copied": beside(a, "copied_share"),
+                     "self_repeats": beside(a, "self_repeat_rate")})
+    return ResultTable(
+        title="Simulator faults and the user's behaviour in the replays", **common,
+        columns=[Column(key="agent", header="agent"), Column(key="episodes", header="episodes", format="d"),
+                 Column(key="faults", header="episodes with a fault", format=".3f"),
+                 Column(key="kinds", header="faults by kind (episodes)"),
+                 Column(key="repeated", header="user repeated 3-grams (sim / human)"),
+                 Column(key="copied", header="user copied from partner (sim / human)"),
+                 Column(key="self_repeats", header="user self-repeats (sim / human)"),
+                 Column(key="checkpoint", header="checkpoint")],
+        rows=rows,
+        notes=["Faults (interplay.evaluation.simulator_faults.FAULT_KINDS): ending before any recommendation, accepting "
+               "with nothing recommended, leaking the target, repeating an own earlier turn, contradicting the target's "
+               "attributes. Behaviour figures "
+               "(interplay.metrics.behaviour) of the user's turns beside the human user turns of the same replayed "
+               "dialogues."])
 
 
 def _downstream_table(rows: list[dict], common: dict) -> ResultTable:
@@ -139,10 +178,19 @@ def _downstream_table(rows: list[dict], common: dict) -> ResultTable:
 
 
 def write_scorecard_results(folder: Path, name: str, command: str, results_dir: Path,
-                            measured: dt.date | None = None, notes: list[str] | None = None) -> list[Path]:
+                            measured: dt.date | None = None, notes: list[str] | None = None,
+                            agents: list[str] | None = None) -> list[Path]:
     """Write ``results_dir/NAME-{decisions,probes,replay}.json`` (and ``NAME-downstream.json`` when the
-    scorecard has downstream rows) from ``folder/scorecard.json`` (``notes`` added to each table's)."""
+    scorecard has downstream rows) from ``folder/scorecard.json`` (``notes`` added to each table's;
+    ``agents``: only these agents' rows, in this order, e.g. a two-row comparison)."""
     card = json.loads((folder / "scorecard.json").read_text())
+    if agents:
+        held = {a["agent"]: a for a in card["agents"]}
+        missing = [a for a in agents if a not in held]
+        if missing:
+            raise ResultsError(f"{folder / 'scorecard.json'}: no agent {', '.join(missing)} (it has "
+                               f"{', '.join(held)})")
+        card = {**card, "agents": [held[a] for a in agents]}
     tables = scorecard_results(card, command, measured or dt.date.today(), str(folder / "scorecard.json"))
     tables = {k: t.model_copy(update={"notes": [*t.notes, *(notes or [])]}) for k, t in tables.items()}
     results_dir.mkdir(parents=True, exist_ok=True)
