@@ -512,3 +512,36 @@ def test_scorecard_result_files_carry_figures_checkpoint_threshold_and_notes(tmp
     probes = render_table(load_result(paths[1]), "fid-probes")
     assert "| 1.00 [1.00, 1.00] (4) |" in probes and "| 0.50 [0.00, 1.00] (2) |" in probes
     assert "| rule | 5 | 0.600 | 0.200 | 0.200 | - | 0.500 |" in render_table(load_result(paths[2]), "fid-replay")
+
+
+def test_scorecard_results_for_a_few_agents_with_their_faults(tmp_path):
+    """``agents`` keeps those rows in that order (an unknown agent is refused by name); cards with
+    simulator faults give a faults table with the user's behaviour beside people's."""
+    import datetime as dt
+    import json
+
+    from interplay.evaluation.fidelity_results import write_scorecard_results
+    from interplay.results_docs import ResultsError, load_result
+
+    def agent(name: str, fault: float) -> dict:
+        return {"agent": name, "accept_threshold": None, "decisions": {"all": {"n": 0}}, "discrimination": None,
+                "hint_use": None, "replay": {"episodes": 4, "SR": 0.5, "ET": 0.0, "FR": 0.5},
+                "simulator_faults": {"episodes": 4, "any_fault": fault, "failed_runs_simulator_share": 0.0,
+                                     "kinds": {"repeats_itself": {"episodes": int(fault * 4), "examples": []}}},
+                "behaviour": {"figures": {"simulated": {"user": {"self_repeat_rate": fault, "copied_share": 0.1,
+                                                                 "repeated_ngram_share": 0.0}},
+                                          "human": {"user": {"self_repeat_rate": 0.0, "copied_share": 0.05,
+                                                             "repeated_ngram_share": 0.01}}}}}
+
+    card = {"config": {"data": "data/x", "split": "test"}, "agents": [agent("rule", 0.25), agent("rule:0", 0.5)]}
+    (tmp_path / "sc").mkdir()
+    (tmp_path / "sc" / "scorecard.json").write_text(json.dumps(card))
+    paths = write_scorecard_results(tmp_path / "sc", "two", "c", tmp_path / "res", dt.date(2026, 12, 6),
+                                    agents=["rule:0", "rule"])
+    assert [p.name for p in paths] == ["two-decisions.json", "two-probes.json", "two-replay.json", "two-faults.json"]
+    faults = load_result(paths[3])
+    assert [r["agent"] for r in faults.rows] == ["rule:0", "rule"]
+    assert faults.rows[0]["faults"] == 0.5 and faults.rows[0]["kinds"] == "repeats_itself 2"
+    assert faults.rows[1]["self_repeats"] == "0.250 / 0.000" and faults.rows[1]["copied"] == "0.100 / 0.050"
+    with pytest.raises(ResultsError, match="no agent usersim:x"):
+        write_scorecard_results(tmp_path / "sc", "two", "c", tmp_path / "res", agents=["usersim:x"])
