@@ -20,7 +20,7 @@ RECIPE_KEYS = ("role", "data", "epochs", "grounded", "grounding_match", "action_
                "prompt_layout")
 
 
-def agent_training(spec: str) -> dict | None:
+def agent_training(spec: "str | AgentSpec") -> dict | None:
     """What the spec's checkpoint was trained on, for the record of an evaluation: the recipe
     settings, and the training data's source (``simulated`` when it was built from episode logs)
     and train record count from its ``build.json`` (capped by ``max_train_records``). For
@@ -32,7 +32,7 @@ def agent_training(spec: str) -> dict | None:
 
     from interplay.agent_specs import AgentSpec, model_of
 
-    parsed = AgentSpec.parse(spec)
+    parsed = spec if isinstance(spec, AgentSpec) else AgentSpec.parse(spec)
     model = model_of(parsed)
     config = training_config(model) if model else {}
     if not config:

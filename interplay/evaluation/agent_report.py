@@ -107,7 +107,7 @@ def user_report(ctx, results: dict[str, list], skipped: dict, model_servers: dic
 
     cfg, out = ctx.cfg, ctx.out
     metrics = {"kind": "user", "agent": str(cfg.agent), "data": cfg.data, "split": cfg.split, "records": len(ctx.records),
-               "settings": cfg.model_dump(mode="json"), "agent_training": agent_training(str(cfg.agent)),
+               "settings": cfg.model_dump(mode="json"), "agent_training": agent_training(cfg.agent),
                "skipped": skipped}
     parts = user_parts()
     for name, part in parts.items():
@@ -138,7 +138,7 @@ def recommender_report(cfg: EvalConfig, out: Path, rows: list[dict], scorer, rec
     recommended = [r for r in rows if r["recommended"]]
     metrics = {
         "kind": "recommender", "agent": str(cfg.agent), "data": cfg.data, "split": cfg.split, "records": records,
-        "settings": cfg.model_dump(mode="json"), "agent_training": agent_training(str(cfg.agent)), "skipped": skipped,
+        "settings": cfg.model_dump(mode="json"), "agent_training": agent_training(cfg.agent), "skipped": skipped,
         "n": len(rows),
         "recall@1": summarize_values(r["recall_at_1"] for r in rows).mean,
         "recall@10": summarize_values(r["recall_at_10"] for r in rows).mean if has_rank else None,
