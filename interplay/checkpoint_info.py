@@ -3,7 +3,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from interplay.protocol import Role
+
+if TYPE_CHECKING:
+    from interplay.agent_specs import AgentSpec
+
 
 def training_config(checkpoint: str | None) -> dict:
     """The ``config`` a checkpoint of ``interplay train`` was trained with (empty if none)."""
