@@ -52,11 +52,8 @@ for role in "${roles[@]}"; do
   if [ "$SHIP" = 1 ]; then
     $IP simulators ship "$OUT/$role" --role "$r" \
       --command "DATA=$DATA RECORDS=$RECORDS LR=${LR:-1e-3} REJECTIONS=$REJECTIONS bash experiments/train_simulators.sh $role"
-    if [ "$role" = usersim ]; then  # its accept threshold, chosen on the valid split (docs/simulators.md)
-      rm -rf "$OUT/usersim-valid-decisions"
-      $IP evaluate user --agent usersim:interplay/simulators/usersim --data "$DATA" --split valid --parts human \
-        --decision score --out "$OUT/usersim-valid-decisions" --no-progress
-      $IP evaluate calibrate "$OUT/usersim-valid-decisions"
-    fi
+    # no accept threshold ships with the UserSim: the one chosen on ReDial valid (0.661, 10 rejections,
+    # ROC AUC 0.41) made it refuse its own target in 10 of 12 known-answer episodes (docs/simulators.md);
+    # choose one with 'interplay evaluate calibrate' where a valid split has enough rejections
   fi
 done
