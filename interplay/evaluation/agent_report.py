@@ -115,7 +115,7 @@ def user_report(ctx, results: dict[str, list], skipped: dict, model_servers: dic
     metrics["model_servers"] = model_servers
     write_json_atomic(out / METRICS_FILE, metrics)
     for name, rows in results.items():
-        parts[name].write(ctx, rows, plots)
+        parts[name].write(ctx, rows, metrics[parts[name].metrics_key], plots)
     return metrics
 
 

@@ -11,6 +11,7 @@ are in :mod:`interplay.evaluation.user_parts`, registered by the package's ``__i
 from __future__ import annotations
 
 import csv
+import functools
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -35,6 +36,14 @@ class PartContext:
     def grounding(self):
         """The catalogue whose facts the user sees beside each recommended title (None: ungrounded)."""
         return self.catalogue if self.cfg.grounded else None
+
+    @functools.cached_property
+    def user_turns(self) -> tuple[list, Mapping]:
+        """The recorded user turns as single-turn tasks (built once: the ``single`` and ``nll``
+        parts both ask about them)."""
+        from interplay.evaluation.tasks import user_turn_tasks
+
+        return user_turn_tasks(self.records, self.grounding)
 
     @property
     def threshold(self) -> float | None:
@@ -99,8 +108,8 @@ class EvalPart:
         """The part's figures for ``metrics.json``."""
         raise NotImplementedError
 
-    def write(self, ctx: PartContext, results: list, plots: bool) -> None:
-        """Files beside ``metrics.json`` (a CSV of the results, plots)."""
+    def write(self, ctx: PartContext, results: list, summary: Any, plots: bool) -> None:
+        """Files beside ``metrics.json`` (a CSV of the results, plots), given the part's summary."""
 
 
 @dataclass
@@ -152,7 +161,7 @@ class TurnPart(EvalPart):
     def summarize(self, ctx: PartContext, results: list) -> Any:
         return self.summary(ctx, results) if results else self.empty
 
-    def write(self, ctx: PartContext, results: list, plots: bool) -> None:
+    def write(self, ctx: PartContext, results: list, summary: Any, plots: bool) -> None:
         if self.csv:
             write_csv(ctx.out / self.csv, results)
 

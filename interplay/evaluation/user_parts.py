@@ -103,7 +103,7 @@ def _probe_card(folder: Path, metrics: dict, records: list) -> dict:
 
 
 class _ProbePart(TurnPart):
-    def write(self, ctx: PartContext, results: list, plots: bool) -> None:
+    def write(self, ctx: PartContext, results: list, summary, plots: bool) -> None:
         if results:  # no empty probe.csv
             write_csv(ctx.out / "probe.csv", results)
 
@@ -119,9 +119,7 @@ PROBE = _ProbePart(
 # -- nll: the likelihood of the real user turns ----------------------------------------------------
 
 def _user_turns(ctx: PartContext):
-    from interplay.evaluation.tasks import user_turn_tasks
-
-    return user_turn_tasks(ctx.records, ctx.grounding)
+    return ctx.user_turns
 
 
 def _nll_summary(ctx: PartContext, rows: list[dict]) -> dict:
@@ -198,13 +196,13 @@ class ReplayPart(EvalPart):
 
         return replay_metrics(results) if results else self.empty
 
-    def write(self, ctx: PartContext, results: list, plots: bool) -> None:
+    def write(self, ctx: PartContext, results: list, summary, plots: bool) -> None:
         from interplay.evaluation.agent_report import _turns_and_actions, plot_outcomes
         from interplay.evaluation.run_report import episode_row
 
         write_csv(ctx.out / "episodes.csv", [episode_row(e) for e in results])
         if plots and results:
-            plot_outcomes({str(ctx.cfg.agent): {"replay": self.summarize(ctx, results)}}, ctx.out / "outcomes.png")
+            plot_outcomes({str(ctx.cfg.agent): {"replay": summary}}, ctx.out / "outcomes.png")
             _turns_and_actions(results, {}, ctx.out)
 
     def card(self, folder: Path, metrics: dict, records: list) -> dict:
