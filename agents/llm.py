@@ -63,8 +63,8 @@ class LLMAgent(Agent):
         return render_prompt(self.tokenizer, self.messages(observation), self.prefill)
 
     def _params(self, observation: Observation) -> GenerationParams:
-        """This turn's settings: the agent's, with the turn's own seed and (for the n-gram ban
-        against the partner) the partner's last turn."""
+        """This turn's settings: the agent's, with the turn's own seed and (for the n-gram bans)
+        the partner's last turn and the agent's own earlier turns."""
         seed = (self.seed * 1_000_003 + observation.turn_index * 101 + observation.attempt) % (2**31)
         temperature = self.params.temperature
         if observation.attempt > 0 and temperature == 0:
@@ -73,6 +73,8 @@ class LLMAgent(Agent):
         last = observation.last
         if self.params.partner_no_repeat_ngram > 0 and last is not None and last.role is not self.role:
             update["partner_turn"] = last.text
+        if self.params.own_no_repeat_ngram > 0:
+            update["own_turns"] = tuple(t.text for t in observation.history if t.role is self.role and t.text)
         return self.params.model_copy(update=update)
 
     @property

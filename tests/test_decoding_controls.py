@@ -75,7 +75,8 @@ def test_the_processor_path_with_inert_controls_equals_the_plain_path(backend):
     tokens are those of the plain argmax path."""
     plain = GenerationParams(max_new_tokens=24, stop=())
     inert = plain.model_copy(update={"no_repeat_ngram": 10_000, "partner_no_repeat_ngram": 10_000,
-                                     "partner_turn": "movie movie movie"})
+                                     "partner_turn": "movie movie movie", "own_no_repeat_ngram": 10_000,
+                                     "own_turns": ("movie movie movie",)})
     assert token_ids(backend, PROMPTS, inert) == token_ids(backend, PROMPTS, plain)
 
 
@@ -141,6 +142,35 @@ def test_no_ngram_of_the_partners_turn_is_copied(backend, n, temperature, seed, 
     out = token_ids(backend, PROMPTS, params, seeds=[seed] * len(PROMPTS))
     for ids in out:
         assert not theirs & set(grams(ids, n)), backend.tokenizer.decode(ids)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.integers(2, 5), temperature=st.sampled_from([0.0, 1.0]), seed=st.integers(0, 10_000))
+def test_no_ngram_of_the_speakers_own_earlier_turns_comes_back(backend, n, temperature, seed):
+    """The speaker's earlier turns are what the tiny model writes greedily after these prompts (so
+    without the ban it says them again); with the ban no n-gram of any of them appears."""
+    plain = GenerationParams(max_new_tokens=20, stop=())
+    earlier = tuple(backend.tokenizer.decode(ids) for ids in token_ids(backend, PROMPTS[:2], plain))
+    params = GenerationParams(max_new_tokens=20, stop=(), temperature=temperature, own_no_repeat_ngram=n,
+                              own_turns=earlier)
+    mine = set().union(*(grams(backend.tokenizer(t, add_special_tokens=False)["input_ids"], n) for t in earlier))
+    out = token_ids(backend, PROMPTS, params, seeds=[seed] * len(PROMPTS))
+    for ids in out:
+        assert not mine & set(grams(ids, n)), backend.tokenizer.decode(ids)
+
+
+def test_without_the_own_ban_a_turn_says_an_earlier_one_again(backend):
+    """The counterpart: greedy decoding of the same prompt writes its earlier turn again, token
+    for token; the ban makes the turn differ."""
+    plain = GenerationParams(max_new_tokens=20, stop=())
+    first = token_ids(backend, [PROMPTS[0]], plain)[0]
+    again = token_ids(backend, [PROMPTS[0]], plain)[0]
+    assert again == first
+    text = backend.tokenizer.decode(first)
+    banned = token_ids(backend, [PROMPTS[0]], plain.model_copy(update={"own_no_repeat_ngram": 4,
+                                                                      "own_turns": (text,)}))[0]
+    assert banned != first
+    assert not set(grams(banned, 4)) & set(grams(backend.tokenizer(text, add_special_tokens=False)["input_ids"], 4))
 
 
 def test_without_the_ban_the_partner_turn_is_copied(backend):
@@ -217,10 +247,11 @@ def test_simulation_defaults_sample_and_evaluations_stay_greedy():
     from interplay.runtime.simulation import SimulationConfig
 
     sim = SimulationConfig().generation
-    assert (sim.temperature, sim.top_p, sim.repetition_penalty, sim.no_repeat_ngram, sim.partner_no_repeat_ngram) == \
-        (0.7, 0.9, 1.1, 3, 4)
+    assert (sim.temperature, sim.top_p, sim.repetition_penalty, sim.no_repeat_ngram, sim.partner_no_repeat_ngram,
+            sim.own_no_repeat_ngram) == (0.7, 0.9, 1.1, 3, 4, 5)
     ev = EvalConfig.model_fields["generation"].get_default(call_default_factory=True)
-    assert (ev.temperature, ev.repetition_penalty, ev.no_repeat_ngram, ev.partner_no_repeat_ngram) == (0.0, 1.0, 0, 0)
+    assert (ev.temperature, ev.repetition_penalty, ev.no_repeat_ngram, ev.partner_no_repeat_ngram,
+            ev.own_no_repeat_ngram) == (0.0, 1.0, 0, 0, 0)
 
 
 def test_a_config_saved_before_the_controls_runs_without_them():
@@ -232,6 +263,11 @@ def test_a_config_saved_before_the_controls_runs_without_them():
     g = cfg.generation
     assert (g.temperature, g.repetition_penalty, g.no_repeat_ngram, g.partner_no_repeat_ngram) == (0.0, 1.0, 0, 0)
     assert cfg.turn_cap_percentile == 0
+    # saved with the other controls but before the ban against the speaker's own turns: ran without it
+    between = {"generation": {"max_new_tokens": 96, "temperature": 0.7, "top_p": 0.9, "repetition_penalty": 1.1,
+                              "no_repeat_ngram": 3, "partner_no_repeat_ngram": 4, "stop": ["</response>"], "seed": 0}}
+    g = SimulationConfig.model_validate_json(json.dumps(between)).generation
+    assert (g.no_repeat_ngram, g.partner_no_repeat_ngram, g.own_no_repeat_ngram) == (3, 4, 0)
     # a config naming only some generation settings gets the simulation defaults for the rest
     partial = SimulationConfig.model_validate({"generation": {"max_new_tokens": 40}})
     assert (partial.generation.max_new_tokens, partial.generation.temperature, partial.turn_cap_percentile) == (40, 0.7, 95)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -479,6 +480,34 @@ def test_fidelity_parts_grow_on_resume_and_a_folder_keeps_what_it_ran(tmp_path):
         prepare_run_folder(full.out, fewer, resume=True)
     with pytest.raises(ValueError, match="choose from"):
         FidelityConfig(users=["rule"], data="d", out="o", parts=["bogus"])
+
+
+def test_fidelity_with_repetition_controls_decodes_like_a_simulation_in_its_own_folder(tmp_path):
+    """``--repetition-controls``: the agent is decoded greedily with the simulation's controls, in
+    a folder of its own (the plain evaluation of the same spec is kept), whose saved config says
+    so (the scorecard names it with '+controls')."""
+    from interplay.evaluation.fidelity import FidelityConfig, agent_eval_config, decoded_with_controls
+    from interplay.runtime.role_decoding import SimulationGeneration
+
+    plain = agent_eval_config(FidelityConfig(users=["rule"], data="d", out=str(tmp_path), parts=["human"]), 0)
+    ctl = agent_eval_config(FidelityConfig(users=["rule"], data="d", out=str(tmp_path), parts=["human"],
+                                           repetition_controls=True), 0)
+    assert Path(plain.out).name == "rule" and Path(ctl.out).name == "rule+controls"
+    sim = SimulationGeneration()
+    g = ctl.generation
+    assert (g.temperature, g.repetition_penalty, g.no_repeat_ngram, g.partner_no_repeat_ngram,
+            g.own_no_repeat_ngram) == (0.0, sim.repetition_penalty, sim.no_repeat_ngram,
+                                       sim.partner_no_repeat_ngram, sim.own_no_repeat_ngram)
+    assert not plain.generation.repetition_controls_on and g.repetition_controls_on
+    for cfg in (plain, ctl):  # the card names the agent by how its folder decoded
+        Path(cfg.out).mkdir()
+        (Path(cfg.out) / "config.json").write_text(cfg.model_dump_json())
+    assert not decoded_with_controls(Path(plain.out)) and decoded_with_controls(Path(ctl.out))
+    from interplay.evaluation.fidelity_results import agent_checkpoint
+    from interplay.simulators import shipped_dir
+
+    shipped = f"usersim:{shipped_dir(Role.USER)}"
+    assert agent_checkpoint(shipped + "+controls") == agent_checkpoint(shipped) != "-"
 
 
 def test_scorecard_result_files_carry_figures_checkpoint_threshold_and_notes(tmp_path):

@@ -27,12 +27,12 @@ def backends():
     return {role: TransformersBackend(str(shipped_dir(role)), dtype="float32") for role in Role}
 
 
-def agent(backends, role, spec, index, decoding="constrained"):
+def agent(backends, role, spec, index, decoding="constrained", params=None):
     from interplay.agent_specs import AgentContext, AgentSpec, build_agent
 
     b = backends[role]
     ctx = AgentContext(role=role, arg=None, catalogue=DEMO.catalogue, seed=index, backend=b, tokenizer=b.tokenizer,
-                       params=GenerationParams(**GREEDY, decoding=decoding))
+                       params=params or GenerationParams(**GREEDY, decoding=decoding))
     a = build_agent(AgentSpec(SHIPPED_NAMES[role]), ctx)
     view = build_user_view(f"e{index}", spec) if role is Role.USER else build_recommender_view(f"e{index}", spec)
     a.reset(view)
@@ -75,6 +75,33 @@ def test_the_usersim_accepts_its_target_and_refuses_an_item_contradicting_every_
         accepted_target += answers[0] is Action.ACCEPT
         refused_contrary += answers[1] is not Action.ACCEPT
     assert (accepted_target, refused_contrary) == (len(DEMO.episodes), len(DEMO.episodes))
+
+
+def test_with_the_simulation_controls_the_usersim_does_not_say_a_rejection_again(backends):
+    """Two contradicting recommendations in a row: greedy, the UserSim rejects the second in the
+    words of the first in some episodes (the loop the replays count as a fault); decoded with the
+    simulation's repetition controls (still greedy), no second turn says the first again."""
+    from interplay.metrics.behaviour import turn_values
+    from interplay.runtime.role_decoding import with_simulation_controls
+
+    def second_rejections(params):
+        repeats = 0
+        for index, spec in enumerate(DEMO.episodes):
+            contrary = [item for item in DEMO.catalogue if contradicts(item, spec.target)][:2]
+            history = []
+            for item in contrary:
+                history.append(HistoryTurn(role=Role.RECOMMENDER, action=Action.RECOMMEND,
+                                           text=f"You might like {mark_title(item.title)}."))
+                turn = agent(backends, Role.USER, spec, index, params=params).act(
+                    Observation(history=ground_history(history, DEMO.catalogue, spec.target),
+                                turn_index=len(history), allowed_actions=legal_actions(Role.USER, True)))
+                history.append(HistoryTurn(role=Role.USER, action=turn.action, text=turn.text))
+            repeats += sum(turn_values([(t.role, t.text) for t in history], Role.USER)["self_repeat_rate"])
+        return repeats
+
+    greedy = GenerationParams(**GREEDY)
+    assert second_rejections(greedy) >= 1
+    assert second_rejections(with_simulation_controls(greedy)) == 0
 
 
 def test_the_recsim_recommends_catalogue_titles(backends):

@@ -26,8 +26,12 @@ class GenerationParams(BaseModel):
                                  "(0 = off; transformers' NoRepeatNGramLogitsProcessor)")
     partner_no_repeat_ngram: int = Field(0, ge=0, description="never copy a token n-gram of this size from the "
                                          "partner's last turn (0 = off)")
+    own_no_repeat_ngram: int = Field(0, ge=0, description="never repeat a token n-gram of this size from the "
+                                     "speaker's own earlier turns of the episode (0 = off)")
     #: the partner's last turn (its text), set per request by the agent for partner_no_repeat_ngram
     partner_turn: str = ""
+    #: the speaker's own earlier turns (their texts), set per request by the agent for own_no_repeat_ngram
+    own_turns: tuple[str, ...] = ()
     stop: tuple[str, ...] = (RESPONSE_CLOSE,)
     seed: int = 0
     decoding: Literal["constrained", "free"] = Field(
@@ -39,10 +43,10 @@ class GenerationParams(BaseModel):
 
     def batch_key(self) -> tuple:
         """Requests with equal keys can share one generate call of a backend that takes one
-        params for the batch (seed, partner turn and decoding mode aside: each request carries
-        its own seed, partner turn and constraint)."""
+        params for the batch (seed, partner and own turns and decoding mode aside: each request
+        carries its own seed, earlier turns and constraint)."""
         return (self.max_new_tokens, self.temperature, self.top_p, self.stop, self.repetition_penalty,
-                self.no_repeat_ngram, self.partner_no_repeat_ngram)
+                self.no_repeat_ngram, self.partner_no_repeat_ngram, self.own_no_repeat_ngram)
 
     def row_batch_key(self) -> tuple:
         """Requests with equal keys can share one generate call of a backend that takes each
@@ -50,10 +54,17 @@ class GenerationParams(BaseModel):
         return (self.stop,)
 
     @property
+    def repetition_controls_on(self) -> bool:
+        """Whether any repetition control is set (penalty, n-gram bans), whatever the turns it reads."""
+        return (self.repetition_penalty != 1.0 or self.no_repeat_ngram > 0 or self.partner_no_repeat_ngram > 0
+                or self.own_no_repeat_ngram > 0)
+
+    @property
     def repetition_controls(self) -> bool:
         """Whether any repetition control is on (penalty, n-gram bans)."""
         return (self.repetition_penalty != 1.0 or self.no_repeat_ngram > 0
-                or (self.partner_no_repeat_ngram > 0 and bool(self.partner_turn)))
+                or (self.partner_no_repeat_ngram > 0 and bool(self.partner_turn))
+                or (self.own_no_repeat_ngram > 0 and bool(self.own_turns)))
 
 
 class TurnConstraint(BaseModel):

@@ -9,7 +9,9 @@ each row's next token from its last-position logits in this order:
    (``no_repeat_ngram``: no token n-gram twice in the turn) and the same processor over the
    partner's last turn followed by the row's last ``n - 1`` tokens (``partner_no_repeat_ngram``:
    no n-gram of the partner's turn copied; the partner's text is tokenized on its own, so its
-   first word may be split differently than inside the prompt). Inside a title (after
+   first word may be split differently than inside the prompt) and the same over each of the
+   speaker's own earlier turns of the episode (``own_no_repeat_ngram``: no turn says again what
+   an earlier turn of the same speaker said). Inside a title (after
    ``<movie_title>``, until its ``</movie_title>``) the controls are off: a title is a catalogue
    name to spell, not wording to vary;
 2. the turn grammar's mask (constrained rows); when the grammar leaves only banned tokens, the
@@ -42,7 +44,8 @@ from interplay.protocol import TITLE_CLOSE, TITLE_OPEN
 class RowControls:
     """The logits processors of one request: built once per request, applied at every step."""
 
-    def __init__(self, params: GenerationParams, partner_ids: Sequence[int] = ()):
+    def __init__(self, params: GenerationParams, partner_ids: Sequence[int] = (),
+                 own_ids: Sequence[Sequence[int]] = ()):
         self.params = params
         self.penalty = (RepetitionPenaltyLogitsProcessor(params.repetition_penalty)
                         if params.repetition_penalty != 1.0 else None)
@@ -50,6 +53,9 @@ class RowControls:
         n = params.partner_no_repeat_ngram
         self.partner = NoRepeatNGramLogitsProcessor(n) if n > 0 and len(partner_ids) >= n else None
         self.partner_ids = list(partner_ids)
+        n = params.own_no_repeat_ngram
+        self.own_ids = [list(ids) for ids in own_ids if n > 0 and len(ids) >= n]
+        self.own = NoRepeatNGramLogitsProcessor(n) if self.own_ids else None
         self.warpers: list = []
         if params.temperature > 0:
             self.warpers.append(TemperatureLogitsWarper(params.temperature))
@@ -59,7 +65,8 @@ class RowControls:
     @property
     def restricts(self) -> bool:
         """Whether any repetition control is on for this row."""
-        return self.penalty is not None or self.ngram is not None or self.partner is not None
+        return (self.penalty is not None or self.ngram is not None or self.partner is not None
+                or self.own is not None)
 
     @property
     def greedy(self) -> bool:
@@ -80,6 +87,12 @@ class RowControls:
             if len(generated) >= n - 1:
                 tail = list(generated[len(generated) - (n - 1):]) if n > 1 else []
                 scores = self.partner(torch.tensor([self.partner_ids + tail], dtype=torch.long, device=device), scores)
+        if self.own is not None:
+            n = self.own.ngram_size
+            if len(generated) >= n - 1:
+                tail = list(generated[len(generated) - (n - 1):]) if n > 1 else []
+                for ids in self.own_ids:
+                    scores = self.own(torch.tensor([ids + tail], dtype=torch.long, device=device), scores)
         return scores
 
     def warp(self, scores: torch.Tensor) -> torch.Tensor:

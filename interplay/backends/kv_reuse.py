@@ -168,7 +168,9 @@ def generate_reusing_prefix(model, tokenizer, prompts: list[str], params: Genera
     for p in rows_params:
         partner = (tokenizer(p.partner_turn, add_special_tokens=False)["input_ids"]
                    if p.partner_no_repeat_ngram > 0 and p.partner_turn else [])
-        controls.append(RowControls(p, partner))
+        own = ([tokenizer(t, add_special_tokens=False)["input_ids"] for t in p.own_turns]
+               if p.own_no_repeat_ngram > 0 else [])
+        controls.append(RowControls(p, partner, own))
     starts = [0] * b
     seen: set[str] = set()
     for i, (ids, key) in enumerate(zip(prompt_ids, keys)):

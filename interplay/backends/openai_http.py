@@ -11,8 +11,8 @@ Decoding settings: ``temperature``, ``top_p`` and ``seed`` are chat-completions 
 ``repetition_penalty`` is not (OpenAI's ``frequency_penalty`` is a different, additive penalty),
 so it is sent as the extra body field ``repetition_penalty`` that vLLM's and TGI's servers read,
 until a server refuses it (400/422: dropped from then on, ``repetition_penalty_supported`` false).
-The n-gram bans (``no_repeat_ngram``, ``partner_no_repeat_ngram``) have no field in these APIs and
-are not applied over HTTP.
+The n-gram bans (``no_repeat_ngram``, ``partner_no_repeat_ngram``, ``own_no_repeat_ngram``) have
+no field in these APIs and are not applied over HTTP.
 """
 
 from __future__ import annotations

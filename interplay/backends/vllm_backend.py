@@ -26,7 +26,8 @@ def sampling_fields(params: GenerationParams, seed: int | None = None) -> tuple[
                   top_p=params.top_p if sampled else 1.0, stop=list(params.stop) or None,
                   include_stop_str_in_output=True, repetition_penalty=params.repetition_penalty,
                   seed=(params.seed if seed is None else seed) if sampled else None)
-    gaps = [name for name in ("no_repeat_ngram", "partner_no_repeat_ngram") if getattr(params, name) > 0]
+    gaps = [name for name in ("no_repeat_ngram", "partner_no_repeat_ngram", "own_no_repeat_ngram")
+            if getattr(params, name) > 0]
     return fields, gaps
 
 

@@ -67,6 +67,9 @@ def _run_evaluation(evaluate, table, cfg: E, resume: bool, ray_address: Optional
     console.print(f"wrote {cfg.out}")
 
 
+_CONTROLS_HELP = ("decode with the simulation's repetition controls (penalty 1.1; no 3-gram twice in a turn, none of "
+                  "4 from the partner's last turn, none of 5 from the own earlier turns), greedy unless --temperature: "
+                  "the simulator as simulations run it")
 _RESUME = typer.Option(False, help="continue an interrupted evaluation in OUT")
 _RAY = typer.Option(None, help="a running Ray cluster (default: RAY_ADDRESS or local)")
 
@@ -85,6 +88,7 @@ def evaluate_user_cmd(
     bertscore_model: Optional[str] = option(E, "bertscore_model"),
     bertscore_layers: Optional[int] = option(E, "bertscore_layers"),
     dtype: str = option(E, "dtype"),
+    repetition_controls: bool = typer.Option(False, help=_CONTROLS_HELP),
     resume: bool = _RESUME, ray_address: Optional[str] = _RAY, progress: bool = typer.Option(True),
 ) -> None:
     """Evaluate a user agent: replay SR/ET/FR, single-turn BERTScore/Dist-4/words, real-human view."""
@@ -95,6 +99,10 @@ def evaluate_user_cmd(
                        split=split, limit=limit, grounded=grounded, decision=decision,
                        accept_threshold=accept_threshold, seed=seed, concurrency=concurrency, max_batch=max_batch,
                        dtype=dtype, bertscore_model=bertscore_model, bertscore_layers=bertscore_layers)
+    if repetition_controls:
+        from interplay.runtime.role_decoding import with_simulation_controls
+
+        cfg = cfg.model_copy(update={"generation": with_simulation_controls(cfg.generation)})
     _run_evaluation(evaluate_user, user_table, cfg, resume, ray_address, progress)
 
 
@@ -113,6 +121,7 @@ def evaluate_fidelity_cmd(
     parts: str = typer.Option("replay,human,probe,nll", help="evaluation parts per agent (e.g. 'human' first on a "
                               "slow machine; rerun with more to add them: an agent folder keeps what it ran)"),
     seed: int = option(E, "seed"), concurrency: int = option(E, "concurrency"),
+    repetition_controls: bool = typer.Option(False, help=_CONTROLS_HELP),
     resume: bool = _RESUME, ray_address: Optional[str] = _RAY, progress: bool = typer.Option(True),
 ) -> None:
     """Judge user simulators against people on real dialogues: decisions per slice (balanced accuracy,
@@ -122,7 +131,8 @@ def evaluate_fidelity_cmd(
     try:
         cfg = FidelityConfig(users=user, data=str(data), split=split, out=str(out), limit=limit, decision=decision,
                              accept_thresholds=accept_threshold, downstream=downstream, seed=seed,
-                             concurrency=concurrency, parts=[p.strip() for p in parts.split(",") if p.strip()])
+                             concurrency=concurrency, parts=[p.strip() for p in parts.split(",") if p.strip()],
+                             repetition_controls=repetition_controls)
     except ValueError as exc:
         fail(exc)
     with bad_input(ValueError, FileNotFoundError, FileExistsError):

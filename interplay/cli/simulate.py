@@ -38,7 +38,7 @@ RUN_FIELDS = ("user", "recommender", "data", "split", "episodes", "max_turns", "
               "max_retries", "concurrency", "max_batch", "dtype", "prefix_cache_mb", "prefix_cache_spill", "grounded",
               "recommender_candidates", "actor_restarts", "replicas", "turn_cap_percentile")
 GENERATION_FIELDS = ("max_new_tokens", "temperature", "top_p", "repetition_penalty", "no_repeat_ngram",
-                     "partner_no_repeat_ngram", "decoding", "titles")
+                     "partner_no_repeat_ngram", "own_no_repeat_ngram", "decoding", "titles")
 
 
 @app.command()
@@ -66,6 +66,7 @@ def simulate(
     repetition_penalty: float = option(G, "repetition_penalty"),
     no_repeat_ngram: int = option(G, "no_repeat_ngram"),
     partner_no_repeat_ngram: int = option(G, "partner_no_repeat_ngram"),
+    own_no_repeat_ngram: int = option(G, "own_no_repeat_ngram"),
     turn_cap_percentile: float = option(S, "turn_cap_percentile"),
     decoding: str = option(G, "decoding"),
     titles: str = option(G, "titles"),
@@ -85,7 +86,8 @@ def simulate(
 
     Per-role settings: a --config's user_decoding / recommender_decoding. Greedy, as earlier runs:
 
-    --temperature 0 --repetition-penalty 1 --no-repeat-ngram 0 --partner-no-repeat-ngram 0 --turn-cap-percentile 0
+    --temperature 0 --repetition-penalty 1 --no-repeat-ngram 0 --partner-no-repeat-ngram 0 --own-no-repeat-ngram 0
+    --turn-cap-percentile 0
     """
     from interplay.runtime.simulation import load_config, run_simulation
 

@@ -48,6 +48,9 @@ class FidelityConfig(BaseModel):
                              "(human decisions first on a slow machine; an agent folder holding more parts keeps them)")
     seed: int = 0
     concurrency: int = 16
+    repetition_controls: bool = Field(False, description="decode the generated parts (replays) with the "
+                                      "simulation's repetition controls (interplay.runtime.role_decoding), still "
+                                      "greedy; each agent's folder and name get '+controls'")
 
 
     @field_validator("parts")
@@ -56,9 +59,14 @@ class FidelityConfig(BaseModel):
         return check_parts(v, scorecard=True)
 
 
-def agent_folder(spec: str) -> str:
-    """A folder name for an agent spec (``usersim:runs/ckpt/x`` -> ``usersim-runs-ckpt-x``)."""
-    return re.sub(r"[^A-Za-z0-9._=-]+", "-", spec).strip("-") or "agent"
+#: what an agent's folder and scorecard name carry when it decoded with the repetition controls
+CONTROLS_SUFFIX = "+controls"
+
+
+def agent_folder(spec: str, controls: bool = False) -> str:
+    """A folder name for an agent spec (``usersim:runs/ckpt/x`` -> ``usersim-runs-ckpt-x``), with
+    :data:`CONTROLS_SUFFIX` when it decodes with the simulation's repetition controls."""
+    return (re.sub(r"[^A-Za-z0-9._=-]+", "-", spec).strip("-") or "agent") + (CONTROLS_SUFFIX if controls else "")
 
 
 def check_inputs(cfg: FidelityConfig) -> tuple[list, object]:
@@ -99,21 +107,37 @@ def agent_eval_config(cfg: FidelityConfig, i: int) -> EvalConfig:
     already ran (a resumed evaluation may add parts, never drop them)."""
     import json
 
+    from interplay.backends.base import GenerationParams
+    from interplay.runtime.role_decoding import with_simulation_controls
+
     spec = cfg.users[i]
-    out = Path(cfg.out) / agent_folder(spec)
+    out = Path(cfg.out) / agent_folder(spec, cfg.repetition_controls)
     held = json.loads((out / "config.json").read_text()).get("parts", []) if (out / "config.json").is_file() else []
     parts = [p.name for p in scorecard_parts() if p.name in cfg.parts or p.name in held]
     return EvalConfig(kind="user", agent=spec, data=cfg.data, split=cfg.split, limit=cfg.limit,
                       out=str(out), parts=parts, decision=cfg.decision,
-                      accept_threshold=threshold_of(cfg, i), seed=cfg.seed, concurrency=cfg.concurrency)
+                      accept_threshold=threshold_of(cfg, i), seed=cfg.seed, concurrency=cfg.concurrency,
+                      generation=with_simulation_controls(GenerationParams()) if cfg.repetition_controls
+                      else GenerationParams())
+
+
+def decoded_with_controls(folder: Path) -> bool:
+    """Whether the evaluation in ``folder`` decoded with repetition controls (its ``config.json``)."""
+    from interplay.backends.base import GenerationParams
+
+    saved = json.loads((folder / "config.json").read_text()) if (folder / "config.json").is_file() else {}
+    return GenerationParams.model_validate(saved.get("generation") or {}).repetition_controls_on
 
 
 def agent_card(folder: Path, records) -> dict:
-    """The scorecard row of one finished user evaluation folder: each scorecard part's fields."""
+    """The scorecard row of one finished user evaluation folder: each scorecard part's fields; an
+    agent that decoded with repetition controls is named with :data:`CONTROLS_SUFFIX`."""
     from interplay.evaluation.parts import scorecard_parts
 
     metrics = json.loads((folder / "metrics.json").read_text())
-    card = {"agent": metrics["agent"], "folder": str(folder)}
+    controls = decoded_with_controls(folder)
+    card = {"agent": metrics["agent"] + (CONTROLS_SUFFIX if controls else ""), "folder": str(folder),
+            "repetition_controls": controls}
     for part in scorecard_parts():
         if part.card is not None:
             card.update(part.card(folder, metrics, records))

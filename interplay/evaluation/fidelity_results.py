@@ -13,11 +13,13 @@ from interplay.results_docs import Column, ResultsError, ResultTable, checkpoint
 
 
 def agent_checkpoint(spec: str) -> str:
-    """The content hash of the weights an agent spec runs (``-`` for agents without weights)."""
+    """The content hash of the weights an agent spec runs (``-`` for agents without weights); a
+    scorecard name with ``+controls`` (decoded with repetition controls) names the same weights."""
     from interplay.agent_specs import AgentSpec, model_of
     from interplay.backends.default_model import resolve_model_path
+    from interplay.evaluation.fidelity import CONTROLS_SUFFIX
 
-    parsed = AgentSpec.parse(spec)
+    parsed = AgentSpec.parse(spec.removesuffix(CONTROLS_SUFFIX))
     model = model_of(parsed)
     if model is not None:
         model = resolve_model_path(model)
