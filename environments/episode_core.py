@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from interplay.catalogue import Catalogue
@@ -339,7 +340,7 @@ class EpisodeCore:
         if turn.action is Action.RECOMMEND:
             self.recommended.extend(t for t in turn.titles if t not in self.recommended)
         if turn.action is Action.ACCEPT:
-            self.accepted = accepted_title(turn, self.history)
+            self.accepted = accepted_title(turn, self.history, self._item_id)
             self.accepted_id = self._item_id(self.accepted) if self.accepted else None
             self._finish(Termination.ACCEPTED)
             return StepResult(role=role, turn=log, terminated=True)
@@ -375,16 +376,17 @@ class EpisodeCore:
         self._wall = time.perf_counter() - self._started
 
 
-def accepted_title(turn: Turn, history: list[HistoryTurn]) -> str | None:
-    """The item accepted: a title named in the accept turn, else the last one recommended."""
-    if turn.titles:
-        return turn.titles[0]
-    for past in reversed(history):
-        if past.role is Role.RECOMMENDER and past.action is Action.RECOMMEND:
-            titles = past.titles
-            if titles:
-                return titles[-1]
-    return None
+def accepted_title(turn: Turn, history: list[HistoryTurn],
+                   item_id: Callable[[str], str | None] = lambda title: None) -> str | None:
+    """The item accepted: the first title named in the accept turn that names an item recommended
+    in the episode (the same catalogue item by ``item_id``, however spelled; a title outside the
+    catalogue by its text), else the last title recommended. A title the accepting user names that
+    was never recommended is not what it accepted: only what is on the table can be."""
+    recommended = [t for past in history if past.role is Role.RECOMMENDER and past.action is Action.RECOMMEND
+                   for t in past.titles]
+    on_table = {item_id(t) or t for t in recommended}
+    named = next((t for t in turn.titles if (item_id(t) or t) in on_table), None)
+    return named if named is not None else (recommended[-1] if recommended else None)
 
 
 def describe_exception(exc: BaseException) -> str:

@@ -74,6 +74,25 @@ def test_allowed_actions_follow_the_protocol():
         core.step(Turn(Action.ACCEPT, "again"))
 
 
+@pytest.mark.parametrize("accepting, accepted", [
+    ("Great!", "demo:ronin-1998"),  # no title: the last one recommended
+    (f"I'll watch {mark_title('heat')}!", "demo:heat-1995"),  # recommended, spelled another way
+    (f"Not that, but {mark_title('The Matrix (1999)')} sounds good.", "demo:ronin-1998"),  # never recommended
+    (f"{mark_title('The Matrix (1999)')} or {mark_title('Heat')}: Heat it is.", "demo:heat-1995"),
+])
+def test_the_accepted_item_is_one_on_the_table(accepting, accepted):
+    """A title the accepting user names counts only if it names an item recommended in the episode
+    (compared by catalogue id): a title never recommended is not what was accepted."""
+    core = EpisodeCore(EnvConfig(max_turns=8, catalogue=DEMO.catalogue))
+    core.reset("e", DEMO.episodes[0], 0)
+    core.step(Turn(Action.DISCLOSE_GOAL, "A heist film please."))
+    core.step(Turn(Action.RECOMMEND, f"Try {mark_title('Heat (1995)')}."))
+    core.step(Turn(Action.FEEDBACK, "Seen it."))
+    core.step(Turn(Action.RECOMMEND, f"Then {mark_title('Ronin (1998)')}."))
+    core.step(Turn(Action.ACCEPT, accepting))
+    assert core.log().accepted_item_id == accepted
+
+
 def test_retry_then_protocol_failure():
     core = EpisodeCore(EnvConfig(max_retries=1))
     core.reset("e", DEMO.episodes[0], 0)
