@@ -12,29 +12,23 @@
 # stage on its own data; the RecSim trains on each size. Measured here: the decision stage ~14 s
 # per step of 8 records, ~2 examples per record (1,500: ~1.5 h; 4,001: ~4 h), the RecSim ~10 s per
 # step (1,500: ~35 min; 4,001: ~1.5 h): about 7.5 h for both sizes, within the issue's 12.
-# Then per size: the UserSim's threshold on ReDial valid, its decisions per slice on ReDial test
-# (the fidelity scorecard's human part, beside every agent already there), the RecSim's forced
-# recommendations on ReDial test (MatchScore, Recall@1).
+# Then per size: the UserSim's decisions per slice and its replays on ReDial test (decoded with the
+# simulation's repetition controls, as the shipped one is judged), beside the 500-dialogue point, in
+# one scorecard of their own ($FID); the RecSim's forced recommendations on ReDial test (MatchScore,
+# Recall@1). No accept threshold: ReDial valid has too few rejections to choose one on (docs/simulators.md).
 set -euo pipefail
 IP=${IP:-interplay}
 DATA=${DATA:-data/redial-all}
 SIZES=${SIZES:-"1500 0"}
 BASE=${BASE:-runs/simulators}
-FID=${FID:-runs/fidelity/redial-test}
+FID=${FID:-runs/fidelity/redial-test-curve}
+POINT500=${POINT500:-usersim:interplay/simulators/usersim}  # the 500-dialogue UserSim
 export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}
 
 [ -f "$DATA/train.jsonl" ] || { echo "$DATA: build it first (docs/data.md: data/redial-all)" >&2; exit 2; }
 [ -f "$BASE/usersim-dialogues/interplay_training.json" ] || { echo "$BASE/usersim-dialogues: train the shipped recipe first (make simulators)" >&2; exit 2; }
 
-threshold() {  # threshold SPEC FOLDER: the best balanced-accuracy cut on ReDial valid
-  local valid=runs/decisions/$(echo "$1" | tr ':/' '--')-redial-valid
-  [ -f "$valid/metrics.json" ] || $IP evaluate user --agent "$1" --data data/redial --split valid --parts human \
-    --decision score --out "$valid" --resume --no-progress
-  python -c "import json,sys; print(json.load(open(sys.argv[1]))['human_view'].get('best_threshold') or 0.5)" \
-    "$valid/metrics.json"
-}
-
-users=(); cuts=()
+users=(--user "$POINT500")
 for n in $SIZES; do
   out=runs/curve-$([ "$n" = 0 ] && echo all || echo "$n")
   mkdir -p "$out"
@@ -44,18 +38,11 @@ for n in $SIZES; do
   echo "== $out: RecSim on ReDial test ($(date +%H:%M:%S))"
   [ -f "$out/recsim-redial-test/metrics.json" ] || $IP evaluate recommender --agent "recsim:$out/recsim" \
     --data data/redial --split test --out "$out/recsim-redial-test" --resume --no-progress
-  users+=(--user "usersim:$out/usersim"); cuts+=(--accept-threshold "$(threshold "usersim:$out/usersim")")
+  users+=(--user "usersim:$out/usersim")
 done
 
-# the scorecard's human part for the curve, beside the agents the folder already judged (their
-# folders keep every part they ran; nothing of theirs is rerun)
-held=(--user rule --user rule:0 --user zero-shot --user usersim:runs/ckpt/usersim-matchdec
-      --user usersim-nomatch:runs/ckpt/usersim-matchdec --user usersim:interplay/simulators/usersim)
-held_cuts=(--accept-threshold 0.5 --accept-threshold 0.5 --accept-threshold "$(threshold zero-shot)"
-           --accept-threshold "$(threshold usersim:runs/ckpt/usersim-matchdec)"
-           --accept-threshold "$(threshold usersim-nomatch:runs/ckpt/usersim-matchdec)"
-           --accept-threshold "$(threshold usersim:interplay/simulators/usersim)")
-echo "== decisions on ReDial test ($(date +%H:%M:%S))"
-$IP evaluate fidelity --data data/redial --split test --out "$FID" "${held[@]}" "${users[@]}" "${held_cuts[@]}" \
-  "${cuts[@]}" --parts human --no-progress
-echo "== done ($(date +%H:%M:%S)); tables: interplay docs from-scorecard $FID --agent ... and docs from-recommenders"
+echo "== decisions and replays on ReDial test ($(date +%H:%M:%S))"
+$IP evaluate fidelity --data data/redial --split test --out "$FID" "${users[@]}" --parts human,replay \
+  --repetition-controls --no-progress
+echo "== done ($(date +%H:%M:%S)); tables: interplay docs from-scorecard $FID --name learning-curve-redial-test"
+echo "   and interplay docs from-recommenders over runs/curve-*/recsim-redial-test"
