@@ -9,6 +9,7 @@ import pytest
 from test_evaluation import ITEMS, records
 from test_simulation import simulate
 
+from interplay.protocol import Role
 from interplay.results_docs import ResultsError, load_result
 
 
@@ -60,3 +61,32 @@ def test_a_free_simulation_beside_its_human_dialogues(data_dir, tmp_path):
         from interplay.evaluation.simulation_results import simulation_results
 
         simulation_results([], "c")
+
+
+def test_a_run_on_the_demo_set_is_compared_with_the_people_of_a_named_split(data_dir, tmp_path):
+    """The demo set has no human dialogues: ``--people DATA:SPLIT`` puts every human dialogue of
+    that split beside the run (the demo's behaviour figures against ReDial's people)."""
+    from typer.testing import CliRunner
+
+    from interplay.cli import app
+    from interplay.data.build import read_records
+    from interplay.metrics.behaviour import record_dialogue, turn_values
+
+    run = tmp_path / "demo-run"
+    simulate("--user", "rule", "--recommender", "rule", "--data", "demo", "--episodes", 2, "--max-turns", 4,
+             "--out", run)
+    results = tmp_path / "results"
+    args = ["docs", "from-runs", str(run), "--name", "demo", "--command", "c", "--results", str(results)]
+    refused = CliRunner().invoke(app, args)
+    assert refused.exit_code != 0 and "--people" in refused.output.replace("\n", "")
+    got = CliRunner().invoke(app, [*args, "--people", f"{data_dir}:test"])
+    assert got.exit_code == 0, got.output
+    people = read_records(data_dir, "test")
+    human = load_result(results / "demo.json").rows[-1]
+    assert human["dialogues"] == "human (data test, all)" and human["episodes"] == len(people) == 4
+    h_user = next(r for r in load_result(results / "demo-behaviour.json").rows
+                  if r["dialogues"].startswith("human") and r["role"] == "user")
+    words = [w for r in people for w in turn_values(record_dialogue(r), Role.USER)["words_per_turn"]]
+    assert h_user["words_per_turn"].value == pytest.approx(sum(words) / len(words))
+    bad = CliRunner().invoke(app, [*args, "--people", "data-test"])
+    assert bad.exit_code != 0 and "DATA:SPLIT" in bad.output

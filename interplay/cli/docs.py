@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from typing import Optional
+
 import typer
 
 from interplay.cli.app import app, bad_input, console
@@ -87,6 +89,8 @@ def docs_from_runs(
     command: str = typer.Option(..., help="the exact command(s) that produced the runs"),
     results: Path = typer.Option(Path("docs/results"), help="the folder of result files"),
     note: list[str] = typer.Option([], help="a sentence added to the tables' notes (repeat)"),
+    people: Optional[str] = typer.Option(None, help="DATA:SPLIT: compare with every human dialogue of this split "
+                                         "(runs on data without human dialogues, e.g. the demo set)"),
 ) -> None:
     """Result files from free simulations on a data split: SR / ET / FR, turns and behaviour
     figures per role beside the human dialogues of the same records, with intervals over dialogues."""
@@ -94,6 +98,9 @@ def docs_from_runs(
     from interplay.results_docs import ResultsError
 
     with bad_input(ResultsError, OSError, ValueError):
-        paths = write_simulation_results(runs, name, command, results, notes=note)
+        if people is not None and ":" not in people:
+            raise ValueError(f"--people {people!r}: give DATA:SPLIT (e.g. data/redial:test)")
+        paths = write_simulation_results(runs, name, command, results, notes=note,
+                                         people=tuple(people.rsplit(":", 1)) if people else None)
     for p in paths:
         console.print(f"wrote {p}", markup=False)

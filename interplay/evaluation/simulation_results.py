@@ -42,9 +42,10 @@ def _mean_over_dialogues(per_dialogue: list[list[float | None]]) -> dict | None:
     return {"value": sum(values) / len(values), "ci95": list(ci) if ci else None, "n": len(values)}
 
 
-def _run(run_dir: Path) -> tuple[dict, list, list]:
-    """A finished run's config, its episodes and the records of its data split (ResultsError
-    naming the file when the run or its data cannot be read)."""
+def _run(run_dir: Path, people: tuple[str, str] | None = None) -> tuple[dict, list, list]:
+    """A finished run's config, its episodes and the records of its data split, or with ``people``
+    (data folder, split) for a run on data without human dialogues (the embedded demo set), those
+    records (ResultsError naming the file when the run or its data cannot be read)."""
     from interplay.data.build import read_records
     from interplay.episode_log import latest_episodes
 
@@ -53,12 +54,16 @@ def _run(run_dir: Path) -> tuple[dict, list, list]:
         if not path.is_file():
             raise ResultsError(f"{path}: missing (a finished 'interplay simulate' run folder is expected)")
     config = json.loads(cfg_path.read_text())
-    if not Path(config["data"]).is_dir():
+    if people is None and not Path(config["data"]).is_dir():
         raise ResultsError(f"{cfg_path}: data {config['data']!r} is not a built data folder (no human dialogues "
-                           "to compare with)")
+                           "to compare with; name some with --people DATA:SPLIT)")
     episodes = list(latest_episodes(log))
     if not episodes:
         raise ResultsError(f"{log}: no episode")
+    if people is not None:
+        if not (Path(people[0]) / f"{people[1]}.jsonl").is_file():
+            raise ResultsError(f"--people {people[0]}:{people[1]}: no {Path(people[0]) / (people[1] + '.jsonl')}")
+        return config, episodes, read_records(*people)
     return config, episodes, read_records(config["data"], config["split"])
 
 
@@ -72,15 +77,18 @@ def _behaviour_rows(label: str, dialogues: list, checkpoint: str, threshold: flo
 
 
 def simulation_results(run_dirs: list[Path], command: str, notes: list[str] | None = None,
-                       measured: dt.date | None = None) -> tuple[ResultTable, ResultTable]:
-    """The outcomes table and the behaviour table of runs on one data split (refused otherwise)."""
+                       measured: dt.date | None = None, people: tuple[str, str] | None = None
+                       ) -> tuple[ResultTable, ResultTable]:
+    """The outcomes table and the behaviour table of runs on one data split (refused otherwise),
+    beside the human dialogues of the records they used; with ``people`` (data folder, split),
+    beside every human dialogue of that split instead (runs on data without any, e.g. the demo)."""
     from interplay.decision_calibration import calibrated_threshold
     from interplay.agent_specs import AgentSpec, model_of
     from interplay.metrics.core import outcome_class
 
     if not run_dirs:
         raise ResultsError("no run folders given")
-    runs = [(Path(d), *_run(Path(d))) for d in run_dirs]
+    runs = [(Path(d), *_run(Path(d), people)) for d in run_dirs]
     sets = {(c["data"], c["split"]) for _, c, _, _ in runs}
     if len(sets) != 1:
         raise ResultsError(f"the runs simulate different data or splits: {sorted(sets)}")
@@ -104,16 +112,18 @@ def simulation_results(run_dirs: list[Path], command: str, notes: list[str] | No
         behaviour_rows += _behaviour_rows(label, [episode_dialogue(e) for e in episodes], agent_checkpoint(user),
                                           threshold)
         used |= {e.record_id for e in episodes}
-    human = [r for r in runs[0][3] if r.id in used]
+    human = runs[0][3] if people is not None else [r for r in runs[0][3] if r.id in used]
+    people_label = f"human ({Path(people[0]).name} {people[1]}, all)" if people is not None else \
+        "human (the same records)"
     if human:
         outcome_rows.append({
-            "dialogues": "human (the same records)", "episodes": len(human),
+            "dialogues": people_label, "episodes": len(human),
             "SR": _share([any(d.accept and r.target is not None and d.item_id == r.target.item_id for d in r.decisions)
                           for r in human]),
             "ET": None, "FR": None, "cap": None, "errors": None,
             "turns": _mean_over_dialogues([[float(len(r.turns))] for r in human]),
             "checkpoint": "-", "recommender_checkpoint": "-", "threshold": None})
-        behaviour_rows += _behaviour_rows("human (the same records)", [record_dialogue(r) for r in human], "-", None)
+        behaviour_rows += _behaviour_rows(people_label, [record_dialogue(r) for r in human], "-", None)
     figure = dict(format=".3f", show_n=False)
     source = ", ".join(str(d / "episodes.jsonl") for d, *_ in runs)
     common = dict(command=command, data=data, split=split, source=source, measured=measured or dt.date.today())
@@ -144,9 +154,9 @@ def simulation_results(run_dirs: list[Path], command: str, notes: list[str] | No
 
 
 def write_simulation_results(run_dirs: list[Path], name: str, command: str, results: Path = Path("docs/results"),
-                             notes: list[str] | None = None) -> list[Path]:
+                             notes: list[str] | None = None, people: tuple[str, str] | None = None) -> list[Path]:
     """Write ``results/NAME.json`` (outcomes) and ``results/NAME-behaviour.json``; returns their paths."""
-    outcome, behaviour = simulation_results(run_dirs, command, notes=notes)
+    outcome, behaviour = simulation_results(run_dirs, command, notes=notes, people=people)
     results.mkdir(parents=True, exist_ok=True)
     paths = [results / f"{name}.json", results / f"{name}-behaviour.json"]
     for table, path in zip((outcome, behaviour), paths):
