@@ -356,3 +356,24 @@ def test_a_run_takes_its_turn_caps_from_the_train_split(tmp_path, tiny_model_dir
     assert cfg.role_generation(turn_caps(cfg))[Role.USER].max_new_tokens == min(96, expected)
     assert turn_caps(cfg.model_copy(update={"turn_cap_percentile": 0.0})) == {}
     assert turn_caps(SimulationConfig(user=f"llm:{tiny_model_dir}", recommender="rule")) == {}  # demo: no dialogues
+
+
+def test_a_turn_cannot_end_on_the_words_of_an_earlier_own_turn():
+    """The end of the turn is banned while the turn so far has an earlier own turn's words (case,
+    punctuation and title markup aside): a short turn, or one changed only in case or spacing,
+    would pass the token n-gram ban."""
+    from interplay.backends.decoding_controls import RowControls, choose_tokens
+
+    end, word = 7, 3
+    logits = torch.zeros(2, 10)
+    logits[:, end], logits[:, word] = 5.0, 1.0  # ending is the model's first choice
+    params = GenerationParams(own_no_repeat_ngram=5, own_turns=("I like <movie_title>Heat</movie_title>!",))
+    row = RowControls(params, own_ids=[[1, 2]])
+    assert row.says_again("<feedback></action><response>i LIKE  heat") and not row.says_again("I like Heat a lot")
+    said = {0: "<response>I like heat.", 1: "<response>I like heat a lot"}
+    chosen = choose_tokens(logits, [row, row], [[1], [1]], says_again=lambda r: row.says_again(said[r]),
+                           end_ids=[end])
+    assert chosen.tolist() == [word, end]
+    off = RowControls(GenerationParams(own_turns=params.own_turns))  # the ban off: the turn may end
+    assert not off.own_words and choose_tokens(logits[:1], [off], [[1]], says_again=lambda r: True,
+                                               end_ids=[end]).tolist() == [end]

@@ -10,8 +10,11 @@ each row's next token from its last-position logits in this order:
    partner's last turn followed by the row's last ``n - 1`` tokens (``partner_no_repeat_ngram``:
    no n-gram of the partner's turn copied; the partner's text is tokenized on its own, so its
    first word may be split differently than inside the prompt) and the same over each of the
-   speaker's own earlier turns of the episode (``own_no_repeat_ngram``: no turn says again what
-   an earlier turn of the same speaker said). Inside a title (after
+   speaker's own earlier turns of the episode (``own_no_repeat_ngram``), and with it no turn may
+   end while its words (lower-cased, punctuation and title markup aside:
+   :func:`interplay.metrics.core.tokens`) are those of an earlier turn of the speaker: the turn's
+   end tokens are banned at that step (a short turn, or one changed only in case or spacing, is
+   said again in other tokens than the n-gram ban sees). Inside a title (after
    ``<movie_title>``, until its ``</movie_title>``) the controls are off: a title is a catalogue
    name to spell, not wording to vary;
 2. the turn grammar's mask (constrained rows); when the grammar leaves only banned tokens, the
@@ -38,7 +41,8 @@ from transformers.generation.logits_process import (
 )
 
 from interplay.backends.base import GenerationParams
-from interplay.protocol import TITLE_CLOSE, TITLE_OPEN
+from interplay.metrics.core import tokens
+from interplay.protocol import RESPONSE_OPEN, TITLE_CLOSE, TITLE_OPEN
 
 
 class RowControls:
@@ -56,6 +60,9 @@ class RowControls:
         n = params.own_no_repeat_ngram
         self.own_ids = [list(ids) for ids in own_ids if n > 0 and len(ids) >= n]
         self.own = NoRepeatNGramLogitsProcessor(n) if self.own_ids else None
+        #: the word sequences of the speaker's earlier turns: this turn may not end on one of them
+        self.own_words: frozenset[tuple[str, ...]] = frozenset(
+            w for w in (tuple(tokens(t)) for t in params.own_turns) if w) if n > 0 else frozenset()
         self.warpers: list = []
         if params.temperature > 0:
             self.warpers.append(TemperatureLogitsWarper(params.temperature))
@@ -66,7 +73,15 @@ class RowControls:
     def restricts(self) -> bool:
         """Whether any repetition control is on for this row."""
         return (self.penalty is not None or self.ngram is not None or self.partner is not None
-                or self.own is not None)
+                or self.own is not None or bool(self.own_words))
+
+    def says_again(self, text: str) -> bool:
+        """Whether the turn written so far (``text``, its response part after ``<response>`` when
+        there is one) has the words of an earlier turn of the speaker."""
+        if not self.own_words:
+            return False
+        cut = text.rfind(RESPONSE_OPEN)
+        return tuple(tokens(text[cut + len(RESPONSE_OPEN):] if cut >= 0 else text)) in self.own_words
 
     @property
     def greedy(self) -> bool:
@@ -110,11 +125,14 @@ def in_title(text: str) -> bool:
 def choose_tokens(logits: torch.Tensor, controls: Sequence[RowControls], generated: Sequence[Sequence[int]],
                   mask: Callable[[torch.Tensor], torch.Tensor] | None = None,
                   generators: Sequence[torch.Generator | None] | None = None,
-                  exempt: Callable[[int], bool] | None = None) -> torch.Tensor:
+                  exempt: Callable[[int], bool] | None = None,
+                  says_again: Callable[[int], bool] | None = None, end_ids: Sequence[int] = ()) -> torch.Tensor:
     """The next token of each row of ``logits`` ``[rows, V]``: row ``r`` under ``controls[r]``,
     given its tokens so far ``generated[r]``; ``mask`` (optional) sets the tokens the turn
     grammar refuses to -inf in a ``[rows, V]`` tensor; sampled rows draw from ``generators[r]``;
-    ``exempt(r)`` true: row ``r``'s repetition controls are off this step (inside a title)."""
+    ``exempt(r)`` true: row ``r``'s repetition controls are off this step (inside a title);
+    ``says_again(r)`` true: row ``r``'s turn so far has the words of an earlier turn of its
+    speaker, so its turn-ending tokens ``end_ids`` are banned this step."""
     plain = all(c.greedy and not c.restricts for c in controls)
     if plain:  # the unmodified path: argmax of the (masked) model logits
         return (mask(logits) if mask is not None else logits).argmax(-1)
@@ -122,6 +140,10 @@ def choose_tokens(logits: torch.Tensor, controls: Sequence[RowControls], generat
     restricted = torch.cat([c.restrict(scores[r:r + 1], generated[r])
                             if c.restricts and not (exempt is not None and exempt(r)) else scores[r:r + 1]
                             for r, c in enumerate(controls)])
+    if end_ids and says_again is not None:
+        for r, c in enumerate(controls):
+            if c.own_words and says_again(r):
+                restricted[r, list(end_ids)] = float("-inf")
     if mask is not None:
         legal = mask(restricted)
         stuck = torch.isinf(legal).all(-1) & ~torch.isinf(mask(scores)).all(-1)

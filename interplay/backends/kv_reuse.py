@@ -22,6 +22,7 @@ from transformers.cache_utils import DynamicLayer
 from interplay.backends.base import GenerationParams
 from interplay.backends.decoding_controls import RowControls, choose_tokens, in_title
 from interplay.backends.prefix_store import KV, PrefixKVStore
+from interplay.protocol import RESPONSE_CLOSE
 
 __all__ = ["KV", "PrefixKVStore", "generate_reusing_prefix"]
 
@@ -244,6 +245,9 @@ def generate_reusing_prefix(model, tokenizer, prompts: list[str], params: Genera
     if eos_cfg is None:
         eos_cfg = tokenizer.eos_token_id
     eos = set(eos_cfg if isinstance(eos_cfg, list) else [eos_cfg]) - {None}
+    # what ends a turn: end of sequence, and </response> where it is one token (the added tokens)
+    close_id = tokenizer.convert_tokens_to_ids(RESPONSE_CLOSE)
+    end_ids = sorted(eos | ({close_id} if isinstance(close_id, int) and close_id != tokenizer.unk_token_id else set()))
     stops = [s for s in params.stop if s]
     tail = max((len(tokenizer(s, add_special_tokens=False)["input_ids"]) for s in stops), default=1) + 2
 
@@ -272,8 +276,11 @@ def generate_reusing_prefix(model, tokenizer, prompts: list[str], params: Genera
         def exempt(r: int) -> bool:  # inside a title: a catalogue name, no repetition controls
             return in_title(tokenizer.decode(generated[rows[r]], skip_special_tokens=False))
 
+        def says_again(r: int) -> bool:  # the turn so far has the words of an earlier own turn
+            return controls[rows[r]].says_again(tokenizer.decode(generated[rows[r]], skip_special_tokens=False))
+
         return choose_tokens(logits, [controls[i] for i in rows], [generated[i] for i in rows], mask,
-                             [gens[i] for i in rows], exempt)
+                             [gens[i] for i in rows], exempt, says_again, end_ids)
 
     nxt = choose(torch.cat([first_logits[i] for i in active]), active)
     step = 0
