@@ -90,3 +90,17 @@ def test_a_run_on_the_demo_set_is_compared_with_the_people_of_a_named_split(data
     assert h_user["words_per_turn"].value == pytest.approx(sum(words) / len(words))
     bad = CliRunner().invoke(app, [*args, "--people", "data-test"])
     assert bad.exit_code != 0 and "DATA:SPLIT" in bad.output
+
+
+def test_each_behaviour_row_names_the_checkpoint_of_the_agent_that_played_its_role(tmp_path):
+    """The recommender's row carries the RecSim's hash, the user's row the UserSim's (and the
+    threshold, a user setting, only on the user's row)."""
+    from interplay.evaluation.fidelity_results import agent_checkpoint
+    from interplay.evaluation.simulation_results import _behaviour_rows
+
+    checkpoints = {Role.USER: agent_checkpoint("usersim"), Role.RECOMMENDER: agent_checkpoint("recsim")}
+    assert checkpoints[Role.USER] != checkpoints[Role.RECOMMENDER] and "-" not in checkpoints.values()
+    dialogue = [(Role.USER, "I want a heist film."), (Role.RECOMMENDER, "Try Heat.")]
+    rows = {r["role"]: r for r in _behaviour_rows("x", [dialogue], checkpoints, 0.7)}
+    assert rows["user"]["checkpoint"] == checkpoints[Role.USER] and rows["user"]["threshold"] == 0.7
+    assert rows["recommender"]["checkpoint"] == checkpoints[Role.RECOMMENDER] and rows["recommender"]["threshold"] is None

@@ -67,11 +67,14 @@ def _run(run_dir: Path, people: tuple[str, str] | None = None) -> tuple[dict, li
     return config, episodes, read_records(config["data"], config["split"])
 
 
-def _behaviour_rows(label: str, dialogues: list, checkpoint: str, threshold: float | None) -> list[dict]:
+def _behaviour_rows(label: str, dialogues: list, checkpoints: dict[Role, str], threshold: float | None) -> list[dict]:
+    """One row per role: its figures, the checkpoint of the agent that played it (the threshold is
+    the user's)."""
     rows = []
     for role in Role:
         values = [turn_values(d, role) for d in dialogues]
-        rows.append({"dialogues": label, "role": role.value, "checkpoint": checkpoint, "threshold": threshold,
+        rows.append({"dialogues": label, "role": role.value, "checkpoint": checkpoints[role],
+                     "threshold": threshold if role is Role.USER else None,
                      **{k: _mean_over_dialogues([v[k] for v in values]) for k in ROLE_FIGURES}})
     return rows
 
@@ -109,8 +112,9 @@ def simulation_results(run_dirs: list[Path], command: str, notes: list[str] | No
             "turns": _mean_over_dialogues([[float(e.num_turns)] for e in episodes]),
             "checkpoint": agent_checkpoint(user), "recommender_checkpoint": agent_checkpoint(config["recommender"]),
             "threshold": threshold})
-        behaviour_rows += _behaviour_rows(label, [episode_dialogue(e) for e in episodes], agent_checkpoint(user),
-                                          threshold)
+        behaviour_rows += _behaviour_rows(label, [episode_dialogue(e) for e in episodes],
+                                          {Role.USER: agent_checkpoint(user),
+                                           Role.RECOMMENDER: agent_checkpoint(config["recommender"])}, threshold)
         used |= {e.record_id for e in episodes}
     human = runs[0][3] if people is not None else [r for r in runs[0][3] if r.id in used]
     people_label = f"human ({Path(people[0]).name} {people[1]}, all)" if people is not None else \
@@ -123,7 +127,8 @@ def simulation_results(run_dirs: list[Path], command: str, notes: list[str] | No
             "ET": None, "FR": None, "cap": None, "errors": None,
             "turns": _mean_over_dialogues([[float(len(r.turns))] for r in human]),
             "checkpoint": "-", "recommender_checkpoint": "-", "threshold": None})
-        behaviour_rows += _behaviour_rows(people_label, [record_dialogue(r) for r in human], "-", None)
+        behaviour_rows += _behaviour_rows(people_label, [record_dialogue(r) for r in human],
+                                          {role: "-" for role in Role}, None)
     figure = dict(format=".3f", show_n=False)
     source = ", ".join(str(d / "episodes.jsonl") for d, *_ in runs)
     common = dict(command=command, data=data, split=split, source=source, measured=measured or dt.date.today())
