@@ -97,17 +97,13 @@ class RowControls:
             scores = self.penalty(ids, scores)
         if self.ngram is not None:
             scores = self.ngram(ids, scores)
-        if self.partner is not None:
-            n = self.partner.ngram_size
-            if len(generated) >= n - 1:
-                tail = list(generated[len(generated) - (n - 1):]) if n > 1 else []
-                scores = self.partner(torch.tensor([self.partner_ids + tail], dtype=torch.long, device=device), scores)
-        if self.own is not None:
-            n = self.own.ngram_size
-            if len(generated) >= n - 1:
-                tail = list(generated[len(generated) - (n - 1):]) if n > 1 else []
-                for ids in self.own_ids:
-                    scores = self.own(torch.tensor([ids + tail], dtype=torch.long, device=device), scores)
+        for ban, others in ((self.partner, [self.partner_ids]), (self.own, self.own_ids)):
+            if ban is None or len(generated) < ban.ngram_size - 1:
+                continue
+            n = ban.ngram_size  # another turn's tokens, then the row's last n - 1: no n-gram of that turn
+            tail = list(generated[len(generated) - (n - 1):]) if n > 1 else []
+            for ids in others:
+                scores = ban(torch.tensor([ids + tail], dtype=torch.long, device=device), scores)
         return scores
 
     def warp(self, scores: torch.Tensor) -> torch.Tensor:
