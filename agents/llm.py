@@ -31,7 +31,8 @@ class LLMAgent(Agent):
     constraints, every request carries the turn's :class:`TurnConstraint`, so the model can only
     produce a legal turn (each turn's ``meta["decoding"]`` says how it was decoded). With
     ``params.titles == "candidates"`` a recommender shown candidates may name only them
-    (:meth:`candidate_titles`), and its ranking puts them first.
+    (:meth:`candidate_titles`), and its ranking puts them first; with ``params.titles == "new"``
+    a recommender names no title already named in the episode (:meth:`named_titles`).
     """
 
     def __init__(self, backend: GenerationBackend, tokenizer, params: GenerationParams | None = None,
@@ -99,7 +100,18 @@ class LLMAgent(Agent):
         narrowed = self.candidate_titles(observation)
         return TurnConstraint(actions=tuple(sorted(actions, key=lambda a: a.value)), role=self.role,
                               catalogue=self.catalogue.key if self.catalogue is not None else None,
-                              prefill=self.prefill, titles=tuple(narrowed) if narrowed else None)
+                              prefill=self.prefill, titles=tuple(narrowed) if narrowed else None,
+                              exclude=self.named_titles(observation))
+
+    def named_titles(self, observation: Observation) -> tuple[str, ...]:
+        """The titles a recommender may not name again when ``params.titles == "new"``: every
+        catalogue title already named in the episode, by either side, in the catalogue's spelling
+        (empty for a user, and otherwise)."""
+        if self.params.titles != "new" or self.role is not Role.RECOMMENDER or self.catalogue is None:
+            return ()
+        found = [it.title for h in observation.history for t in h.titles
+                 if (it := self.catalogue.resolve(t)) is not None]
+        return tuple(sorted(set(found)))
 
     def candidate_titles(self, observation: Observation) -> list[str] | None:
         """The titles this turn may name when ``params.titles == "candidates"``: the catalogue's

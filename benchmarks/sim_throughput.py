@@ -9,7 +9,11 @@ one model server shared by both roles, one agent host for both roles) in these m
 (b) batched: batches of up to ``--max-batch`` requests from concurrent episodes, every prompt prefilled whole;
 (c) batched + KV reuse: as (b), each episode's KV cache kept between turns (prefill of new tokens only);
 (d) constrained: as (c), every turn decoded under the turn grammar (legal turns, catalogue titles);
-(s) as (c), the kept KV caches in files (the page cache) instead of the model server's memory.
+(s) as (c), the kept KV caches in files (the page cache) instead of the model server's memory;
+(r) as (d), with the simulation's repetition controls except the ban against the speaker's own turns
+(penalty, no n-gram twice in a turn, none from the partner's last turn), still greedy;
+(o) as (r), with the own-turn ban too (``own_no_repeat_ngram``): run ``--modes dro`` for what the
+controls cost in tokens/s (their texts differ from (d) by design, so compare rates, not agreement).
 (a)-(c) and (s) decode free text (parsed afterwards), so their agreement with (a) is exact; (d) writes other
 turns by design: compare its tokens/s and turns/s with (c), and the mask time the server reports.
 The default agents are the zero-shot ones on the default model (SmolLM2-135M): with their fallback
@@ -40,7 +44,23 @@ MODES = {
     "c": dict(label="(c) batched + KV reuse"),
     "d": dict(label="(d) (c) + constrained", decoding="constrained"),
     "s": dict(label="(s) (c), KV kept in files", prefix_cache_spill=True),
+    "r": dict(label="(r) (d) + controls, no own", decoding="constrained", controls="no-own"),
+    "o": dict(label="(o) (d) + all controls", decoding="constrained", controls="all"),
 }
+
+
+def mode_generation(spec: dict, max_new_tokens: int):
+    """A mode's decoding: greedy; with the simulation's repetition controls where the mode asks
+    (``controls``: "all", or "no-own" without the ban against the speaker's own turns)."""
+    from interplay.backends.base import GenerationParams
+    from interplay.runtime.role_decoding import with_simulation_controls
+
+    params = GenerationParams(max_new_tokens=max_new_tokens, decoding=spec.get("decoding", "free"))
+    if spec.get("controls"):
+        params = with_simulation_controls(params)
+        if spec["controls"] == "no-own":
+            params = params.model_copy(update={"own_no_repeat_ngram": 0})
+    return params
 
 
 def turn_agreement(reference: list, other: list) -> tuple[int, int]:
@@ -199,7 +219,7 @@ def main() -> None:
     ap.add_argument("--prefix-cache-mb", type=float, default=1024.0)
     ap.add_argument("--prefix-cache-spill", action="store_true",
                     help="(c), (d): kept KV caches in files (the page cache) instead of the model server's memory")
-    ap.add_argument("--modes", default="abcd", help="which of a, b, c, d, s to run (a is the reference)")
+    ap.add_argument("--modes", default="abcd", help="which of a, b, c, d, s, r, o to run (a is the reference)")
     ap.add_argument("--reference-episodes", type=int, default=None,
                     help="run (a) on the first N episodes only (default: all); agreement is measured on those, "
                          "as episodes are independent and numbered the same in every mode")
@@ -213,7 +233,6 @@ def main() -> None:
 
     import ray
 
-    from interplay.backends.base import GenerationParams
     from interplay.episode_log import EPISODES_FILE, latest_episodes
     from interplay.runtime.simulation import SimulationConfig, run_simulation
 
@@ -233,8 +252,7 @@ def main() -> None:
                                    prefix_cache_mb=spec["prefix_cache_mb"], prefix_cache_spill=spec["prefix_cache_spill"],
                                    # greedy, no repetition controls, no turn caps: the decoding the
                                    # earlier throughput figures were measured with
-                                   generation=GenerationParams(max_new_tokens=args.max_new_tokens,
-                                                               decoding=spec.get("decoding", "free")),
+                                   generation=mode_generation(spec, args.max_new_tokens),
                                    turn_cap_percentile=0.0)
             with RssSampler() as rss:
                 summary = run_simulation(cfg, progress=True)

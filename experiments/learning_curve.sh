@@ -34,7 +34,7 @@ for n in $SIZES; do
   mkdir -p "$out"
   [ -d "$out/usersim-dialogues" ] || cp -r "$BASE/usersim-dialogues" "$out/usersim-dialogues"
   echo "== $out: training ($(date +%H:%M:%S))"
-  DATA=$DATA RECORDS=$n OUT=$out SHIP=0 REJECTIONS=${REJECTIONS:-templates} bash experiments/train_simulators.sh usersim recsim
+  DATA=$DATA RECORDS=$n DECISION_DATA=$DATA DECISION_RECORDS=$n OUT=$out SHIP=0 REJECTIONS=${REJECTIONS:-templates} bash experiments/train_simulators.sh usersim recsim
   echo "== $out: RecSim on ReDial test ($(date +%H:%M:%S))"
   [ -f "$out/recsim-redial-test/metrics.json" ] || $IP evaluate recommender --agent "recsim:$out/recsim" \
     --data data/redial --split test --out "$out/recsim-redial-test" --resume --no-progress

@@ -331,6 +331,64 @@ def test_agents_narrow_one_turn_and_log_how_it_was_decoded(plain):
         pass  # a random model's free text rarely parses; that is what constrained decoding is for
 
 
+def test_titles_new_never_names_a_title_already_named_in_the_episode(plain):
+    """``titles="new"``: a recommendation names no title either side has named in the episode
+    (matched by catalogue id: the history spells them its own way), sampled over seeds; without the
+    setting the same turns name them again; a user's turns are never narrowed by it."""
+    from agents.llm import RecommenderSimulator, UserSimulator
+    from interplay.episode import HistoryTurn, Observation, RecommenderView
+    from interplay.prompting import load_prompt_tokenizer
+    from interplay.protocol import mark_title
+
+    titles = ["Heat (1995)", "Ronin (1998)", "Alien (1979)", "Up (2009)", "Big (1988)"]
+    cat = Catalogue([Item(item_id=str(i), title=t) for i, t in enumerate(titles)])
+    tok = load_prompt_tokenizer(plain.model_path)
+    history = [HistoryTurn(role=Role.USER, action=Action.DISCLOSE_GOAL, text=f"I loved {mark_title('heat')}."),
+               HistoryTurn(role=Role.RECOMMENDER, action=Action.RECOMMEND, text=f"Try {mark_title('Ronin 1998')}."),
+               HistoryTurn(role=Role.USER, action=Action.FEEDBACK, text="Seen it.")]
+    obs = lambda seed: Observation(history=history, turn_index=3 + seed,  # noqa: E731
+                                   allowed_actions=frozenset({Action.RECOMMEND}))
+    new = RecommenderSimulator(plain, tok, GenerationParams(max_new_tokens=12, temperature=1.5, titles="new"),
+                               catalogue=cat)
+    anywhere = RecommenderSimulator(plain, tok, GenerationParams(max_new_tokens=12, temperature=1.5), catalogue=cat)
+    assert new.constraint(obs(0)).exclude == ("Heat (1995)", "Ronin (1998)")
+    assert anywhere.constraint(obs(0)).exclude == ()
+    named_new, named_any = [], []
+    for agent, named in ((new, named_new), (anywhere, named_any)):
+        agent.reset(RecommenderView(episode_id="e"))
+        for seed in range(16):
+            named += agent.act(obs(seed)).titles
+    assert named_new and not {"Heat (1995)", "Ronin (1998)"} & set(named_new)
+    assert {"Heat (1995)", "Ronin (1998)"} & set(named_any)  # the plain run names them again
+    user = UserSimulator(plain, tok, GenerationParams(max_new_tokens=12, titles="new"), catalogue=cat)
+    assert user.named_titles(obs(0)) == () and user.constraint(
+        Observation(history=history, turn_index=3)).exclude == ()
+
+
+def test_narrowed_grammars_kept_within_a_title_budget(tiny_model_dir, monkeypatch):
+    """Grammars narrowed per turn are kept (a turn's validation and decoding compile once), but an
+    exclusion's grammar holds nearly the whole catalogue, so the kept ones stay within
+    ``NARROWED_TITLES`` titles, oldest out first."""
+    from transformers import AutoTokenizer
+
+    from interplay.backends import constrained
+    from interplay.backends.constrained import TurnConstrainer
+
+    monkeypatch.setattr(constrained, "NARROWED_TITLES", 10)
+    titles = ["Heat (1995)", "Ronin (1998)", "Alien (1979)", "Up (2009)", "Big (1988)"]
+    c = TurnConstrainer(AutoTokenizer.from_pretrained(tiny_model_dir))
+    c.register_catalogue("k", titles)
+    base = TurnConstraint(actions=(Action.RECOMMEND,), role=Role.RECOMMENDER, catalogue="k")
+    narrowed = [base.model_copy(update={"exclude": (t,)}) for t in titles[:3]]  # 4 titles each
+    for n in narrowed:
+        c.validate(n)
+        c.validate(n)  # kept: compiled once
+    assert c.stats["grammars"] == 3
+    assert list(c._narrowed) == narrowed[1:] and sum(c._narrowed_titles.values()) == 8
+    c.validate(narrowed[0])  # evicted: compiled again
+    assert c.stats["grammars"] == 4 and list(c._narrowed) == [narrowed[2], narrowed[0]]
+
+
 def test_titles_narrowed_to_the_candidates_shown(plain):
     """``titles="candidates"``: a recommendation names only the turn's candidates (sampled over
     seeds), its ranking puts them first in their exact likelihood order, then the rest of the

@@ -37,9 +37,10 @@ class GenerationParams(BaseModel):
     decoding: Literal["constrained", "free"] = Field(
         "constrained", description="constrained: LLM agents generate only legal turns (turn grammar, catalogue "
         "titles; interplay.backends.constrained); free: free text parsed afterwards")
-    titles: Literal["catalogue", "candidates"] = Field(
-        "catalogue", description="constrained decoding: recommendations name any catalogue title, or (runs with "
-        "--recommender-candidates) only the candidates shown at that turn")
+    titles: Literal["catalogue", "candidates", "new"] = Field(
+        "catalogue", description="constrained decoding: recommendations name any catalogue title; 'candidates' "
+        "(runs with --recommender-candidates) only the candidates shown at that turn; 'new' no title already "
+        "named in the episode, by either side (a recommender's turns only: a user names any)")
 
     def batch_key(self) -> tuple:
         """Requests with equal keys can share one generate call of a backend that takes one
@@ -71,7 +72,8 @@ class TurnConstraint(BaseModel):
     """What one generated turn may be: one of ``actions`` (for ``role``), naming titles of the
     registered catalogue ``catalogue`` only; ``prefill`` is the part of the turn already at the
     end of the prompt (e.g. ``<action>``). ``titles`` narrows the catalogue to these of its
-    titles for this turn (a recommender's candidates; None: the whole catalogue)."""
+    titles for this turn (a recommender's candidates; None: the whole catalogue); ``exclude``
+    takes these titles out of it (the titles already named in the episode, ``titles="new"``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -80,6 +82,12 @@ class TurnConstraint(BaseModel):
     catalogue: str | None = None
     prefill: str = ""
     titles: tuple[str, ...] | None = None
+    exclude: tuple[str, ...] = ()
+
+    @property
+    def narrowed(self) -> bool:
+        """Whether this turn may name only part of its catalogue (a grammar of its own)."""
+        return self.titles is not None or bool(self.exclude)
 
 
 def check_candidate_titles(generation: GenerationParams, candidates: int) -> None:
@@ -90,14 +98,18 @@ def check_candidate_titles(generation: GenerationParams, candidates: int) -> Non
 
 def constraint_titles(constraint: TurnConstraint, catalogues: dict[str, list[str]]) -> list[str] | None:
     """The titles ``constraint`` lets a turn name, given a backend's registered catalogues: its
-    catalogue's titles, narrowed to ``constraint.titles`` when given (None: any title)."""
+    catalogue's titles, narrowed to ``constraint.titles`` when given, less ``constraint.exclude``
+    (None: any title)."""
     if constraint.catalogue is None:
         return None
     titles = catalogues.get(constraint.catalogue, [])
-    if constraint.titles is None:
-        return titles
-    known = set(titles)
-    return [t for t in dict.fromkeys(constraint.titles) if t in known]
+    if constraint.titles is not None:
+        known = set(titles)
+        titles = [t for t in dict.fromkeys(constraint.titles) if t in known]
+    if constraint.exclude:
+        gone = set(constraint.exclude)
+        titles = [t for t in titles if t not in gone]
+    return titles
 
 
 @dataclass(frozen=True)

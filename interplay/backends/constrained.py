@@ -5,8 +5,9 @@ catalogue registered with the backend, the text already prefilled in the prompt)
 :class:`TurnConstrainer` (one per tokenizer) compiles the turn grammar of
 :mod:`interplay.turn_grammar` with llguidance once per (catalogue, actions, prefill), copies the
 compiled matcher for each request, and computes each row's allowed-token mask per decode step.
-A constraint narrowed to a few of the catalogue's ``titles`` (a recommender's candidates) compiles
-its own small grammar; the most recent :data:`NARROWED_CACHE` of those are kept.
+A constraint narrowed to a few of the catalogue's ``titles`` (a recommender's candidates) or with
+titles excluded (those already named in the episode) compiles its own grammar; the most recent
+:data:`NARROWED_CACHE` of those are kept.
 
 Why llguidance: on this machine's catalogue (14.6k titles) the grammar compiles in 0.28 s and a
 mask, unpacked for the decode loop, takes ~0.1 ms (``benchmarks/grammar_scaling.py``); xgrammar
@@ -33,8 +34,11 @@ import torch
 from interplay.backends.base import TurnConstraint, constraint_titles
 from interplay.turn_grammar import GrammarError, check_actions, token_literal, turn_grammar
 
-#: compiled grammars kept for constraints narrowed to a per-turn title list (each turn has its own)
+#: compiled grammars kept for constraints narrowed per turn (a title list or exclusions: each turn has its own)
 NARROWED_CACHE = 512
+#: and at most this many titles over all of them: a compiled grammar of the whole catalogue less a
+#: few titles (``titles="new"``) holds ~10 MB (14.6k titles, measured), a few candidates' next to nothing
+NARROWED_TITLES = 300_000
 
 
 def _limits(n_titles: int):
@@ -65,6 +69,7 @@ class TurnConstrainer:
         self._title_tokens: dict[str, int] = {}
         self._compiled: dict[TurnConstraint, object] = {}
         self._narrowed: OrderedDict[TurnConstraint, object] = OrderedDict()  # LRU, per-turn title lists
+        self._narrowed_titles: dict[TurnConstraint, int] = {}  # titles in each kept narrowed grammar
         #: seconds computing masks, rows masked, grammars compiled and their seconds
         self.stats = {"mask_s": 0.0, "masked_tokens": 0, "grammars": 0, "compile_s": 0.0}
         self._lock = threading.Lock()
@@ -111,15 +116,15 @@ class TurnConstrainer:
         import llguidance
 
         with self._lock:
-            cache = self._compiled if constraint.titles is None else self._narrowed
+            cache = self._narrowed if constraint.narrowed else self._compiled
             hit = cache.get(constraint)
             if hit is not None:
-                if constraint.titles is not None:
+                if constraint.narrowed:
                     self._narrowed.move_to_end(constraint)
                 return hit
             if constraint.catalogue is not None and constraint.catalogue not in self.catalogues:
                 raise GrammarError(f"catalogue {constraint.catalogue!r} was never registered with this backend")
-            if constraint.titles is not None and constraint.catalogue is None:
+            if constraint.narrowed and constraint.catalogue is None:
                 raise GrammarError("a constraint narrowed to titles needs the catalogue they come from")
             titles = constraint_titles(constraint, self.catalogues)  # spellable ones; None: any title
             check_actions(constraint.role, constraint.actions, titles is None or bool(titles))
@@ -136,8 +141,12 @@ class TurnConstrainer:
                     raise GrammarError(f"the prompt's prefill {constraint.prefill!r} does not start a legal turn: "
                                        f"{matcher.get_error()}")
             cache[constraint] = matcher
-            if len(self._narrowed) > NARROWED_CACHE:
-                self._narrowed.popitem(last=False)
+            if constraint.narrowed:
+                self._narrowed_titles[constraint] = len(titles or [])
+                while len(self._narrowed) > 1 and (len(self._narrowed) > NARROWED_CACHE or
+                                                   sum(self._narrowed_titles.values()) > NARROWED_TITLES):
+                    old, _ = self._narrowed.popitem(last=False)
+                    self._narrowed_titles.pop(old, None)
             return matcher
 
     def matcher(self, constraint: TurnConstraint):

@@ -73,7 +73,7 @@ class OpenAIChatBackend:
 
     def _grammar(self, c: TurnConstraint) -> tuple[str, list[str] | None]:
         titles = constraint_titles(c, self.catalogues)  # None: any title
-        if c.titles is not None:  # a per-turn title list: compiled for this turn only
+        if c.narrowed:  # a per-turn title list or exclusions: compiled for this turn only
             return turn_grammar(c.actions, titles, c.role), titles
         if c not in self._grammars:
             self._grammars[c] = turn_grammar(c.actions, titles, c.role)

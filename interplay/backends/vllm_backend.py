@@ -86,7 +86,7 @@ class VLLMBackend:
                 raise GrammarError(f"the vLLM backend takes the prefill {ACTION_OPEN!r} or none, not {c.prefill!r}")
             grammar = turn_grammar(c.actions, constraint_titles(c, self.catalogues), c.role,
                                    token_literal(self.tokenizer), after_action_open=bool(c.prefill))
-            if c.titles is not None:  # a per-turn title list (candidates): not kept
+            if c.narrowed:  # a per-turn title list (candidates) or exclusions: not kept
                 return grammar
             self._grammars[c] = grammar
         return self._grammars[c]
