@@ -70,6 +70,7 @@ class TurnConstrainer:
         self._compiled: dict[TurnConstraint, object] = {}
         self._narrowed: OrderedDict[TurnConstraint, object] = OrderedDict()  # LRU, per-turn title lists
         self._narrowed_titles: dict[TurnConstraint, int] = {}  # titles in each kept narrowed grammar
+        self._narrowed_total = 0  # their sum
         #: seconds computing masks, rows masked, grammars compiled and their seconds
         self.stats = {"mask_s": 0.0, "masked_tokens": 0, "grammars": 0, "compile_s": 0.0}
         self._lock = threading.Lock()
@@ -143,10 +144,11 @@ class TurnConstrainer:
             cache[constraint] = matcher
             if constraint.narrowed:
                 self._narrowed_titles[constraint] = len(titles or [])
-                while len(self._narrowed) > 1 and (len(self._narrowed) > NARROWED_CACHE or
-                                                   sum(self._narrowed_titles.values()) > NARROWED_TITLES):
+                self._narrowed_total += len(titles or [])
+                while len(self._narrowed) > 1 and (len(self._narrowed) > NARROWED_CACHE
+                                                   or self._narrowed_total > NARROWED_TITLES):
                     old, _ = self._narrowed.popitem(last=False)
-                    self._narrowed_titles.pop(old, None)
+                    self._narrowed_total -= self._narrowed_titles.pop(old)
             return matcher
 
     def matcher(self, constraint: TurnConstraint):
