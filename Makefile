@@ -30,7 +30,7 @@ browser:
 
 demo: install
 	rm -rf $(DEMO_OUT)
-	$(VENV)/bin/interplay simulate --user usersim --recommender recsim --episodes 8 --max-turns 10 --out $(DEMO_OUT)
+	$(VENV)/bin/interplay simulate --user usersim --recommender recsim --episodes 8 --max-turns 10 --first-speaker recommender --out $(DEMO_OUT)
 	$(VENV)/bin/interplay show $(DEMO_OUT) --episodes 8
 
 # retrain the shipped simulators (interplay/simulators/) from the data: resumable, see the script

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# The simulators' learning curve (issue 35): the shipped recipe (experiments/train_simulators.sh)
-# on 1,500 and on all 4,001 ReDial train dialogues (data/redial-all), against the shipped 500.
+# The simulators' learning curve (issue 35): the recipe of experiments/train_simulators.sh on the
+# first 500, 1,500 and all 4,001 ReDial train dialogues of data/redial-all (the 500 point is the
+# earlier shipped recipe, the 1,500 point the shipped pair).
 # Resumable and one heavy job at a time: rerun after an interruption; finished stages and
 # evaluations are skipped.
 #
-#   bash experiments/learning_curve.sh              # SIZES="1500 0" (0: all)
+#   bash experiments/learning_curve.sh              # SIZES="500 1500 0" (0: all)
 #   SIZES=1500 bash experiments/learning_curve.sh
 #
 # CPU budget (2 cores, bf16, docs/simulators.md): the whole-dialogue stage of the UserSim stays the
-# shipped 500-dialogue adapter (copied from BASE) and every size continues it with the decision
+# 500-dialogue adapter of the recipe (copied from BASE) and every size continues it with the decision
 # stage on its own data; the RecSim trains on each size. Measured here: the decision stage ~14 s
 # per step of 8 records, ~2 examples per record (1,500: ~1.5 h; 4,001: ~4 h), the RecSim ~10 s per
 # step (1,500: ~35 min; 4,001: ~1.5 h): about 7.5 h for both sizes, within the issue's 12.
@@ -19,22 +20,21 @@
 set -euo pipefail
 IP=${IP:-interplay}
 DATA=${DATA:-data/redial-all}
-SIZES=${SIZES:-"1500 0"}
+SIZES=${SIZES:-"500 1500 0"}
 BASE=${BASE:-runs/simulators}
 FID=${FID:-runs/fidelity/redial-test-curve}
-POINT500=${POINT500:-usersim:interplay/simulators/usersim}  # the 500-dialogue UserSim
 export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}
 
 [ -f "$DATA/train.jsonl" ] || { echo "$DATA: build it first (docs/data.md: data/redial-all)" >&2; exit 2; }
 [ -f "$BASE/usersim-dialogues/interplay_training.json" ] || { echo "$BASE/usersim-dialogues: train the shipped recipe first (make simulators)" >&2; exit 2; }
 
-users=(--user "$POINT500")
+users=()
 for n in $SIZES; do
   out=runs/curve-$([ "$n" = 0 ] && echo all || echo "$n")
   mkdir -p "$out"
   [ -d "$out/usersim-dialogues" ] || cp -r "$BASE/usersim-dialogues" "$out/usersim-dialogues"
   echo "== $out: training ($(date +%H:%M:%S))"
-  DATA=$DATA RECORDS=$n DECISION_DATA=$DATA DECISION_RECORDS=$n OUT=$out SHIP=0 REJECTIONS=${REJECTIONS:-templates} bash experiments/train_simulators.sh usersim recsim
+  DECISION_DATA=$DATA DECISION_RECORDS=$n RECSIM_DATA=$DATA RECSIM_RECORDS=$n OUT=$out SHIP=0 REJECTIONS=${REJECTIONS:-templates} bash experiments/train_simulators.sh usersim recsim
   echo "== $out: RecSim on ReDial test ($(date +%H:%M:%S))"
   [ -f "$out/recsim-redial-test/metrics.json" ] || $IP evaluate recommender --agent "recsim:$out/recsim" \
     --data data/redial --split test --out "$out/recsim-redial-test" --resume --no-progress

@@ -5,23 +5,28 @@
 # their model cards.
 #
 #   bash experiments/train_simulators.sh                 # both, the shipped recipe
-#   DATA=data/redial-all RECORDS=1500 bash experiments/train_simulators.sh recsim
+#   RECSIM_DATA=data/redial-all RECSIM_RECORDS=0 bash experiments/train_simulators.sh recsim
 #   REJECTIONS=people OUT=runs/sim-people SHIP=0 bash experiments/train_simulators.sh usersim
 #
 # UserSim: the two-stage recipe of docs/decisions.md as one adapter: stage 1 whole dialogues with
-# grounded facts and match counts (DATA, RECORDS), stage 2 the decision stage (short windows
-# around each answered recommendation, counterfactual negatives for half the records) continuing
-# stage 1's adapter, on DECISION_DATA's first DECISION_RECORDS train dialogues (default: DATA's;
-# the learning curve, experiments/learning_curve.sh, gives it more of data/redial-all, which this
-# script builds when named). RecSim: whole dialogues (DATA, RECORDS).
+# grounded facts and match counts (DATA, RECORDS: ReDial's 500 train dialogues), stage 2 the
+# decision stage (short windows around each answered recommendation, counterfactual negatives for
+# half the records) continuing stage 1's adapter, on DECISION_DATA's first DECISION_RECORDS train
+# dialogues. RecSim: whole dialogues (RECSIM_DATA, RECSIM_RECORDS). The shipped pair is the
+# learning curve's 1,500 point (experiments/learning_curve.sh, docs/simulators.md): both stage 2
+# and the RecSim on the first 1,500 of data/redial-all's 4,001 (its first 500 are data/redial's
+# train, in order), which this script builds when named. The earlier 500-dialogue recipe:
+# DECISION_DATA=data/redial DECISION_RECORDS=0 RECSIM_DATA=data/redial RECSIM_RECORDS=0.
 # Times on this machine's 2 cores and on a GPU: docs/simulators.md.
 set -euo pipefail
 IP=${IP:-interplay}
 DATA=${DATA:-data/redial}
 RECORDS=${RECORDS:-0}          # train on the first N train records (0: all of DATA)
 OUT=${OUT:-runs/simulators}
-DECISION_DATA=${DECISION_DATA:-$DATA}         # the UserSim's decision stage (stage 2): its data
-DECISION_RECORDS=${DECISION_RECORDS:-$RECORDS}  # and its first N train records (0: all)
+DECISION_DATA=${DECISION_DATA:-data/redial-all}  # the UserSim's decision stage (stage 2): its data
+DECISION_RECORDS=${DECISION_RECORDS:-1500}       # and its first N train records (0: all)
+RECSIM_DATA=${RECSIM_DATA:-data/redial-all}      # the RecSim's data
+RECSIM_RECORDS=${RECSIM_RECORDS:-1500}           # and its first N train records (0: all)
 SHIP=${SHIP:-1}                # 0: train only
 REJECTIONS=${REJECTIONS:-templates}  # the UserSim's counterfactual rejections: templates | people (ReDial seekers' words)
 # rank 16 on every linear layer of the attention and the MLP: 4.9M parameters, 19.6 MB in fp32
@@ -30,6 +35,7 @@ LORA=(--lora --lora-rank 16 --lora-alpha 32 --lora-targets q_proj,k_proj,v_proj,
 COMMON=(--epochs 1 --grad-accum 2 --save-steps 8 --resume --report-to none "${LORA[@]}")
 ON_DATA=(--data "$DATA" --max-train-records "$RECORDS")
 ON_DECISIONS=(--data "$DECISION_DATA" --max-train-records "$DECISION_RECORDS")
+ON_RECSIM=(--data "$RECSIM_DATA" --max-train-records "$RECSIM_RECORDS")
 export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}
 
 build() {  # build DIR: the ReDial data sets these recipes name, once (docs/data.md)
@@ -62,13 +68,14 @@ for role in "${roles[@]}"; do
         --rejections "$REJECTIONS" --decision-examples 1 --no-whole-dialogues
       r=user ;;
     recsim)
-      stage recsim --role recommender "${ON_DATA[@]}"
+      build "$RECSIM_DATA"
+      stage recsim --role recommender "${ON_RECSIM[@]}"
       r=recommender ;;
     *) echo "unknown simulator $role (usersim | recsim)" >&2; exit 2 ;;
   esac
   if [ "$SHIP" = 1 ]; then
     $IP simulators ship "$OUT/$role" --role "$r" \
-      --command "DATA=$DATA RECORDS=$RECORDS DECISION_DATA=$DECISION_DATA DECISION_RECORDS=$DECISION_RECORDS LR=${LR:-1e-3} REJECTIONS=$REJECTIONS bash experiments/train_simulators.sh $role"
+      --command "DATA=$DATA RECORDS=$RECORDS DECISION_DATA=$DECISION_DATA DECISION_RECORDS=$DECISION_RECORDS RECSIM_DATA=$RECSIM_DATA RECSIM_RECORDS=$RECSIM_RECORDS LR=${LR:-1e-3} REJECTIONS=$REJECTIONS bash experiments/train_simulators.sh $role"
     # no accept threshold ships with the UserSim: the one chosen on ReDial valid (0.661, 10 rejections,
     # ROC AUC 0.41) made it refuse its own target in 10 of 12 known-answer episodes (docs/simulators.md);
     # choose one with 'interplay evaluate calibrate' where a valid split has enough rejections

@@ -199,3 +199,10 @@ def test_an_adapter_training_resumes_from_its_last_saved_step(tiny_model_dir, tm
     assert steps == list(range(1, 9))  # one history: steps 1-4 from the checkpoint, 5-8 from the resumed run
     assert same(cut, whole)
     assert not same(tampered, whole)
+    # the model card's time: the resumed process timed only the last 4 steps, and says so
+    from interplay.simulators.ship import stage_time
+
+    timed = lambda f: json.loads((f / "interplay_training.json").read_text())["metrics"]["train"]  # noqa: E731
+    assert stage_time(timed(whole), 8) == f"{timed(whole)['train_runtime']:.0f}"
+    said = stage_time(timed(cut), 8)
+    assert said.startswith(f"{timed(cut)['train_runtime']:.0f} for the last 4 of 8 steps (resumed; ~"), said

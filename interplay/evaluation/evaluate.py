@@ -10,6 +10,7 @@ from interplay.evaluation.runner import ResultLog, run_turn_tasks
 from interplay.evaluation.tasks import recommender_turn_tasks
 from interplay.matchscore.location import matchscore_dir
 from interplay.protocol import Action, Role
+from interplay.run_checkpoints import pin_checkpoints
 from interplay.turn_grammar import check_actions
 
 RECOMMEND_FILE = "recommendations.jsonl"
@@ -25,7 +26,13 @@ def _records(cfg: EvalConfig):
 
 
 def _progress(disable: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), disable=disable)
@@ -60,6 +67,7 @@ def evaluate_user(cfg: EvalConfig, resume: bool = False, ray_address: str | None
     check_agent_spec(cfg.spec, Role.USER)
     cfg = with_decision_threshold(cfg)
     out = prepare_eval_dir(cfg, resume)
+    pin_checkpoints(out, [cfg.spec])
     records, catalogue = _records(cfg)
     ctx = PartContext(cfg, out, records, catalogue)
     parts = [p for p in user_parts().values() if p.name in cfg.parts]
@@ -124,6 +132,7 @@ def evaluate_recommender(cfg: EvalConfig, resume: bool = False, ray_address: str
     if cfg.force_recommend and cfg.generation.decoding == "constrained":
         check_actions(Role.RECOMMENDER, {Action.RECOMMEND}, len(catalogue) > 0)  # GrammarError before any work
     out = prepare_eval_dir(cfg, resume)
+    pin_checkpoints(out, [cfg.spec])
     scorer = MatchScorer(matchscore_dir(cfg.matchscore_encoder), catalogue)  # fail early if missing
     from interplay.agent_specs import sees_persona
 

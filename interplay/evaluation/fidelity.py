@@ -22,6 +22,7 @@ from interplay.evaluation.config import EvalConfig
 from interplay.evaluation.parts import check_parts, scorecard_parts
 from interplay.evaluation.scorecard import plot_scorecard, scorecard_markdown
 from interplay.evaluation.user_parts import BUILT_IN
+from interplay.run_checkpoints import recorded_checkpoint
 
 SCORECARD = "scorecard"
 #: the built-in scorecard parts (with the registered ones: interplay.evaluation.parts.scorecard_parts)
@@ -137,7 +138,7 @@ def agent_card(folder: Path, records) -> dict:
     metrics = json.loads((folder / "metrics.json").read_text())
     controls = decoded_with_controls(folder)
     card = {"agent": metrics["agent"] + (CONTROLS_SUFFIX if controls else ""), "folder": str(folder),
-            "repetition_controls": controls}
+            "repetition_controls": controls, "checkpoint": recorded_checkpoint(folder, metrics["agent"])}
     for part in scorecard_parts():
         if part.card is not None:
             card.update(part.card(folder, metrics, records))

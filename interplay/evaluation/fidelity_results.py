@@ -45,7 +45,7 @@ def scorecard_results(card: dict, command: str, measured: dt.date, source: str) 
     ``replay``. The figures a hint defines are named in the probe table's ``by construction`` column."""
     c = card["config"]
     thresholds = {a["agent"]: a.get("accept_threshold") for a in card["agents"]}
-    hashes = {a["agent"]: agent_checkpoint(a["agent"]) for a in card["agents"]}
+    hashes = {a["agent"]: a.get("checkpoint") or agent_checkpoint(a["agent"]) for a in card["agents"]}
     common = {"command": command, "data": c["data"], "split": c["split"], "source": source, "measured": measured}
     base = lambda a: {"agent": a["agent"], "checkpoint": hashes[a["agent"]], "threshold": thresholds[a["agent"]]}  # noqa: E731
 

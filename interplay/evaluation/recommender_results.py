@@ -9,9 +9,10 @@ import datetime as dt
 import json
 from pathlib import Path
 
-from interplay.evaluation.fidelity_results import agent_checkpoint
 from interplay.metrics.fidelity import paired_bootstrap
 from interplay.results_docs import Column, ResultsError, ResultTable
+from interplay.run_checkpoints import recorded_checkpoint
+
 
 def _mean(values):
     import numpy as np
@@ -56,7 +57,7 @@ def evaluation_row(folder: Path, metrics: dict | None = None) -> dict:
         "recall_at_10": _figure(rows, "recall_at_10") if ranked and depth >= 10 else None,
         "recall_at_50": _figure(rows, "recall_at_50") if ranked and depth >= 50 else None,
         "matchscore": _figure(rows, "matchscore"),
-        "checkpoint": agent_checkpoint(metrics["agent"]),
+        "checkpoint": recorded_checkpoint(folder, metrics["agent"]),
         "threshold": None,
     }
 

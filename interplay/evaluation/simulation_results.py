@@ -10,11 +10,16 @@ import datetime as dt
 import json
 from pathlib import Path
 
-from interplay.evaluation.fidelity_results import agent_checkpoint
-from interplay.metrics.behaviour import ROLE_FIGURES, episode_dialogue, record_dialogue, turn_values
+from interplay.metrics.behaviour import (
+    ROLE_FIGURES,
+    episode_dialogue,
+    record_dialogue,
+    turn_values,
+)
 from interplay.metrics.fidelity import paired_bootstrap
 from interplay.protocol import Role
 from interplay.results_docs import Column, ResultsError, ResultTable
+from interplay.run_checkpoints import recorded_checkpoint
 
 
 def _share(flags: list[bool]) -> dict | None:
@@ -85,8 +90,8 @@ def simulation_results(run_dirs: list[Path], command: str, notes: list[str] | No
     """The outcomes table and the behaviour table of runs on one data split (refused otherwise),
     beside the human dialogues of the records they used; with ``people`` (data folder, split),
     beside every human dialogue of that split instead (runs on data without any, e.g. the demo)."""
-    from interplay.decision_calibration import calibrated_threshold
     from interplay.agent_specs import AgentSpec, model_of
+    from interplay.decision_calibration import calibrated_threshold
     from interplay.metrics.core import outcome_class
 
     if not run_dirs:
@@ -110,11 +115,13 @@ def simulation_results(run_dirs: list[Path], command: str, notes: list[str] | No
             "cap": _share([e.termination.value == "max_turns" for e in episodes]),
             "errors": _share([e.termination.value not in ("accepted", "max_turns") for e in episodes]),
             "turns": _mean_over_dialogues([[float(e.num_turns)] for e in episodes]),
-            "checkpoint": agent_checkpoint(user), "recommender_checkpoint": agent_checkpoint(config["recommender"]),
+            "checkpoint": recorded_checkpoint(run_dir, user),
+            "recommender_checkpoint": recorded_checkpoint(run_dir, config["recommender"]),
             "threshold": threshold})
         behaviour_rows += _behaviour_rows(label, [episode_dialogue(e) for e in episodes],
-                                          {Role.USER: agent_checkpoint(user),
-                                           Role.RECOMMENDER: agent_checkpoint(config["recommender"])}, threshold)
+                                          {Role.USER: recorded_checkpoint(run_dir, user),
+                                           Role.RECOMMENDER: recorded_checkpoint(run_dir, config["recommender"])},
+                                          threshold)
         used |= {e.record_id for e in episodes}
     human = runs[0][3] if people is not None else [r for r in runs[0][3] if r.id in used]
     people_label = f"human ({Path(people[0]).name} {people[1]}, all)" if people is not None else \

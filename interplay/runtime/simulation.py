@@ -31,6 +31,7 @@ from interplay.episode_log import (
     summarize,
 )
 from interplay.protocol import Role
+from interplay.run_checkpoints import pin_checkpoints
 from interplay.run_folder import prepare_run_folder, write_json_atomic
 from interplay.runtime.env_settings import env_config
 from interplay.runtime.host_settings import HOST_RESUMABLE, HostSettings
@@ -253,6 +254,7 @@ def run_simulation(cfg: SimulationConfig, resume: bool = False, ray_address: str
         retriever = CandidateRetriever.for_data(cfg.data, data.catalogue, cfg.candidates_encoder)
     caps = turn_caps(cfg)  # read before touching the run dir
     prepare_run_folder(cfg.out, cfg, resume, what="run", marks=(EPISODES_FILE,))
+    pin_checkpoints(cfg.out, specs.values())
     plan = plan_episodes(cfg, data)
     run_dir = Path(cfg.out)
     started = ray_cluster.connect(address=ray_address)

@@ -69,12 +69,27 @@ def model_card(folder: Path, role: Role, command: str, figures: list[str], shipp
         steps = next((h.get("step") for h in reversed(s["log_history"]) if "train_runtime" in h), "?")
         valid = ", ".join(f"{x:.3f}" for x in m.get("valid_loss", [])) or "-"
         lines.append(f"| {i} | `{c['data']}` | {m.get('train_records')} | {m.get('train_examples')} | {c['epochs']} | "
-                     f"{steps} | {m.get('dtype')} | {m['train'].get('train_runtime', 0):.0f} | {valid} | {settings} |")
+                     f"{steps} | {m.get('dtype')} | {stage_time(m['train'], steps)} | {valid} | {settings} |")
     lines += ["", "## How it was made", "", f"    {command}", "",
               f"Code at commit `{_commit(Path(__file__).resolve().parents[2])}`. The time column is this "
-              "machine's (see `interplay_training.json` for the whole record).", "", "## Figures", ""]
+              "machine's (see `interplay_training.json` for the whole record). On a GPU each stage takes "
+              "about a minute: one H200 trained the same two UserSim stages (full fine-tuning, 500 "
+              "dialogues and 993 decision windows) in 48 s and 64 s against ~40 and 55 minutes on a "
+              "2-core CPU (`docs/results/training-recipe-h200-vs-cpu.json`); these adapters were not "
+              "timed on a GPU.", "", "## Figures", ""]
     lines += [f"- {f}" for f in figures] or ["- Not measured yet for this adapter: see docs/simulators.md."]
     return "\n".join(lines) + "\n"
+
+
+def stage_time(train: dict, steps: object) -> str:
+    """A stage's training time in seconds as the card shows it. A resumed stage's ``train_runtime``
+    covers only the last process, which ran ``train_steps_per_second`` x runtime of the steps: that
+    is said, with the whole stage at the same pace."""
+    runtime, rate = train.get("train_runtime", 0), train.get("train_steps_per_second")
+    done = round(rate * runtime) if rate else None
+    if isinstance(steps, int) and done is not None and 0 < done < steps - 1:
+        return f"{runtime:.0f} for the last {done} of {steps} steps (resumed; ~{steps / rate:.0f} at that pace)"
+    return f"{runtime:.0f}"
 
 
 def ship(folder: Path, role: Role, command: str, figures: list[str] | None = None, dest: Path | None = None) -> Path:
