@@ -3,7 +3,7 @@
 An agent spec such as ``usersim`` names a folder whose contents change when a simulator is
 retrained or shipped; a result table made later from the spec would name the new weights. So a
 simulation or an evaluation writes ``checkpoints.json`` (each agent spec's content hash,
-:func:`interplay.evaluation.fidelity_results.agent_checkpoint`) into its folder at the start, a
+:func:`current_checkpoint`) into its folder at the start, a
 resumption whose weights changed is refused (its rows would mix two models), and result tables
 read the hash from the folder (:func:`recorded_checkpoint`).
 """
@@ -21,13 +21,20 @@ NO_WEIGHTS = "-"
 
 
 def current_checkpoint(spec: str) -> str:
-    """The content hash of the weights ``spec`` runs now (``-`` for an agent without weights)."""
-    from interplay.evaluation.fidelity_results import agent_checkpoint
-    from interplay.results_docs import ResultsError
+    """The content hash of the weights ``spec`` runs now (``-`` for an agent without weights, or
+    whose folder holds no model files)."""
+    from interplay.agent_specs import AgentSpec, model_of
+    from interplay.backends.default_model import resolve_model_path
+    from interplay.results_docs import ResultsError, checkpoint_hash
 
+    model = model_of(AgentSpec.parse(spec))
+    if model is not None:
+        model = resolve_model_path(model)
+    if not model or not Path(model).is_dir():
+        return NO_WEIGHTS
     try:
-        return agent_checkpoint(spec)
-    except ResultsError:  # a folder without model files: nothing to pin
+        return checkpoint_hash(Path(model))
+    except ResultsError:
         return NO_WEIGHTS
 
 

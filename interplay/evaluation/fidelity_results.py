@@ -9,23 +9,16 @@ import json
 from pathlib import Path
 
 from interplay.metrics.fidelity import SLICES
-from interplay.results_docs import Column, ResultsError, ResultTable, checkpoint_hash
+from interplay.results_docs import Column, ResultsError, ResultTable
 
 
 def agent_checkpoint(spec: str) -> str:
     """The content hash of the weights an agent spec runs (``-`` for agents without weights); a
     scorecard name with ``+controls`` (decoded with repetition controls) names the same weights."""
-    from interplay.agent_specs import AgentSpec, model_of
-    from interplay.backends.default_model import resolve_model_path
     from interplay.evaluation.fidelity import CONTROLS_SUFFIX
+    from interplay.run_checkpoints import current_checkpoint
 
-    parsed = AgentSpec.parse(spec.removesuffix(CONTROLS_SUFFIX))
-    model = model_of(parsed)
-    if model is not None:
-        model = resolve_model_path(model)
-    if not model or not Path(model).is_dir():
-        return "-"
-    return checkpoint_hash(Path(model))
+    return current_checkpoint(spec.removesuffix(CONTROLS_SUFFIX))
 
 
 def _figure(fig: dict | None, n: int | None = None) -> dict | None:
