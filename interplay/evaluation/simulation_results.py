@@ -10,12 +10,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
-from interplay.metrics.behaviour import (
-    ROLE_FIGURES,
-    episode_dialogue,
-    record_dialogue,
-    turn_values,
-)
+from interplay.metrics.behaviour import ROLE_FIGURES, episode_dialogue, record_dialogue, turn_values
 from interplay.metrics.fidelity import paired_bootstrap
 from interplay.protocol import Role
 from interplay.results_docs import Column, ResultsError, ResultTable
@@ -107,6 +102,8 @@ def simulation_results(run_dirs: list[Path], command: str, notes: list[str] | No
         model = model_of(AgentSpec.parse(user))
         threshold = calibrated_threshold(model) if model and Path(model).is_dir() else None
         outcomes = [outcome_class(e) for e in episodes]
+        hashes = {Role.USER: recorded_checkpoint(run_dir, user),
+                  Role.RECOMMENDER: recorded_checkpoint(run_dir, config["recommender"])}
         label = f"simulated: {user} / {config['recommender']}"
         outcome_rows.append({
             "dialogues": label, "episodes": len(episodes),
@@ -115,13 +112,9 @@ def simulation_results(run_dirs: list[Path], command: str, notes: list[str] | No
             "cap": _share([e.termination.value == "max_turns" for e in episodes]),
             "errors": _share([e.termination.value not in ("accepted", "max_turns") for e in episodes]),
             "turns": _mean_over_dialogues([[float(e.num_turns)] for e in episodes]),
-            "checkpoint": recorded_checkpoint(run_dir, user),
-            "recommender_checkpoint": recorded_checkpoint(run_dir, config["recommender"]),
+            "checkpoint": hashes[Role.USER], "recommender_checkpoint": hashes[Role.RECOMMENDER],
             "threshold": threshold})
-        behaviour_rows += _behaviour_rows(label, [episode_dialogue(e) for e in episodes],
-                                          {Role.USER: recorded_checkpoint(run_dir, user),
-                                           Role.RECOMMENDER: recorded_checkpoint(run_dir, config["recommender"])},
-                                          threshold)
+        behaviour_rows += _behaviour_rows(label, [episode_dialogue(e) for e in episodes], hashes, threshold)
         used |= {e.record_id for e in episodes}
     human = runs[0][3] if people is not None else [r for r in runs[0][3] if r.id in used]
     people_label = f"human ({Path(people[0]).name} {people[1]}, all)" if people is not None else \
