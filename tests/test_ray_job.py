@@ -146,8 +146,10 @@ def test_two_node_cluster_spreads_the_replicas(tmp_path, tiny_model_dir):
             assert head.poll() is None, head.stdout.read()
             assert time.time() < deadline, "the head's job API did not come up"
             time.sleep(2)
+        # the second node gets its own temp dir: two nodes on one machine sharing one session dir share
+        # one runtime_resources folder, and one node's agent can evict the working dir the other runs in
         nodes.append(start_node(ray, env, tmp_path, ["--address", f"127.0.0.1:{gcs}", "--num-cpus", "2",
-                                                      "--num-gpus", "1"]))
+                                                      "--num-gpus", "1", "--temp-dir", str(temp / "node2")]))
         deadline = time.time() + 180
         while True:  # wait until the cluster has both nodes' CPUs
             st = subprocess.run([ray, "status", "--address", f"127.0.0.1:{gcs}"], env=env, capture_output=True,
@@ -177,6 +179,7 @@ def test_two_node_cluster_spreads_the_replicas(tmp_path, tiny_model_dir):
         for r in placed["replicas"]:  # a replica's host talks to a server on its own node
             assert {n["node_id"] for n in r["model_servers"].values()} == {r["agent_host"]["node_id"]}
             assert all(len(n["gpu_ids"]) == 1 for n in r["model_servers"].values())
+        assert any((temp / "node2").glob("session_*/runtime_resources"))  # the second node kept its own
     finally:
         for proc in reversed(nodes):
             stop_node(proc)
