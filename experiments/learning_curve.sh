@@ -26,7 +26,9 @@ FID=${FID:-runs/fidelity/redial-test-curve}
 export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}
 
 [ -f "$DATA/train.jsonl" ] || { echo "$DATA: build it first (docs/data.md: data/redial-all)" >&2; exit 2; }
-[ -f "$BASE/usersim-dialogues/interplay_training.json" ] || { echo "$BASE/usersim-dialogues: train the shipped recipe first (make simulators)" >&2; exit 2; }
+# the UserSim's whole-dialogue stage (500 dialogues, ~25 min here), shared by every size: trained
+# once into BASE when missing (make simulators trains it too)
+[ -f "$BASE/usersim-dialogues/interplay_training.json" ] || OUT=$BASE SHIP=0 bash experiments/train_simulators.sh usersim-dialogues
 
 users=()
 for n in $SIZES; do

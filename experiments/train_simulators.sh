@@ -67,11 +67,14 @@ for role in "${roles[@]}"; do
         "${ON_DECISIONS[@]}" \
         --rejections "$REJECTIONS" --decision-examples 1 --no-whole-dialogues
       r=user ;;
+    usersim-dialogues)  # stage 1 alone (experiments/learning_curve.sh continues it per size); never shipped
+      stage usersim-dialogues --role user --grounding-match "${ON_DATA[@]}"
+      continue ;;
     recsim)
       build "$RECSIM_DATA"
       stage recsim --role recommender "${ON_RECSIM[@]}"
       r=recommender ;;
-    *) echo "unknown simulator $role (usersim | recsim)" >&2; exit 2 ;;
+    *) echo "unknown simulator $role (usersim | recsim | usersim-dialogues)" >&2; exit 2 ;;
   esac
   if [ "$SHIP" = 1 ]; then
     $IP simulators ship "$OUT/$role" --role "$r" \
