@@ -16,7 +16,7 @@
 # Then per size: the UserSim's decisions per slice and its replays on ReDial test (decoded with the
 # simulation's repetition controls, as the shipped one is judged), beside the 500-dialogue point, in
 # one scorecard of their own ($FID); the RecSim's forced recommendations on ReDial test (MatchScore,
-# Recall@1, and Recall@10 from a beam of 50 over the catalogue's title trie: ~40 min per size here). No accept threshold: ReDial valid has too few rejections to choose one on (docs/simulators.md).
+# Recall@1, and Recall@10 from a beam of 50 over the catalogue's title trie: ~17-19 min per size here, measured 2026-12-07). No accept threshold: ReDial valid has too few rejections to choose one on (docs/simulators.md).
 set -euo pipefail
 IP=${IP:-interplay}
 DATA=${DATA:-data/redial-all}
