@@ -25,11 +25,8 @@ BASE=${BASE:-runs/simulators}
 FID=${FID:-runs/fidelity/redial-test-curve}
 export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}
 
-# the data sets named here, built once when missing (docs/data.md)
-[ -f data/redial/train.jsonl ] || $IP data build --source redial --path ../shared/data/redial --out data/redial --no-progress
-[ -f "$DATA/train.jsonl" ] || [ "$DATA" != data/redial-all ] || $IP data build --source redial \
-  --path ../shared/data/redial --path ../shared/data/redial-more --path ../shared/data/redial-extra --out "$DATA" --no-progress
-[ -f "$DATA/train.jsonl" ] || { echo "$DATA: build it first (docs/data.md: data/redial-all)" >&2; exit 2; }
+# data/redial and $DATA: train_simulators.sh builds them when missing (its build(), docs/data.md),
+# in the calls below, before any evaluation reads them
 # the MatchScore item encoder the RecSim's evaluation reads (~8 min here), trained once when missing
 [ -f "${INTERPLAY_CACHE:-$HOME/.cache/interplay}/matchscore/encoder.pt" ] || $IP matchscore train
 # the UserSim's whole-dialogue stage (500 dialogues, ~25 min here), shared by every size: trained
