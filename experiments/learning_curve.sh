@@ -6,7 +6,8 @@
 # evaluations are skipped.
 #
 #   bash experiments/learning_curve.sh              # SIZES="500 1500 0" (0: all)
-#   SIZES=1500 bash experiments/learning_curve.sh
+#   SIZES=1500 bash experiments/learning_curve.sh   # trains one size; the scorecard still has every
+#                                                   # size's UserSim found (FID_SIZES, default all three)
 #
 # CPU budget (2 cores, bf16, docs/simulators.md): the whole-dialogue stage of the UserSim stays the
 # 500-dialogue adapter of the recipe (copied from BASE) and every size continues it with the decision
@@ -33,7 +34,6 @@ export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}
 # once into BASE when missing (make simulators trains it too)
 [ -f "$BASE/usersim-dialogues/interplay_training.json" ] || OUT=$BASE SHIP=0 bash experiments/train_simulators.sh usersim-dialogues
 
-users=()
 for n in $SIZES; do
   out=runs/curve-$([ "$n" = 0 ] && echo all || echo "$n")
   mkdir -p "$out"
@@ -43,7 +43,15 @@ for n in $SIZES; do
   echo "== $out: RecSim on ReDial test ($(date +%H:%M:%S))"
   [ -f "$out/recsim-redial-test-rank10/metrics.json" ] || $IP evaluate recommender --agent "recsim:$out/recsim" \
     --data data/redial --split test --rank-items 10 --rank-beam 50 --out "$out/recsim-redial-test-rank10" --resume --no-progress
-  users+=(--user "usersim:$out/usersim")
+done
+
+# the scorecard holds every size's UserSim that exists (FID_SIZES), so a run of one size still gives
+# the whole curve in one table. An adapter lost with a machine comes back from git, same weights:
+# 500 from fb5caa5, 1,500 from 5491959 (git show REV:interplay/simulators/usersim/FILE, each file)
+users=()
+for n in ${FID_SIZES:-500 1500 0}; do
+  out=runs/curve-$([ "$n" = 0 ] && echo all || echo "$n")
+  [ -f "$out/usersim/adapter_config.json" ] && users+=(--user "usersim:$out/usersim")
 done
 
 echo "== decisions and replays on ReDial test ($(date +%H:%M:%S))"
