@@ -34,8 +34,11 @@ export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}
 # once into BASE when missing (make simulators trains it too)
 [ -f "$BASE/usersim-dialogues/interplay_training.json" ] || OUT=$BASE SHIP=0 bash experiments/train_simulators.sh usersim-dialogues
 
+# a size's folder: runs/curve-N, runs/curve-all for 0 (all)
+curve_dir() { echo "runs/curve-$([ "$1" = 0 ] && echo all || echo "$1")"; }
+
 for n in $SIZES; do
-  out=runs/curve-$([ "$n" = 0 ] && echo all || echo "$n")
+  out=$(curve_dir "$n")
   mkdir -p "$out"
   [ -d "$out/usersim-dialogues" ] || cp -r "$BASE/usersim-dialogues" "$out/usersim-dialogues"
   echo "== $out: training ($(date +%H:%M:%S))"
@@ -50,7 +53,7 @@ done
 # 500 from fb5caa5, 1,500 from 5491959 (git show REV:interplay/simulators/usersim/FILE, each file)
 users=()
 for n in ${FID_SIZES:-500 1500 0}; do
-  out=runs/curve-$([ "$n" = 0 ] && echo all || echo "$n")
+  out=$(curve_dir "$n")
   [ -f "$out/usersim/adapter_config.json" ] && users+=(--user "usersim:$out/usersim")
 done
 
